@@ -1,0 +1,3 @@
+from gexsrv.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""make_app: the one route list, and the /health report."""
+
+import asyncio
+import time
+
+from tornado.web import Application
+
+from gexsrv import __version__, handlers
+
+
+def health_report(settings, store, buffer, writer, started):
+    async def report():
+        pending = await asyncio.to_thread(store.pending_history_jobs) if store.reader is not None else None
+        return {
+            "status": "ok" if store.state == "writable" else "degraded",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - started, 3),
+            "storage": {"state": store.state, "path": store.path, "error": store.error},
+            "buffer": {"depth": len(buffer), "max": buffer.max_records, "rejected": buffer.rejected},
+            "writer": {
+                "busy": writer.busy, "last_flush_at": writer.last_flush_at,
+                "last_flush_ms": writer.last_flush_ms, "last_batch": writer.last_batch,
+                "failed_batches": writer.failed_batches,
+            },
+            "stored_since_start": dict(writer.stored),
+            "history": {"pending_jobs": pending},
+        }
+    return report
+
+
+def make_app(settings, store, buffer, writer):
+    health = health_report(settings, store, buffer, writer, time.monotonic())
+    return Application(
+        [
+            (r"/health", handlers.HealthHandler, dict(health=health)),
+            (r"/gex", handlers.GexHandler, dict(buffer=buffer)),
+        ],
+        default_handler_class=handlers.NotFoundHandler,
+        serve_traceback=settings.debug,
+        gexsrv=settings,
+    )

@@ -1,0 +1,46 @@
+"""Command line: `gexsrv [serve] [flags]` (the default), `gexsrv import ...`, `gexsrv validate ...`."""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from gexsrv import __version__, deps
+
+COMMANDS = ("serve",)
+
+
+def serve_parser(defaults):
+    from gexsrv import settings
+
+    parser = argparse.ArgumentParser(
+        prog="python -m gexsrv",
+        description="Capture server for GEX data: POST /gex, GET /health; DuckDB + Parquet in --data-dir.",
+        epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags.",
+    )
+    parser.add_argument("--version", action="version", version=f"gexsrv {__version__}")
+    settings.add_arguments(parser, defaults)
+    return parser
+
+
+def run_serve(argv):
+    from gexsrv import server, settings
+
+    defaults = settings.read_toml(settings.default_config_path())
+    args = serve_parser(defaults).parse_args(argv)
+    conf = settings.load(args)
+    logging.basicConfig(
+        level=logging.DEBUG if conf.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(server.serve(conf))
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    missing = deps.problems()
+    if missing:
+        print(deps.message(missing), file=sys.stderr)
+        sys.exit(3)
+    command = argv.pop(0) if argv and argv[0] in COMMANDS else "serve"
+    {"serve": run_serve}[command](argv)

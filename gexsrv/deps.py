@@ -1,0 +1,48 @@
+"""Check the runtime dependencies before anything imports them, so a broken install fails with one clear message."""
+
+import importlib
+import importlib.metadata
+
+# (import name, distribution name, oldest version that works)
+REQUIRED = [
+    ("tornado", "tornado", "6.4"),
+    ("duckdb", "duckdb", "1.2"),
+    ("polars", "polars", "1.0"),
+    ("pyarrow", "pyarrow", "15.0"),
+    ("msgspec", "msgspec", "0.18"),
+    ("dotenv", "python-dotenv", "1.0"),
+]
+
+
+def _as_tuple(version):
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def problems():
+    """One line per missing or too-old dependency; empty when all is well."""
+    found = []
+    for module, dist, oldest in REQUIRED:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            found.append(f"{dist} >= {oldest}: missing ({exc})")
+            continue
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "0"
+        if _as_tuple(version) < _as_tuple(oldest):
+            found.append(f"{dist} >= {oldest}: found {version}, too old")
+    return found
+
+
+def message(lines):
+    return "\n".join(
+        ["gexsrv cannot start, these dependencies are missing or too old:"]
+        + [f"  - {line}" for line in lines]
+        + ["Install them with:  python -m pip install -e .   (or run `make run`, which sets up .venv)"]
+    )

@@ -1,0 +1,114 @@
+"""Thin HTTP handlers: read the body, decode it, hand it to the buffer, await the commit, reply in JSON."""
+
+import time
+
+import msgspec
+from tornado.web import HTTPError, RequestHandler, stream_request_body
+
+from gexsrv.buffer import Overloaded
+from gexsrv.payloads import PayloadError, decode_gex
+from gexsrv.store import StorageError
+
+
+class ApiError(HTTPError):
+    """An error reply: `error` is what went wrong, `field` the JSON path it concerns, if any."""
+
+    def __init__(self, status, error, field=None, retry_after=None):
+        super().__init__(status, reason=None)
+        self.error = error
+        self.field = field
+        self.retry_after = retry_after
+
+
+class BaseHandler(RequestHandler):
+    def initialize(self, **deps):
+        for name, value in deps.items():
+            setattr(self, name, value)
+
+    @property
+    def conf(self):
+        """The gexsrv Settings (set_default_headers runs before initialize, so they live in the Application)."""
+        return self.application.settings["gexsrv"]
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Access-Control-Allow-Origin", self.conf.cors_origin)
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Signature")
+
+    def options(self, *args):
+        self.set_status(204)
+        self.finish()
+
+    def reply(self, status, body):
+        self.set_status(status)
+        self.finish(msgspec.json.encode(body))
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None))[1]
+        body = {"status": "error", "error": self._reason}
+        if isinstance(exc, ApiError):
+            body["error"] = exc.error
+            if exc.field:
+                body["field"] = exc.field
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(exc.retry_after))
+        elif isinstance(exc, HTTPError) and exc.log_message:
+            body["error"] = exc.log_message
+        self.finish(msgspec.json.encode(body))
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise ApiError(404, f"no such path: {self.request.path}")
+
+
+class HealthHandler(BaseHandler):
+    async def get(self):
+        self.reply(200, await self.health())
+
+
+@stream_request_body
+class IngestHandler(BaseHandler):
+    """Reads the body as it streams in, so an oversized one is refused from its Content-Length alone."""
+
+    def prepare(self):
+        self.chunks = []
+        self.size = 0
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.conf.max_body_bytes:
+            raise ApiError(413, f"body of {declared} bytes is over the {self.conf.max_body_bytes}-byte limit")
+
+    def data_received(self, chunk):
+        self.size += len(chunk)
+        if self.size <= self.conf.max_body_bytes:
+            self.chunks.append(chunk)
+
+    def body(self):
+        if self.size > self.conf.max_body_bytes:
+            raise ApiError(413, f"body is over the {self.conf.max_body_bytes}-byte limit")
+        return b"".join(self.chunks)
+
+    async def commit(self, record):
+        """Wait until the record's group commit is on disk: True if stored, False if it was a duplicate."""
+        try:
+            waiter = self.buffer.put(record)
+        except Overloaded as exc:
+            raise ApiError(503, f"server busy: {exc}", retry_after=self.conf.retry_after_seconds)
+        try:
+            return await waiter
+        except StorageError as exc:
+            raise ApiError(503, f"not stored, commit failed: {exc}", retry_after=self.conf.retry_after_seconds)
+
+
+class GexHandler(IngestHandler):
+    async def post(self):
+        try:
+            record = decode_gex(self.body(), self.conf.default_endpoint, round(time.time() * 1000))
+        except PayloadError as exc:
+            raise ApiError(400, exc.reason, field=exc.field)
+        stored = await self.commit(record)
+        self.reply(202, {
+            "status": "ok", "ticker": record.ticker, "endpoint": record.endpoint, "kind": record.kind,
+            "timestamp": record.timestamp_ms, "duplicate": not stored,
+        })

@@ -1,0 +1,71 @@
+"""All DDL: the established tables as gexsrv adopts them, its own tables, and additive migrations.
+
+Rules (CONTRACT section 4): an existing gex_data.db is adopted as it is; changes are additive only (new tables,
+new columns, indexes); no statement here drops, deletes, updates or rewrites an existing row.
+"""
+
+# Created only when absent, in the established layout, so a fresh database looks like an adopted one.
+LEGACY_TABLES = [
+    """CREATE TABLE IF NOT EXISTS gex_snapshots (
+        timestamp BIGINT, ticker VARCHAR, spot_price DOUBLE, zero_gamma DOUBLE, net_gex DOUBLE,
+        min_dte INTEGER, sec_min_dte INTEGER, major_pos_vol DOUBLE, major_pos_oi DOUBLE,
+        major_neg_vol DOUBLE, major_neg_oi DOUBLE, sum_gex_vol DOUBLE, sum_gex_oi DOUBLE,
+        delta_risk_reversal DOUBLE, max_priors VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS gex_strikes (
+        timestamp BIGINT, ticker VARCHAR, strike DOUBLE, gamma DOUBLE, oi_gamma DOUBLE, priors DOUBLE[])""",
+]
+
+# (table, column, type): what gexsrv adds to the established tables. Legacy rows read NULL in them.
+ADDED_COLUMNS = [
+    ("gex_snapshots", "endpoint", "VARCHAR"),
+    ("gex_snapshots", "received_at", "BIGINT"),  # epoch ms, the table's unit
+    ("gex_snapshots", "source", "VARCHAR"),  # 'live', or 'history:<job id>'
+    ("gex_strikes", "endpoint", "VARCHAR"),
+]
+
+GEX_TABLES = [
+    """CREATE TABLE IF NOT EXISTS gex_majors (
+        timestamp BIGINT NOT NULL, ticker VARCHAR NOT NULL, endpoint VARCHAR NOT NULL,
+        spot DOUBLE, zero_gamma DOUBLE, mpos_vol DOUBLE, mpos_oi DOUBLE, mneg_vol DOUBLE, mneg_oi DOUBLE,
+        net_gex_vol DOUBLE, net_gex_oi DOUBLE, received_at BIGINT, source VARCHAR,
+        PRIMARY KEY (ticker, endpoint, timestamp))""",
+    """CREATE TABLE IF NOT EXISTS gex_maxchange (
+        timestamp BIGINT NOT NULL, ticker VARCHAR NOT NULL, endpoint VARCHAR NOT NULL,
+        current_strike DOUBLE, current_value DOUBLE, one_strike DOUBLE, one_value DOUBLE,
+        five_strike DOUBLE, five_value DOUBLE, ten_strike DOUBLE, ten_value DOUBLE,
+        fifteen_strike DOUBLE, fifteen_value DOUBLE, thirty_strike DOUBLE, thirty_value DOUBLE,
+        received_at BIGINT, source VARCHAR,
+        PRIMARY KEY (ticker, endpoint, timestamp))""",
+    """CREATE TABLE IF NOT EXISTS gex_history_queue (
+        id BIGINT PRIMARY KEY, url VARCHAR, ticker VARCHAR, endpoint VARCHAR,
+        status VARCHAR NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
+        bytes BIGINT, rows_imported BIGINT, snapshots_imported BIGINT, sha256 VARCHAR, file_path VARCHAR,
+        created_at TIMESTAMPTZ DEFAULT current_timestamp, updated_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS gexsrv_migrations (
+        name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+]
+
+# Legacy rows have a NULL endpoint, and NULLs never collide in a unique index, so the legacy duplicates stay
+# valid while every row gexsrv writes is unique on (ticker, endpoint, timestamp).
+SNAPSHOT_KEY = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS gex_snapshots_key ON gex_snapshots (ticker, endpoint, timestamp)"
+)
+
+
+def columns(con, table):
+    return {name for (name,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'", [table]
+    ).fetchall()}
+
+
+def apply(con):
+    """Bring a new or established database up to what gexsrv needs, additively, in one transaction."""
+    con.begin()
+    for ddl in LEGACY_TABLES + GEX_TABLES:
+        con.execute(ddl)
+    for table, column, sqltype in ADDED_COLUMNS:
+        if column not in columns(con, table):
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {sqltype}')
+            con.execute("INSERT INTO gexsrv_migrations (name) VALUES (?)", [f"add {table}.{column}"])
+    con.execute(SNAPSHOT_KEY)
+    con.commit()

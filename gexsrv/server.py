@@ -1,0 +1,43 @@
+"""serve(settings): open the store, start the writer and the HTTP server, and shut down cleanly on a signal."""
+
+import asyncio
+import logging
+import signal
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from gexsrv.app import make_app
+from gexsrv.buffer import Buffer
+from gexsrv.store import Store
+from gexsrv.writer import Writer
+
+log = logging.getLogger("gexsrv")
+
+
+async def serve(settings):
+    store = Store(settings.data_dir)
+    store.open()
+    writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
+    writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)
+    app = make_app(settings, store, writer.buffer, writer)
+    # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
+    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
+    sockets = bind_sockets(settings.port, settings.host)
+    server.add_sockets(sockets)
+    writer.start()
+    host, port = sockets[0].getsockname()[:2]
+    log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, store.path, store.state)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: no new connections, committing what is buffered")
+    server.stop()
+    await writer.close()
+    await server.close_all_connections()
+    store.close()
+    log.info("stopped")

@@ -1,0 +1,100 @@
+"""One Settings value: conf/gexsrv.toml < --config file < environment (and .env) < command-line flags.
+
+The Settings struct is the single table of every setting: its name, type, limits and help text. Defaults live
+in conf/gexsrv.toml, so operators read and change them in one file.
+"""
+
+import argparse
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from dotenv import dotenv_values
+
+
+def _setting(help_text, env=(), **limits):
+    return msgspec.Meta(description=help_text, extra={"env": list(env)}, **limits)
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    host: Annotated[str, _setting("address to listen on")]
+    port: Annotated[int, _setting("TCP port to listen on (0 picks a free one)", ge=0, le=65535)]
+    debug: Annotated[bool, _setting("debug logging and tracebacks in error replies")]
+    data_dir: Annotated[str, _setting("folder holding gex_data.db, source/ and parquet/")]
+    max_body_bytes: Annotated[int, _setting("largest accepted request body, in bytes (413 above)", ge=1)]
+    flush_interval_ms: Annotated[float, _setting("how often the buffer is checked for a flush, in ms", gt=0)]
+    flush_max_records: Annotated[int, _setting("most payloads committed in one transaction", ge=1)]
+    buffer_max_records: Annotated[int, _setting("payloads waiting past which requests get 503", ge=1)]
+    retry_after_seconds: Annotated[int, _setting("Retry-After sent with 503 replies", ge=0)]
+    default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
+    cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
+    gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller", env=["GEXBOT_API_KEY"])]
+    poll_interval: Annotated[float, _setting("seconds between gexbot API polls", gt=0)]
+
+
+FIELDS = msgspec.inspect.type_info(Settings).fields
+DEFAULTS_FILE = "gexsrv.toml"
+
+
+def default_config_path():
+    """conf/gexsrv.toml of the working directory, of the source tree, or of the installed prefix."""
+    candidates = [Path.cwd() / "conf", Path(__file__).resolve().parent.parent / "conf", Path(sys.prefix) / "conf"]
+    for folder in candidates:
+        if (folder / DEFAULTS_FILE).is_file():
+            return folder / DEFAULTS_FILE
+    raise SystemExit(f"gexsrv: no conf/{DEFAULTS_FILE} found (looked in {', '.join(map(str, candidates))})")
+
+
+def env_names(field):
+    return [f"GEXSRV_{field.name.upper()}"] + field.type.extra["env"]
+
+
+def read_toml(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SystemExit(f"gexsrv: cannot read config {path}: {exc}")
+
+
+def from_environment(environ):
+    values = {}
+    for field in FIELDS:
+        for name in env_names(field):
+            if environ.get(name, "") != "":
+                values[field.name] = environ[name]
+                break
+    return values
+
+
+def add_arguments(parser, defaults):
+    parser.add_argument("--config", metavar="FILE", help="a TOML file whose keys override conf/gexsrv.toml")
+    for field in FIELDS:
+        flag = "--" + field.name.replace("_", "-")
+        envs = ", ".join(env_names(field))
+        help_text = f"{field.type.extra_json_schema['description']} (default: {defaults.get(field.name)!r}; env {envs})"
+        if isinstance(field.type.type, msgspec.inspect.BoolType):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, metavar=field.name.upper(), help=help_text)
+
+
+def load(args, environ=None, cwd="."):
+    """Settings from the defaults file, args.config, the environment plus ./.env, and the parsed flags."""
+    environ = {**dotenv_values(Path(cwd) / ".env"), **(os.environ if environ is None else environ)}
+    merged = read_toml(default_config_path())
+    config = args.config or environ.get("GEXSRV_CONFIG")
+    if config:
+        merged.update(read_toml(config))
+    merged.update(from_environment(environ))
+    merged.update({f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name, None) is not None})
+    unknown = sorted(set(merged) - {f.name for f in FIELDS})
+    if unknown:
+        raise SystemExit(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")
+    try:
+        return msgspec.convert(merged, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"gexsrv: invalid setting: {exc}".replace("`$.", "`"))

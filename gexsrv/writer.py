@@ -1,0 +1,91 @@
+"""Group commit: drain the buffer on one writer thread, commit each batch in one transaction, answer its requests.
+
+While one batch commits (DuckDB releases the GIL), handlers keep filling the buffer with the next one.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from tornado.ioloop import PeriodicCallback
+
+from gexsrv.store import StorageError
+
+log = logging.getLogger("gexsrv.writer")
+
+
+class Writer:
+    def __init__(self, store, buffer, interval_ms, max_records):
+        self.store = store
+        self.buffer = buffer
+        self.max_records = max_records
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-writer")
+        self.timer = PeriodicCallback(self.flush, interval_ms)
+        self.busy = False
+        self.last_flush_at = None  # epoch seconds
+        self.last_flush_ms = None
+        self.last_batch = 0
+        self.stored = Counter()
+        self.failed_batches = 0
+
+    def start(self):
+        self.timer.start()
+
+    def kick(self):
+        """Start a flush on the next loop turn if the writer is idle (requests of this turn join the batch)."""
+        if not self.busy:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self):
+        if self.busy or not self.buffer:
+            return
+        batch = self.buffer.drain(self.max_records)
+        self.busy = True
+        started = time.perf_counter()
+        done = asyncio.get_running_loop().run_in_executor(
+            self.executor, self.store.write, [record for record, _ in batch])
+        done.add_done_callback(lambda fut: self._answer(batch, started, fut))
+
+    def _answer(self, batch, started, fut):
+        self.busy = False
+        self.last_flush_at = time.time()
+        self.last_flush_ms = (time.perf_counter() - started) * 1000
+        self.last_batch = len(batch)
+        if fut.exception() is not None:
+            self._fail(batch, fut.exception())
+        else:
+            for (record, waiter), stored in zip(batch, fut.result()):
+                self._count(record, stored)
+                if not waiter.done():
+                    waiter.set_result(stored)
+        self.flush()
+
+    def _fail(self, batch, exc):
+        self.failed_batches += 1
+        log.error("commit of %d payloads failed: %s", len(batch), exc)
+        error = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+        for _, waiter in batch:
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def _count(self, record, stored):
+        if stored:
+            self.stored[record.kind] += 1
+            if record.kind == "snapshot":
+                self.stored["strike_rows"] += len(record.body.strikes)
+        else:
+            self.stored["duplicates"] += 1
+
+    async def run(self, fn, *args):
+        """Run fn(*args) on the writer thread, between group commits."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def close(self):
+        """Commit what is buffered, then stop the thread."""
+        self.timer.stop()
+        while self.buffer or self.busy:
+            self.flush()
+            await asyncio.sleep(0.001)
+        self.executor.shutdown(wait=True)

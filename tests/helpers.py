@@ -1,0 +1,105 @@
+"""Test support: a real gexsrv process on an ephemeral port over a temporary data dir, and a tiny HTTP client."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+
+
+class Server:
+    """`python -m gexsrv` as a subprocess; its log goes to a file under the data dir's parent."""
+
+    def __init__(self, data_dir, *flags, env=None, cwd=None):
+        self.data_dir = Path(data_dir)
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        self.flags = ["--port", "0", "--data-dir", str(data_dir), *flags]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.cwd = cwd or REPO
+        self.proc = None
+        self.url = None
+
+    def start(self, timeout=20):
+        self.log = open(self.log_path, "a")
+        offset = self.log.tell()  # a restart appends to the same log: read only what this start wrote
+        self.proc = subprocess.Popen([sys.executable, "-m", "gexsrv", *self.flags], cwd=self.cwd, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = LISTENING.search(self.log_path.read_text()[offset:])
+            if found:
+                self.url = found.group(1)
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gexsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"gexsrv did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.log.close()
+        return self.proc.returncode
+
+    def request(self, method, path, body=None, headers=None):
+        return request(method, self.url + path, body, headers)
+
+    def post(self, path, payload, headers=None):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return self.request("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def db(self):
+        """A read-only view of the database; the server must be stopped (DuckDB locks the file)."""
+        return duckdb.connect(str(self.data_dir / "gex_data.db"), read_only=True)
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(method, url, body=None, headers=None):
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        chunked = body is not None and not isinstance(body, bytes)
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers or {},
+                     encode_chunked=chunked)
+        resp = conn.getresponse()
+        return Reply(resp.status, dict(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
+
+
+def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **extra):
+    """A gexbot snapshot (CONTRACT section 1) whose sums match its strikes."""
+    strikes = [[spot - 10 + 5 * i, 10.0 * i - 20, 4.0 * i - 8, [1.0 * i, 2.0, 3.0, 4.0, 5.0]] for i in range(n_strikes)]
+    body = {
+        "timestamp": timestamp, "ticker": ticker, "min_dte": 0, "sec_min_dte": 1, "spot": spot,
+        "zero_gamma": spot - 20, "major_pos_vol": strikes[-1][0], "major_pos_oi": strikes[-1][0],
+        "major_neg_vol": strikes[0][0], "major_neg_oi": strikes[0][0], "strikes": strikes,
+        "sum_gex_vol": sum(s[1] for s in strikes), "sum_gex_oi": sum(s[2] for s in strikes),
+        "delta_risk_reversal": 0.118, "max_priors": [[strikes[-1][0], 1000.0 + i] for i in range(6)],
+    }
+    body.update(extra)
+    return body

@@ -1,0 +1,72 @@
+"""A 202 means committed: the row survives SIGKILL, and an established database is adopted untouched."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+
+import duckdb
+
+from helpers import SHARED, snapshot
+
+LEGACY_DB = SHARED / "legacy" / "make_legacy_db.py"
+LEGACY_FIRST_MS = 1761053400000  # the generator's first snapshot time
+
+
+def legacy_fingerprint(path, scratch):
+    """make_legacy_db's fingerprint of the legacy rows only: taken on a scratch copy without gexsrv's rows."""
+    copy = scratch / "fingerprint-copy.db"
+    shutil.copyfile(path, copy)
+    with duckdb.connect(str(copy)) as db:
+        db.execute("DELETE FROM gex_snapshots WHERE endpoint IS NOT NULL")
+        db.execute("DELETE FROM gex_strikes WHERE endpoint IS NOT NULL")
+    sys.path.insert(0, str(LEGACY_DB.parent))
+    try:
+        from make_legacy_db import fingerprint
+    finally:
+        sys.path.pop(0)
+    return fingerprint(str(copy))
+
+
+def test_row_acknowledged_with_202_survives_sigkill(start_server, tmp_path):
+    server = start_server()
+    replies = [server.post("/gex", snapshot(timestamp=1777492800 + i, n_strikes=3)) for i in range(5)]
+    assert [r.status for r in replies] == [202] * 5
+    server.stop(signal.SIGKILL)
+    assert server.proc.returncode == -signal.SIGKILL
+
+    restarted = start_server(tmp_path / "data")
+    assert restarted.get("/health").json()["storage"]["state"] == "writable"
+    restarted.stop()
+    with restarted.db() as db:
+        assert db.execute("SELECT count(*), min(timestamp), max(timestamp) FROM gex_snapshots").fetchone() == (
+            5, 1777492800000, 1777492804000)
+        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone() == (15,)
+
+
+def test_legacy_database_is_adopted_and_its_rows_keep_their_fingerprint(start_server, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    built = subprocess.run([sys.executable, str(LEGACY_DB), str(data / "gex_data.db"), "--days", "1",
+                            "--every", "300", "--strikes", "20"], capture_output=True, text=True, check=True)
+    before = json.loads(built.stdout)
+
+    server = start_server(data)
+    # the same ticker and timestamp as a legacy row: legacy rows have no endpoint, so this one is new
+    assert server.post("/gex", snapshot(timestamp=LEGACY_FIRST_MS // 1000, n_strikes=4)).json()["duplicate"] is False
+    assert server.post("/gex", snapshot(ticker="NDX", timestamp=LEGACY_FIRST_MS // 1000 + 1)).status == 202
+    server.stop()
+    again = start_server(data)  # a second adoption changes nothing either
+    assert again.post("/gex", snapshot(timestamp=LEGACY_FIRST_MS // 1000, n_strikes=4)).json()["duplicate"] is True
+    again.stop()
+
+    assert legacy_fingerprint(data / "gex_data.db", tmp_path) == before
+    with again.db() as db:
+        new = db.execute("SELECT ticker, endpoint, timestamp FROM gex_snapshots WHERE endpoint IS NOT NULL "
+                         "ORDER BY ticker").fetchall()
+        legacy_endpoints = db.execute("SELECT count(*) FROM gex_snapshots WHERE endpoint IS NULL").fetchone()[0]
+        strikes = db.execute("SELECT count(*) FROM gex_strikes WHERE endpoint = 'gex_zero'").fetchone()[0]
+    assert new == [("NDX", "gex_zero", LEGACY_FIRST_MS + 1000), ("SPX", "gex_zero", LEGACY_FIRST_MS)]
+    assert legacy_endpoints == before["gex_snapshots"]["rows"]
+    assert strikes == 4 + 5

@@ -1,0 +1,82 @@
+"""Settings: conf/gexsrv.toml < --config < environment and .env < flags; --help lists every one."""
+
+import subprocess
+import sys
+import tomllib
+
+import msgspec
+import pytest
+
+from gexsrv import settings
+from gexsrv.cli import serve_parser
+from helpers import REPO
+
+
+def parse(argv, environ=None, cwd="."):
+    defaults = settings.read_toml(settings.default_config_path())
+    return settings.load(serve_parser(defaults).parse_args(argv), environ=environ or {}, cwd=cwd)
+
+
+def test_every_setting_has_a_default_in_conf_and_nothing_else_is_there():
+    with open(REPO / "conf" / "gexsrv.toml", "rb") as f:
+        defaults = tomllib.load(f)
+    assert set(defaults) == {f.name for f in settings.FIELDS}
+    assert parse([]) == msgspec.convert(defaults, settings.Settings)
+
+
+def test_config_file_then_environment_then_flags_override(tmp_path):
+    config = tmp_path / "mine.toml"
+    config.write_text('port = 9001\nhost = "0.0.0.0"\nflush_max_records = 64\n')
+    (tmp_path / ".env").write_text("GEXSRV_FLUSH_MAX_RECORDS=32\nGEXBOT_API_KEY=from-dotenv\nGEXSRV_DEBUG=true\n")
+    env = {"GEXSRV_PORT": "9002", "GEXSRV_DEBUG": "false"}
+    conf = parse(["--config", str(config), "--port", "9003"], environ=env, cwd=tmp_path)
+    assert (conf.port, conf.host, conf.flush_max_records) == (9003, "0.0.0.0", 32)
+    assert conf.gexbot_api_key == "from-dotenv"
+    assert conf.debug is False  # the real environment beats .env
+    assert parse(["--debug"], environ={"GEXSRV_DEBUG": "0"}).debug is True
+
+
+@pytest.mark.parametrize("argv, environ, message", [
+    (["--port", "http"], {}, "Expected `int`, got `str` - at `port`"),
+    ([], {"GEXSRV_PORT": "70000"}, "Expected `int` <= 65535"),
+    (["--flush-interval-ms", "0"], {}, "Expected `float` > 0.0"),
+])
+def test_invalid_values_stop_with_the_setting_named(argv, environ, message):
+    with pytest.raises(SystemExit) as stopped:
+        parse(argv, environ=environ)
+    assert message in str(stopped.value)
+
+
+def test_unknown_key_in_config_file_is_refused(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text("prot = 1\n")
+    with pytest.raises(SystemExit, match="unknown setting.*prot"):
+        parse(["--config", str(config)])
+
+
+def test_help_lists_every_setting_with_its_environment_names():
+    out = subprocess.run([sys.executable, "-m", "gexsrv", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for field in settings.FIELDS:
+        assert "--" + field.name.replace("_", "-") in out
+    for name in ("GEXSRV_PORT", "GEXBOT_API_KEY", "--poll-interval", "--config"):
+        assert name in out
+
+
+def test_missing_and_old_dependencies_stop_the_server_before_it_binds(tmp_path):
+    fake = tmp_path / "fake"
+    (fake / "msgspec").mkdir(parents=True)
+    (fake / "msgspec" / "__init__.py").write_text("raise ImportError('No module named msgspec')\n")
+    (fake / "duckdb").mkdir()
+    (fake / "duckdb" / "__init__.py").write_text("")
+    (fake / "duckdb-0.9.0.dist-info").mkdir()
+    (fake / "duckdb-0.9.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: duckdb\nVersion: 0.9.0\n")
+    run = subprocess.run([sys.executable, "-m", "gexsrv", "--port", "0", "--data-dir", str(tmp_path / "d")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60,
+                         env={"PYTHONPATH": f"{fake}:{REPO}", "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 3
+    assert "duckdb >= 1.2: found 0.9.0, too old" in run.stderr
+    assert "msgspec >= 0.18: missing" in run.stderr
+    assert "pip install" in run.stderr
+    assert "listening" not in run.stderr + run.stdout
+    assert not (tmp_path / "d").exists()
