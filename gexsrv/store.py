@@ -73,8 +73,8 @@ class Store:
 
     def write(self, records, source="live"):
         """Commit records in one transaction; return, per record, True if stored or False if a duplicate."""
-        if self.state in ("read-only", "closed"):
-            raise StorageError(f"database is {self.state}")
+        if self.con is None or self.state in ("read-only", "closed"):
+            raise StorageError(f"database is {self.state}: {self.error}")
         by_kind = {}
         for i, record in enumerate(records):
             by_kind.setdefault(record.kind, []).append(i)

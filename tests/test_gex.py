@@ -1,6 +1,8 @@
 """POST /gex against a real server: every accepted shape lands in DuckDB, every bad input is refused."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -146,3 +148,24 @@ def test_health_reports_storage_buffer_flushes_and_counts(server):
     assert after["writer"]["last_flush_ms"] > 0 and after["writer"]["last_batch"] == 1
     assert after["buffer"]["depth"] == 0 and after["stored_since_start"] == {"snapshot": 1, "strike_rows": 7}
     assert after["uptime_s"] >= before["uptime_s"] and after["version"]
+
+
+def test_database_locked_by_another_process_gives_503_with_retry_after(start_server, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"con = duckdb.connect({str(data / 'gex_data.db')!r})\n"
+                               "print('locked', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        server = start_server(data)
+        health = server.get("/health").json()
+        refused = server.post("/gex", snapshot())
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert health["status"] == "degraded" and health["storage"]["state"] == "failing"
+    assert "lock" in health["storage"]["error"]
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    assert "not stored" in refused.json()["error"]

@@ -1,0 +1,95 @@
+"""Group commit on a real Store: batches form while the writer is busy, and a failed commit fails its whole batch."""
+
+import asyncio
+
+import pytest
+
+from gexsrv.buffer import Buffer, Overloaded
+from gexsrv.payloads import decode_gex
+from gexsrv.store import StorageError, Store
+from gexsrv.writer import Writer
+from helpers import snapshot
+import json
+
+
+def record(ts, ticker="SPX"):
+    return decode_gex(json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode(), "gex_zero", 0)
+
+
+def make_writer(tmp_path, max_records=100, buffer_max=1000):
+    store = Store(str(tmp_path / "data"))
+    store.open()
+    writer = Writer(store, None, interval_ms=2, max_records=max_records)
+    writer.buffer = Buffer(buffer_max, notify=writer.kick)
+    return store, writer
+
+
+def test_requests_arriving_together_share_one_commit(tmp_path):
+    store, writer = make_writer(tmp_path, max_records=100)
+
+    async def scenario():
+        writer.start()
+        waiters = [writer.buffer.put(record(1777492800 + i)) for i in range(50)]
+        results = await asyncio.gather(*waiters)
+        await writer.close()
+        return results
+
+    assert asyncio.run(scenario()) == [True] * 50
+    assert writer.last_batch == 50 and writer.stored["snapshot"] == 50
+    assert store.read("SELECT count(*) FROM gex_strikes")[0][0] == 100
+    store.close()
+
+
+def test_batches_are_bounded_by_flush_max_records(tmp_path):
+    store, writer = make_writer(tmp_path, max_records=8)
+
+    async def scenario():
+        waiters = [writer.buffer.put(record(1777492800 + i)) for i in range(20)]
+        writer.start()
+        await asyncio.gather(*waiters)
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert writer.last_batch == 4  # 8 + 8 + 4
+    assert store.read("SELECT count(*) FROM gex_snapshots")[0][0] == 20
+    store.close()
+
+
+def test_failed_commit_fails_every_request_of_its_batch_and_the_next_one_recovers(tmp_path):
+    store, writer = make_writer(tmp_path)
+    broken = store.con
+    store.con = broken.cursor()  # a connection we can break under the writer
+    store.con.close()
+
+    async def scenario():
+        writer.start()
+        failing = [writer.buffer.put(record(1777492800 + i)) for i in range(3)]
+        outcomes = await asyncio.gather(*failing, return_exceptions=True)
+        state_after_failure = store.state
+        store.con = broken
+        recovered = await writer.buffer.put(record(1777492900))
+        await writer.close()
+        return outcomes, state_after_failure, recovered
+
+    outcomes, state, recovered = asyncio.run(scenario())
+    assert all(isinstance(o, StorageError) for o in outcomes)
+    assert state == "failing" and writer.failed_batches == 1
+    assert recovered is True and store.state == "writable"
+    assert store.read("SELECT count(*) FROM gex_snapshots")[0][0] == 1
+    store.close()
+
+
+def test_full_buffer_refuses_instead_of_growing(tmp_path):
+    store, writer = make_writer(tmp_path, buffer_max=2)
+
+    async def scenario():
+        first = [writer.buffer.put(record(1777492800 + i)) for i in range(2)]
+        with pytest.raises(Overloaded):
+            writer.buffer.put(record(1777492900))
+        writer.start()
+        await asyncio.gather(*first)
+        await writer.close()
+
+    asyncio.run(scenario())
+    assert writer.buffer.rejected == 1
+    store.close()
