@@ -9,6 +9,7 @@ REQUIRED = [
     ("duckdb", "duckdb", "1.2"),
     ("polars", "polars", "1.0"),
     ("pyarrow", "pyarrow", "15.0"),
+    ("numpy", "numpy", "1.26"),
     ("msgspec", "msgspec", "0.18"),
     ("dotenv", "python-dotenv", "1.0"),
 ]
