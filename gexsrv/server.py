@@ -16,7 +16,7 @@ log = logging.getLogger("gexsrv")
 
 
 async def serve(settings):
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, settings.duckdb_threads)
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
     writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)

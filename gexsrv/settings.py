@@ -29,10 +29,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     flush_max_records: Annotated[int, _setting("most payloads committed in one transaction", ge=1)]
     buffer_max_records: Annotated[int, _setting("payloads waiting past which requests get 503", ge=1)]
     retry_after_seconds: Annotated[int, _setting("Retry-After sent with 503 replies", ge=0)]
+    duckdb_threads: Annotated[int, _setting("threads DuckDB may use; 1 keeps a core for the event loop", ge=1)]
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
     gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller", env=["GEXBOT_API_KEY"])]
     poll_interval: Annotated[float, _setting("seconds between gexbot API polls", gt=0)]
+    history_allowed_hosts: Annotated[str, _setting(
+        "comma-separated hosts history files may be fetched from; `*.example.com` matches subdomains")]
+    history_allowed_networks: Annotated[str, _setting(
+        "comma-separated non-global networks (CIDR) history downloads may reach, e.g. 127.0.0.1/32")]
+    history_max_bytes: Annotated[int, _setting("largest history file, counted decompressed, in bytes", ge=1)]
+    history_connect_timeout: Annotated[float, _setting("history download connect timeout, in seconds", gt=0)]
+    history_request_timeout: Annotated[float, _setting("history download whole-request timeout, in seconds", gt=0)]
+    history_attempts: Annotated[int, _setting("download attempts per history job (network errors and 5xx)", ge=1)]
+    history_backoff_seconds: Annotated[float, _setting("wait before the 2nd attempt; doubles after each", ge=0)]
+    history_download_command: Annotated[str, _setting(
+        "external downloader run instead of the built-in one; {id} {url} {ticker} {endpoint} {path}",
+        env=["HISTORY_DOWNLOAD_COMMAND"])]
+    dashboard_url: Annotated[str, _setting("history requests are forwarded here first when set",
+                                           env=["DASHBOARD_URL"])]
+    alert_webhook_url: Annotated[str, _setting("Discord/Slack-style incoming webhook for failed history jobs")]
+    lake_export_interval: Annotated[float, _setting("seconds between exports of new strikes to Parquet", gt=0)]
 
 
 FIELDS = msgspec.inspect.type_info(Settings).fields

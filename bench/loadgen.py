@@ -1,0 +1,209 @@
+"""Open-loop load generator for gexsrv: POST /gex snapshots (and /uw frames) at a fixed rate.
+
+Request i is due at start + i/rate, and client connection i % clients sends it. Its latency runs from that
+due time to the end of the response, so a server stall is charged to every request queued behind it instead
+of quietly lowering the send rate (no coordinated omission). Requests still unsent DRAIN seconds after the
+run are given up and counted as "unsent" errors, so a run always ends. --saturate switches to a closed loop:
+each client sends its next request as soon as its last one ends, which finds the highest sustained rate.
+
+Latency percentiles cover every response, whatever its status; errors are listed by status or exception.
+Prints a summary, or one JSON line with --json.
+"""
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import resource
+from collections import Counter
+
+import aiohttp
+
+from snapshots import GexBodies, UwBodies
+
+TIMEOUT = 10.0  # seconds for one request: a hung server shows up as timeouts, not as a hung run
+DRAIN = 10.0  # seconds past the run's end during which queued-up requests still go out
+HEADERS = {"Content-Type": "application/json"}
+
+
+class Requests:
+    """Request i: its path and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw."""
+
+    def __init__(self, url, strikes, mix, seed):
+        self.gex_url = url.rstrip("/") + "/gex"
+        self.uw_url = url.rstrip("/") + "/uw"
+        self.gex = GexBodies(strikes, seed)
+        self.uw = UwBodies(seed)
+        self.mix = mix
+
+    def is_uw(self, i):
+        return math.floor((i + 1) * self.mix) > math.floor(i * self.mix)
+
+    def __call__(self, i):
+        if self.is_uw(i):
+            return self.uw_url, self.uw(i)
+        return self.gex_url, self.gex(i)
+
+
+class Tally:
+    """Outcomes of the requests inside the measured window."""
+
+    def __init__(self):
+        self.latencies = []  # seconds
+        self.errors = Counter()
+        self.sent = 0
+        self.ok = 0
+        self.ok_gex = 0
+        self.last_end = None
+
+    def record(self, outcome, latency, end, is_gex):
+        self.sent += 1
+        self.last_end = end
+        if isinstance(outcome, str):  # no response: the exception's name
+            self.errors[outcome] += 1
+            return
+        self.latencies.append(latency)
+        if 200 <= outcome < 300:
+            self.ok += 1
+            self.ok_gex += is_gex
+        else:
+            self.errors[str(outcome)] += 1
+
+
+async def post(session, url, body):
+    """The response status, or the exception's name when there is no response."""
+    try:
+        async with session.post(url, data=body, headers=HEADERS) as resp:
+            await resp.read()
+            return resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return type(exc).__name__
+
+
+async def paced_client(session, requests, tally, first, n, clients, t0, rate, window_start, give_up):
+    loop = asyncio.get_running_loop()
+    for i in range(first, n, clients):
+        due = t0 + i / rate
+        now = loop.time()
+        if now > give_up:
+            unsent = sum(1 for j in range(i, n, clients) if t0 + j / rate >= window_start)
+            if unsent:
+                tally.errors["unsent"] += unsent
+            return
+        if due > now:
+            await asyncio.sleep(due - now)
+        url, body = requests(i)
+        outcome = await post(session, url, body)
+        end = loop.time()
+        if due >= window_start:
+            tally.record(outcome, end - due, end, url == requests.gex_url)
+
+
+async def saturating_client(session, requests, tally, counter, window_start, window_end):
+    loop = asyncio.get_running_loop()
+    while loop.time() < window_end:
+        i = next(counter)
+        url, body = requests(i)
+        start = loop.time()
+        outcome = await post(session, url, body)
+        end = loop.time()
+        if start >= window_start:
+            tally.record(outcome, end - start, end, url == requests.gex_url)
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
+
+
+def summary(tally, window_start, config, cpu_s):
+    # The window lasts at least the requested duration, longer when responses trail in after it.
+    elapsed = max(config["duration"], (tally.last_end or window_start) - window_start)
+    lat = sorted(tally.latencies)
+    ms = {name: percentile(lat, p) for name, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
+    return {
+        **config,
+        "sent": tally.sent, "ok": tally.ok, "errors": dict(tally.errors),
+        "latency_ms": {name: None if v is None else round(v * 1000, 3) for name, v in ms.items()},
+        "req_per_s": round(tally.ok / elapsed, 1),
+        "strike_rows_per_s": round(tally.ok_gex * config["strikes"] / elapsed, 1),
+        "client_cpu_pct": round(100 * cpu_s / elapsed, 1),
+    }
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, warmup=0.0, seed=1):
+    """Load `url` for warmup + duration seconds; return the results of the last `duration` seconds."""
+    requests = Requests(url, strikes, mix, seed)  # all JSON encoding happens here, before the clock starts
+    tally = Tally()
+    config = {
+        "mode": "saturate" if saturate else "open-loop", "target_rate": None if saturate else rate,
+        "expected": None if saturate else round(rate * duration),
+        "clients": clients, "duration": duration, "warmup": warmup, "strikes": strikes, "mix": mix, "seed": seed,
+    }
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+        cpu0 = cpu_seconds()
+        t0 = loop.time()
+        window_start = t0 + warmup
+        window_end = window_start + duration
+        if saturate:
+            counter = itertools.count()
+            tasks = [saturating_client(session, requests, tally, counter, window_start, window_end)
+                     for _ in range(clients)]
+        else:
+            n = round(rate * (warmup + duration))
+            give_up = window_end + DRAIN
+            tasks = [paced_client(session, requests, tally, c, n, clients, t0, rate, window_start, give_up)
+                     for c in range(clients)]
+        await asyncio.gather(*tasks)
+        cpu_s = cpu_seconds() - cpu0
+    return summary(tally, window_start, config, cpu_s)
+
+
+def print_summary(r):
+    target = "saturate" if r["target_rate"] is None else f"{r['target_rate']} req/s"
+    print(f"target {target}, {r['clients']} clients, {r['duration']} s (+{r['warmup']} s warmup), "
+          f"{r['strikes']} strikes, mix {r['mix']}")
+    print(f"sent {r['sent']} (expected {r['expected']}), ok {r['ok']}, errors {r['errors'] or 'none'}")
+    print("latency ms: " + ", ".join(f"{k} {v}" for k, v in r["latency_ms"].items()))
+    print(f"achieved {r['req_per_s']} req/s, {r['strike_rows_per_s']} strike rows/s, "
+          f"client CPU {r['client_cpu_pct']}%")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", default="http://127.0.0.1:8877", help="server base URL (default %(default)s)")
+    ap.add_argument("--rate", type=float, default=100.0, help="requests per second (default %(default)s)")
+    ap.add_argument("--clients", type=int, default=10, help="concurrent keep-alive connections (default %(default)s)")
+    ap.add_argument("--duration", type=float, default=20.0, help="measured seconds (default %(default)s)")
+    ap.add_argument("--warmup", type=float, default=0.0, help="seconds run before measuring (default %(default)s)")
+    ap.add_argument("--strikes", type=int, default=300, help="strike rows per snapshot (default %(default)s)")
+    ap.add_argument("--mix", type=float, default=0.0, help="fraction of requests sent to /uw (default %(default)s)")
+    ap.add_argument("--saturate", action="store_true", help="closed loop, as fast as the clients can go")
+    ap.add_argument("--seed", type=int, default=1, help="payload random seed (default %(default)s)")
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of the summary")
+    args = ap.parse_args(argv)
+    if args.rate <= 0 or args.clients < 1 or args.duration <= 0 or args.strikes < 1 or not 0 <= args.mix <= 1:
+        ap.error("need --rate > 0, --clients >= 1, --duration > 0, --strikes >= 1 and 0 <= --mix <= 1")
+    return args
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    result = asyncio.run(run(a.url, a.rate, a.clients, a.duration, a.strikes, a.mix, a.saturate, a.warmup, a.seed))
+    if a.json:
+        print(json.dumps(result))
+    else:
+        print_summary(result)
+
+
+if __name__ == "__main__":
+    main()
