@@ -9,7 +9,7 @@ from tornado.web import Application
 from gexsrv import __version__, handlers
 
 
-def health_report(settings, store, buffer, writer, started):
+def health_report(settings, store, buffer, writer, poller, started):
     async def report():
         pending = await asyncio.to_thread(store.pending_history_jobs) if store.reader is not None else None
         return {
@@ -25,6 +25,7 @@ def health_report(settings, store, buffer, writer, started):
             },
             "stored_since_start": dict(writer.stored),
             "history": {"pending_jobs": pending},
+            "poller": poller.report() if poller else {"enabled": False},
         }
     return report
 
@@ -39,8 +40,8 @@ def request_logger(debug, slow_ms=1000):
     return log
 
 
-def make_app(settings, store, buffer, writer):
-    health = health_report(settings, store, buffer, writer, time.monotonic())
+def make_app(settings, store, buffer, writer, poller=None):
+    health = health_report(settings, store, buffer, writer, poller, time.monotonic())
     return Application(
         [
             (r"/health", handlers.HealthHandler, dict(health=health)),

@@ -9,6 +9,7 @@ from tornado.netutil import bind_sockets
 
 from gexsrv.app import make_app
 from gexsrv.buffer import Buffer
+from gexsrv.poller import Poller
 from gexsrv.store import Store
 from gexsrv.writer import Writer
 
@@ -20,12 +21,17 @@ async def serve(settings):
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
     writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)
-    app = make_app(settings, store, writer.buffer, writer)
+    poller = None
+    if settings.gexbot_api_key:
+        poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, writer.buffer)
+    app = make_app(settings, store, writer.buffer, writer, poller)
     # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
     server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
     sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     writer.start()
+    if poller:
+        poller.start()
     host, port = sockets[0].getsockname()[:2]
     log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, store.path, store.state)
 
@@ -37,6 +43,8 @@ async def serve(settings):
 
     log.info("shutting down: no new connections, committing what is buffered")
     server.stop()
+    if poller:
+        poller.stop()
     await writer.close()
     await server.close_all_connections()
     store.close()

@@ -33,7 +33,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
     gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller", env=["GEXBOT_API_KEY"])]
-    poll_interval: Annotated[float, _setting("seconds between gexbot API polls", gt=0)]
+    gexbot_api_url: Annotated[str, _setting("gexbot API base URL the poller fetches {url}/{TICKER}/classic/zero from")]
+    poll_interval: Annotated[float, _setting("seconds between gexbot API polls (the poller runs when a key is set)", gt=0)]
     history_allowed_hosts: Annotated[str, _setting(
         "comma-separated hosts history files may be fetched from; `*.example.com` matches subdomains")]
     history_allowed_networks: Annotated[str, _setting(
