@@ -21,7 +21,7 @@ def health_report(settings, store, buffer, writer, poller, started):
             "writer": {
                 "busy": writer.busy, "last_flush_at": writer.last_flush_at,
                 "last_flush_ms": writer.last_flush_ms, "last_batch": writer.last_batch,
-                "failed_batches": writer.failed_batches,
+                "failed_batches": writer.failed_batches, "recent": writer.report(),
             },
             "stored_since_start": dict(writer.stored),
             "history": {"pending_jobs": pending},

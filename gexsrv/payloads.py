@@ -23,16 +23,18 @@ LATEST_MS = 4_102_444_800_000  # 2100-01-01
 SECONDS_BELOW = 100_000_000_000  # epoch values under this are seconds (year 5138), above are milliseconds
 
 
-class StrikeRow(Struct, array_like=True):
+# gc=False: a payload holds no reference cycles, and hundreds of thousands of tracked objects in flight would
+# make every garbage collection walk them all. Tuples of floats are untracked by the collector too, lists are not.
+class StrikeRow(Struct, array_like=True, gc=False):
     """[strike, gex_by_volume, gex_by_oi, [priors 1m, 5m, 10m, 15m, 30m]]; the last two may be missing."""
 
     strike: Finite
     gamma: Finite
     oi_gamma: Finite | None = None
-    priors: list[Finite] | None = None
+    priors: tuple[Finite, ...] | None = None
 
 
-class Snapshot(Struct):
+class Snapshot(Struct, gc=False):
     timestamp: Timestamp
     ticker: Ticker | None = None
     endpoint: Name | None = None
@@ -52,7 +54,7 @@ class Snapshot(Struct):
     strikes: list[StrikeRow] = []
 
 
-class Majors(Struct):
+class Majors(Struct, gc=False):
     timestamp: Timestamp
     ticker: Ticker | None = None
     endpoint: Name | None = None
@@ -66,12 +68,12 @@ class Majors(Struct):
     net_gex_oi: Finite | None = None
 
 
-class Pair(Struct, array_like=True):
+class Pair(Struct, array_like=True, gc=False):
     strike: Finite
     value: Finite
 
 
-class MaxChange(Struct):
+class MaxChange(Struct, gc=False):
     timestamp: Timestamp
     ticker: Ticker | None = None
     endpoint: Name | None = None
@@ -86,7 +88,7 @@ class MaxChange(Struct):
 NOTHING = Raw()  # an absent field; msgspec allows no `Raw | None`
 
 
-class Envelope(Struct):
+class Envelope(Struct, gc=False):
     """What routing needs from any body: the envelope's fields, or markers of a bare payload's kind."""
 
     ticker: Ticker | None = None
@@ -100,7 +102,7 @@ class Envelope(Struct):
     current: Raw = NOTHING
 
 
-class Record(Struct):
+class Record(Struct, gc=False):
     """One decoded payload, keyed and ready for the buffer: kind is snapshot, majors or maxchange."""
 
     kind: str

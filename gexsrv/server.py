@@ -1,8 +1,10 @@
 """serve(settings): open the store, start the writer and the HTTP server, and shut down cleanly on a signal."""
 
 import asyncio
+import gc
 import logging
 import signal
+import sys
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -17,6 +19,9 @@ log = logging.getLogger("gexsrv")
 
 
 async def serve(settings):
+    # The writer thread needs the GIL several times per commit (Arrow building, DuckDB's Arrow scan); with the
+    # default 5 ms switch interval each of those can wait 5 ms behind the event loop.
+    sys.setswitchinterval(0.0005)
     store = Store(settings.data_dir, settings.duckdb_threads)
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
@@ -29,6 +34,7 @@ async def serve(settings):
     server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
     sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
+    gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     writer.start()
     if poller:
         poller.start()

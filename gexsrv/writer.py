@@ -5,8 +5,9 @@ While one batch commits (DuckDB releases the GIL), handlers keep filling the buf
 
 import asyncio
 import logging
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 
 from tornado.ioloop import PeriodicCallback
@@ -27,6 +28,7 @@ class Writer:
         self.last_flush_at = None  # epoch seconds
         self.last_flush_ms = None
         self.last_batch = 0
+        self.recent = deque(maxlen=1000)  # (commit ms, batch size) of the latest flushes, for /health
         self.stored = Counter()
         self.failed_batches = 0
 
@@ -53,6 +55,7 @@ class Writer:
         self.last_flush_at = time.time()
         self.last_flush_ms = (time.perf_counter() - started) * 1000
         self.last_batch = len(batch)
+        self.recent.append((self.last_flush_ms, self.last_batch))
         if fut.exception() is not None:
             self._fail(batch, fut.exception())
         else:
@@ -77,6 +80,17 @@ class Writer:
                 self.stored["strike_rows"] += len(record.body.strikes)
         else:
             self.stored["duplicates"] += 1
+
+    def report(self):
+        """Commit times and batch sizes over the latest flushes."""
+        if not self.recent:
+            return {"flushes": 0}
+        ms = sorted(m for m, _ in self.recent)
+        return {
+            "flushes": len(ms), "commit_ms_p50": round(ms[len(ms) // 2], 3),
+            "commit_ms_p99": round(ms[int(len(ms) * 0.99)], 3), "commit_ms_max": round(ms[-1], 3),
+            "batch_mean": round(statistics.fmean(n for _, n in self.recent), 2),
+        }
 
     async def run(self, fn, *args):
         """Run fn(*args) on the writer thread, between group commits."""
