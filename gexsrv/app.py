@@ -7,6 +7,9 @@ from tornado.log import access_log
 from tornado.web import Application
 
 from gexsrv import __version__, handlers
+from gexsrv.history.handlers import HistoryHandler
+from gexsrv.uw.handler import UwHandler
+from gexsrv.validate.service import integrity_report
 
 
 def health_report(settings, store, buffer, writer, poller, started):
@@ -40,12 +43,16 @@ def request_logger(debug, slow_ms=1000):
     return log
 
 
-def make_app(settings, store, buffer, writer, poller=None):
+def make_app(settings, store, buffer, writer, poller=None, runner=None):
     health = health_report(settings, store, buffer, writer, poller, time.monotonic())
     return Application(
         [
             (r"/health", handlers.HealthHandler, dict(health=health)),
             (r"/gex", handlers.GexHandler, dict(buffer=buffer)),
+            (r"/uw", UwHandler, dict(buffer=buffer)),
+            (r"/gex_history_url", HistoryHandler, dict(runner=runner)),
+            (r"/gex_history_url/(\d+)", HistoryHandler, dict(runner=runner)),
+            (r"/integrity", handlers.IntegrityHandler, dict(integrity=integrity_report(store))),
         ],
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,

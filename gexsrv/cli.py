@@ -7,7 +7,7 @@ import sys
 
 from gexsrv import __version__, deps
 
-COMMANDS = ("serve",)
+COMMANDS = ("serve", "validate", "import")
 
 
 def serve_parser(defaults):
@@ -36,6 +36,21 @@ def run_serve(argv):
     asyncio.run(server.serve(conf))
 
 
+def run_import(argv):
+    import logging
+
+    from gexsrv.history import cli
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(cli.main(argv))
+
+
+def run_validate(argv):
+    from gexsrv.validate import cli
+
+    sys.exit(cli.main(argv))
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     missing = deps.problems()
@@ -43,4 +58,4 @@ def main(argv=None):
         print(deps.message(missing), file=sys.stderr)
         sys.exit(3)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "serve"
-    {"serve": run_serve}[command](argv)
+    {"serve": run_serve, "validate": run_validate, "import": run_import}[command](argv)

@@ -5,9 +5,11 @@ import time
 import msgspec
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+from gexsrv import auth
 from gexsrv.buffer import Overloaded
 from gexsrv.payloads import PayloadError, decode_gex
 from gexsrv.store import StorageError
+from gexsrv.validate.options import OptionsError
 
 
 class ApiError(HTTPError):
@@ -53,6 +55,8 @@ class BaseHandler(RequestHandler):
                 body["field"] = exc.field
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
+            if exc.status_code == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="gexsrv"')
         elif isinstance(exc, HTTPError) and exc.log_message:
             body["error"] = exc.log_message
         self.finish(msgspec.json.encode(body))
@@ -68,6 +72,18 @@ class HealthHandler(BaseHandler):
         self.reply(200, await self.health())
 
 
+class IntegrityHandler(BaseHandler):
+    """GET /integrity: the validation report (gexsrv.validate) for the filters in the query arguments."""
+
+    async def get(self):
+        query = {name: self.get_argument(name) for name in self.request.arguments}
+        try:
+            report = await self.integrity(query)
+        except OptionsError as exc:
+            raise ApiError(400, str(exc))
+        self.reply(503 if report.exit_code == 2 else 200, report)
+
+
 @stream_request_body
 class IngestHandler(BaseHandler):
     """Reads the body as it streams in, so an oversized one is refused from its Content-Length alone."""
@@ -75,6 +91,8 @@ class IngestHandler(BaseHandler):
     def prepare(self):
         self.chunks = []
         self.size = 0
+        if self.request.method != "OPTIONS":  # CORS preflights carry no credentials
+            self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.conf.max_body_bytes:
             raise ApiError(413, f"body of {declared} bytes is over the {self.conf.max_body_bytes}-byte limit")
@@ -87,7 +105,13 @@ class IngestHandler(BaseHandler):
     def body(self):
         if self.size > self.conf.max_body_bytes:
             raise ApiError(413, f"body is over the {self.conf.max_body_bytes}-byte limit")
-        return b"".join(self.chunks)
+        body = b"".join(self.chunks)
+        self.refuse_if(auth.signature_problem(self.conf, body, self.request.headers.get("X-Signature")))
+        return body
+
+    def refuse_if(self, problem):
+        if problem:
+            raise ApiError(401, problem)
 
     async def commit(self, record):
         """Wait until the record's group commit is on disk: True if stored, False if it was a duplicate."""

@@ -150,7 +150,7 @@ def _decode(decoder, raw, prefix):
     except msgspec.ValidationError as exc:
         reason, path = _reason_and_path(exc, prefix)
         raise PayloadError(path, reason) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(prefix, f"invalid JSON: {exc}") from None
 
 

@@ -21,6 +21,8 @@ ADDED_COLUMNS = [
     ("gex_snapshots", "received_at", "BIGINT"),  # epoch ms, the table's unit
     ("gex_snapshots", "source", "VARCHAR"),  # 'live', or 'history:<job id>'
     ("gex_strikes", "endpoint", "VARCHAR"),
+    ("gex_strikes", "seq", "BIGINT"),  # insertion order for the Parquet exporter (gexsrv.lake); legacy rows NULL
+    ("gex_history_queue", "finished_at", "TIMESTAMPTZ"),
 ]
 
 GEX_TABLES = [
@@ -41,6 +43,10 @@ GEX_TABLES = [
         status VARCHAR NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
         bytes BIGINT, rows_imported BIGINT, snapshots_imported BIGINT, sha256 VARCHAR, file_path VARCHAR,
         created_at TIMESTAMPTZ DEFAULT current_timestamp, updated_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+    """CREATE TABLE IF NOT EXISTS gex_lake_exports (
+        lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL, state VARCHAR NOT NULL, files INTEGER, rows BIGINT,
+        created_at TIMESTAMPTZ DEFAULT current_timestamp, finished_at TIMESTAMPTZ)""",
+    "CREATE SEQUENCE IF NOT EXISTS gex_strikes_seq",
     """CREATE TABLE IF NOT EXISTS gexsrv_migrations (
         name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT current_timestamp)""",
 ]
@@ -50,6 +56,38 @@ GEX_TABLES = [
 SNAPSHOT_KEY = (
     "CREATE UNIQUE INDEX IF NOT EXISTS gex_snapshots_key ON gex_snapshots (ticker, endpoint, timestamp)"
 )
+
+# /uw (CONTRACT section 3): every data frame raw in universal_webhooks, once (the content hash is unique), and
+# its normalised rows in the table of its topic, each linked to the raw row by webhook_id.
+UW_TABLES = [
+    """CREATE TABLE IF NOT EXISTS universal_webhooks (
+        id UUID PRIMARY KEY, received_at TIMESTAMPTZ NOT NULL, shape VARCHAR NOT NULL, topic VARCHAR,
+        event VARCHAR, join_ref VARCHAR, ref VARCHAR, payload JSON, source_addr VARCHAR, user_agent VARCHAR,
+        content_sha256 VARCHAR NOT NULL, problems VARCHAR[])""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS universal_webhooks_content ON universal_webhooks (content_sha256)",
+    """CREATE TABLE IF NOT EXISTS option_trades_events (
+        trade_id VARCHAR PRIMARY KEY, webhook_id UUID NOT NULL REFERENCES universal_webhooks (id),
+        received_at TIMESTAMPTZ, executed_at TIMESTAMPTZ, option_symbol VARCHAR, underlying_symbol VARCHAR,
+        root VARCHAR, expiration DATE, option_type VARCHAR, strike DOUBLE, price DOUBLE, size BIGINT,
+        premium DOUBLE, volume BIGINT, open_interest BIGINT, nbbo_bid DOUBLE, nbbo_ask DOUBLE,
+        underlying_price DOUBLE, implied_volatility DOUBLE, delta DOUBLE, gamma DOUBLE, theta DOUBLE,
+        vega DOUBLE, rho DOUBLE, theo DOUBLE, exchange VARCHAR, tags VARCHAR[], ask_vol BIGINT, bid_vol BIGINT,
+        mid_vol BIGINT, no_side_vol BIGINT, multi_vol BIGINT, stock_multi_vol BIGINT, report_flags VARCHAR[],
+        is_agg BOOLEAN, trade_ids VARCHAR[],
+        symbol VARCHAR, side VARCHAR, quantity DOUBLE, order_type VARCHAR, execution_status VARCHAR,
+        broker VARCHAR, execution_qty DOUBLE, execution_price DOUBLE, dry_run BOOLEAN, raw_payload JSON)""",
+    """CREATE TABLE IF NOT EXISTS uw_market_agg (
+        webhook_id UUID NOT NULL REFERENCES universal_webhooks (id), received_at TIMESTAMPTZ, date DATE,
+        call_premium DOUBLE, put_premium DOUBLE, call_volume BIGINT, put_volume BIGINT, put_call_ratio DOUBLE,
+        data JSON)""",
+    """CREATE TABLE IF NOT EXISTS uw_flow_alerts (
+        webhook_id UUID NOT NULL REFERENCES universal_webhooks (id), received_at TIMESTAMPTZ, alert_id VARCHAR,
+        rule_name VARCHAR, ticker VARCHAR, option_chain VARCHAR, expiration DATE, option_type VARCHAR,
+        strike DOUBLE, executed_at TIMESTAMPTZ, price DOUBLE, underlying_price DOUBLE, total_premium DOUBLE,
+        total_size BIGINT, total_ask_side_prem DOUBLE, total_bid_side_prem DOUBLE, volume BIGINT,
+        open_interest BIGINT, trade_count BIGINT, has_sweep BOOLEAN, has_floor BOOLEAN, has_multileg BOOLEAN,
+        all_opening_trades BOOLEAN, data JSON)""",
+]
 
 
 def columns(con, table):
@@ -68,4 +106,8 @@ def apply(con):
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {sqltype}')
             con.execute("INSERT INTO gexsrv_migrations (name) VALUES (?)", [f"add {table}.{column}"])
     con.execute(SNAPSHOT_KEY)
+    for ddl in UW_TABLES:
+        con.execute(ddl)
+    # Only rows inserted from now on draw a number; existing rows keep NULL (nothing is rewritten).
+    con.execute("ALTER TABLE gex_strikes ALTER COLUMN seq SET DEFAULT nextval('gex_strikes_seq')")
     con.commit()

@@ -11,6 +11,8 @@ from tornado.netutil import bind_sockets
 
 from gexsrv.app import make_app
 from gexsrv.buffer import Buffer
+from gexsrv.history.runner import Runner
+from gexsrv.lake import Lake
 from gexsrv.poller import Poller
 from gexsrv.store import Store
 from gexsrv.writer import Writer
@@ -29,13 +31,18 @@ async def serve(settings):
     poller = None
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, writer.buffer)
-    app = make_app(settings, store, writer.buffer, writer, poller)
+    lake = Lake(settings.data_dir, store, writer, settings.lake_export_interval)
+    runner = Runner(settings, store, writer, lake)
+    app = make_app(settings, store, writer.buffer, writer, poller, runner)
     # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
     server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
     sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
     writer.start()
+    if store.state == "writable":
+        await lake.start()
+        await runner.start()
     if poller:
         poller.start()
     host, port = sockets[0].getsockname()[:2]
@@ -51,7 +58,11 @@ async def serve(settings):
     server.stop()
     if poller:
         poller.stop()
+    await runner.close()
+    await lake.stop()
     await writer.close()
+    if store.state == "writable":
+        await lake.close()
     await server.close_all_connections()
     store.close()
     log.info("stopped")

@@ -32,6 +32,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     duckdb_threads: Annotated[int, _setting("threads DuckDB may use; 1 keeps a core for the event loop", ge=1)]
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
+    auth_token: Annotated[str, _setting("bearer token /gex and /uw require (Authorization: Bearer ...); empty: off")]
+    auth_hmac_secret: Annotated[str, _setting(
+        "secret /gex and /uw bodies must be signed with (X-Signature: sha256=<HMAC-SHA256 hex>); empty: off")]
     gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller", env=["GEXBOT_API_KEY"])]
     gexbot_api_url: Annotated[str, _setting("gexbot API base URL the poller fetches {url}/{TICKER}/classic/zero from")]
     poll_interval: Annotated[float, _setting("seconds between gexbot API polls (the poller runs when a key is set)", gt=0)]

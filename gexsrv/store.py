@@ -10,6 +10,7 @@ import threading
 import duckdb
 
 from gexsrv import batches, schema
+from gexsrv.uw import writer as uw_writer
 
 log = logging.getLogger("gexsrv.store")
 
@@ -67,6 +68,11 @@ class Store:
         """Rows of a read-only query, from any thread."""
         with self.reader_lock:
             return self.reader.execute(sql, params).fetchall()
+
+    def cursor(self):
+        """A read connection of its own, for long reports (GET /integrity) that must not hold reader_lock."""
+        with self.reader_lock:
+            return self.reader.cursor() if self.reader is not None else None
 
     def pending_history_jobs(self):
         return self.read(
@@ -163,4 +169,5 @@ WRITERS = {
     "snapshot": _write_keyed("gex_snapshots", batches.snapshots, after=_insert_strikes),
     "majors": _write_keyed("gex_majors", batches.majors),
     "maxchange": _write_keyed("gex_maxchange", batches.maxchange),
+    "uw": uw_writer.write,
 }

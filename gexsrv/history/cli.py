@@ -1,0 +1,99 @@
+"""`python -m gexsrv import URL|FILE`: the same download, staging, import and Parquet export as the server's
+queue, run against a data dir directly (the server must not be running on it: DuckDB locks the file)."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+from gexsrv import settings
+from gexsrv.buffer import Buffer
+from gexsrv.history import names
+from gexsrv.history.runner import Runner
+from gexsrv.lake import Lake
+from gexsrv.payloads import normalize_endpoint
+from gexsrv.store import Store
+from gexsrv.writer import Writer
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m gexsrv import",
+                                description="Import a gexbot history file (URL or local path) into a data dir.")
+    p.add_argument("source", help="http(s) URL or local file (.json or gzip, detected by content)")
+    p.add_argument("--ticker", help="default: from the file name, e.g. 2025-10-21_NQ_NDX_classic_gex_zero.json")
+    p.add_argument("--endpoint", help="gex_zero | gex_one | gex_full (default: from the file name)")
+    p.add_argument("--data-dir", dest="data_dir", help="default: the data_dir setting")
+    p.add_argument("--config", metavar="FILE", help="a TOML file whose keys override conf/gexsrv.toml")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv):
+    args = parser().parse_args(argv)
+    conf = settings.load(args)
+    ticker, endpoint = names.infer(args.source)
+    ticker = (args.ticker or ticker or "").upper()
+    endpoint = args.endpoint or endpoint
+    if not ticker or not endpoint:
+        print("gexsrv import: give --ticker and --endpoint (the file name does not name them)", file=sys.stderr)
+        return 2
+    url = args.source
+    if os.path.isfile(url):
+        url = "file://" + os.path.abspath(url)
+    return asyncio.run(run(conf, url, ticker, normalize_endpoint(endpoint, None), not args.no_progress))
+
+
+async def run(conf, url, ticker, endpoint, progress):
+    store = Store(conf.data_dir, os.cpu_count() or 1)
+    store.open()
+    if store.state != "writable":
+        print(f"gexsrv import: cannot write {store.path}: {store.error}\n"
+              "Is a gexsrv server running on this data dir? Stop it first, or POST the URL to its "
+              "/gex_history_url instead (DuckDB lets one process write a database).", file=sys.stderr)
+        store.close()
+        return 2
+    writer = Writer(store, None, conf.flush_interval_ms, conf.flush_max_records)
+    writer.buffer = Buffer(conf.buffer_max_records, notify=writer.kick)
+    lake = Lake(conf.data_dir, store, writer, conf.lake_export_interval)
+    runner = Runner(conf, store, writer, lake, allow_local=True)
+    try:
+        job, created = await runner.submit(url, ticker, endpoint)
+        if not created and job["status"] in ("completed", "importing", "downloading"):
+            print(json.dumps({"job": job["id"], "status": job["status"], "note": "this URL was queued before"}))
+            return 0
+        started = time.perf_counter()
+        bar = asyncio.create_task(_progress(runner, job["id"])) if progress else None
+        job = await runner.run_job(job)
+        if bar:
+            bar.cancel()
+        seconds = time.perf_counter() - started
+        await lake.export()
+    finally:
+        await writer.close()
+        store.close()
+    print(json.dumps(_summary(job, seconds)))
+    return 0 if job["status"] == "completed" else 1
+
+
+def _summary(job, seconds):
+    snapshots, rows = job["snapshots_imported"] or 0, job["rows_imported"] or 0
+    return {"job": job["id"], "status": job["status"], "error": job["last_error"], "file": job["file_path"],
+            "bytes": job["bytes"], "snapshots": snapshots, "strike_rows": rows, "seconds": round(seconds, 3),
+            "snapshots_per_s": round(snapshots / seconds), "strike_rows_per_s": round(rows / seconds)}
+
+
+async def _progress(runner, job_id):
+    """Bytes while the file arrives, then a note while DuckDB imports it (it reports no row count midway)."""
+    with tqdm(unit="B", unit_scale=True, desc="download", file=sys.stderr) as bar:
+        while job_id not in runner.progress:
+            await asyncio.sleep(0.1)
+        while job_id in runner.progress:
+            bar.update(runner.progress[job_id].size - bar.n)
+            await asyncio.sleep(0.2)
+        bar.set_description("importing")
+        bar.refresh()
+        await asyncio.Event().wait()  # kept open until the import ends

@@ -1,0 +1,105 @@
+"""The built-in downloader: Tornado's async client, streaming into a staging Sink, redirects followed by hand
+(each hop checked against the Policy), retries with exponential backoff on network errors and 5xx only."""
+
+import asyncio
+import logging
+import urllib.parse
+
+from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from gexsrv.history.staging import BadContent, TooLarge
+from gexsrv.history.urls import CheckedResolver, Refused
+
+log = logging.getLogger("gexsrv.history")
+
+MAX_HOPS = 5
+NETWORK_ERROR = 599  # Tornado's code for "no HTTP response"
+
+
+class DownloadFailed(Exception):
+    """The file could not be fetched; `retry` says whether another attempt may succeed."""
+
+    def __init__(self, reason, retry):
+        super().__init__(reason)
+        self.retry = retry
+
+
+PERMANENT = (Refused, TooLarge, BadContent)
+
+
+async def fetch(url, new_sink, policy, conf, on_attempt):
+    """Download url into a fresh Sink per attempt; return the finished Sink (its sha256 as `.sha256`)."""
+    client = SimpleAsyncHTTPClient(force_instance=True, resolver=CheckedResolver(policy=policy),
+                                   max_body_size=conf.history_max_bytes + (1 << 20))
+    try:
+        for attempt in range(1, conf.history_attempts + 1):
+            await on_attempt(attempt)
+            sink = new_sink()
+            try:
+                await _follow(client, url, sink, policy, conf)
+                sink.sha256 = sink.finish()
+                return sink
+            except PERMANENT as exc:
+                sink.discard()
+                raise DownloadFailed(str(exc), retry=False) from None
+            except DownloadFailed as exc:
+                sink.discard()
+                if not exc.retry or attempt == conf.history_attempts:
+                    raise
+                delay = conf.history_backoff_seconds * 2 ** (attempt - 1)
+                log.warning("download of %s failed (%s); attempt %d in %.1f s", url, exc, attempt + 1, delay)
+                await asyncio.sleep(delay)
+    finally:
+        client.close()
+
+
+async def _follow(client, url, sink, policy, conf):
+    for _hop in range(MAX_HOPS + 1):
+        policy.check_url(url)
+        status = {}
+        response = await client.fetch(HTTPRequest(
+            url, follow_redirects=False, connect_timeout=conf.history_connect_timeout,
+            request_timeout=conf.history_request_timeout,
+            header_callback=lambda line: _status_line(line, status),
+            streaming_callback=lambda chunk: _body(chunk, status, sink),
+        ), raise_error=False)
+        if response.code in (301, 302, 303, 307, 308):
+            location = response.headers.get("Location")
+            if not location:
+                raise DownloadFailed(f"HTTP {response.code} without a Location", retry=False)
+            url = urllib.parse.urljoin(url, location)
+            continue
+        if "error" in status:
+            raise status["error"]
+        _check(response)
+        return
+    raise DownloadFailed(f"more than {MAX_HOPS} redirects", retry=False)
+
+
+def _status_line(line, status):
+    if line.startswith("HTTP/"):
+        status["code"] = int(line.split()[1])
+
+
+def _body(chunk, status, sink):
+    """Only a 200's body is the file; a redirect's or an error page's is not.
+
+    An exception raised here would stall Tornado's fetch, so the first one is kept and raised after it."""
+    if status.get("code") != 200 or "error" in status:
+        return
+    try:
+        sink.feed(chunk)
+    except PERMANENT as exc:
+        status["error"] = exc
+
+
+def _check(response):
+    if isinstance(response.error, PERMANENT):
+        raise response.error
+    if response.code == 200:
+        return
+    if response.code == NETWORK_ERROR:
+        raise DownloadFailed(f"network error: {response.error}", retry=True)
+    reason = f"HTTP {response.code} {response.reason or ''}".strip()
+    raise DownloadFailed(reason, retry=response.code >= 500)

@@ -1,0 +1,37 @@
+"""Ticker and endpoint from a history file's name: `{YYYY-MM-DD}_{TICKER}_{package}_{category}.json[.gz]`."""
+
+import posixpath
+import re
+import urllib.parse
+
+from gexsrv.payloads import normalize_endpoint
+
+PACKAGES = ("classic", "state", "orderflow")
+NAME = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})_(?P<ticker>[A-Za-z0-9_.^-]+?)_(?P<package>" + "|".join(PACKAGES) + r")_"
+    r"(?P<category>[A-Za-z0-9_]+?)(?:\.json)?(?:\.gz)?$"
+)
+
+
+def file_name(url_or_path):
+    """The last path segment, without the query string (pre-signed URLs carry one)."""
+    return posixpath.basename(urllib.parse.urlsplit(url_or_path).path)
+
+
+def infer(url_or_path):
+    """(ticker, endpoint) from the file name, each None when the name does not follow the pattern."""
+    found = NAME.match(file_name(url_or_path))
+    if not found:
+        return None, None
+    return found["ticker"].upper(), normalize_endpoint(found["category"], None)
+
+
+def trade_date(url_or_path):
+    found = NAME.match(file_name(url_or_path))
+    return found["date"] if found else None
+
+
+def path_part(text):
+    """A ticker or endpoint made safe as one path component (tickers may hold `/` and `.`)."""
+    safe = "".join(ch if ch.isalnum() or ch in "_^-." else "_" for ch in text)
+    return "_" + safe if safe.startswith(".") or not safe else safe

@@ -1,0 +1,60 @@
+"""The gex_history_queue table: one row per job. Writers run on the writer thread (Writer.run) with its
+connection; readers go through Store.read. Status: pending -> downloading -> importing -> completed | failed."""
+
+FIELDS = ["id", "url", "ticker", "endpoint", "status", "attempts", "last_error", "bytes", "snapshots_imported",
+          "rows_imported", "sha256", "file_path", "created_at", "updated_at", "finished_at"]
+SELECT = "SELECT " + ", ".join(FIELDS) + " FROM gex_history_queue"
+UNFINISHED = ("pending", "downloading", "importing")
+
+
+def _as_dict(row):
+    job = dict(zip(FIELDS, row))
+    for name in ("created_at", "updated_at", "finished_at"):
+        if job[name] is not None:
+            job[name] = job[name].isoformat()
+    return job
+
+
+def add(con, url, ticker, endpoint):
+    """Queue a job, or return the live one for the same URL: (job, created)."""
+    same = con.execute(SELECT + " WHERE url = ? AND status <> 'failed' ORDER BY id LIMIT 1", [url]).fetchall()
+    if same:
+        return _as_dict(same[0]), False
+    (job_id,) = con.execute(
+        "INSERT INTO gex_history_queue (id, url, ticker, endpoint, status) "
+        "SELECT coalesce(max(id), 0) + 1, ?, ?, ?, 'pending' FROM gex_history_queue RETURNING id",
+        [url, ticker, endpoint]).fetchone()
+    return _as_dict(con.execute(SELECT + " WHERE id = ?", [job_id]).fetchall()[0]), True
+
+
+def update(con, job_id, fields):
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    finished = ", finished_at = current_timestamp" if fields.get("status") in ("completed", "failed") else ""
+    con.execute(f"UPDATE gex_history_queue SET {assignments}, updated_at = current_timestamp{finished} WHERE id = ?",
+                [*fields.values(), job_id])
+
+
+def resume_unfinished(con):
+    """After a restart: jobs cut off mid-way start over (an import's transaction was rolled back by the crash)."""
+    con.execute("UPDATE gex_history_queue SET status = 'pending', updated_at = current_timestamp "
+                "WHERE status IN ('downloading', 'importing')")
+
+
+def next_pending(con):
+    rows = con.execute(SELECT + " WHERE status = 'pending' ORDER BY id LIMIT 1").fetchall()
+    return _as_dict(rows[0]) if rows else None
+
+
+def completed_with_content(con, sha256, job_id):
+    rows = con.execute("SELECT id FROM gex_history_queue WHERE sha256 = ? AND status = 'completed' AND id <> ? "
+                       "ORDER BY id LIMIT 1", [sha256, job_id]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def get(store, job_id):
+    rows = store.read(SELECT + " WHERE id = ?", [job_id])
+    return _as_dict(rows[0]) if rows else None
+
+
+def recent(store, limit=100):
+    return [_as_dict(row) for row in store.read(SELECT + " ORDER BY id DESC LIMIT ?", [limit])]

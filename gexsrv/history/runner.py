@@ -1,0 +1,171 @@
+"""The job runner: takes pending jobs one at a time, fetches (built-in downloader or HISTORY_DOWNLOAD_COMMAND),
+stages and imports them, and marks each completed or failed. Jobs live in gex_history_queue, so a restart
+resumes the unfinished ones."""
+
+import asyncio
+import logging
+import os
+import shlex
+
+from gexsrv.history import download, importer, notify, queue, staging
+from gexsrv.history.urls import Policy
+
+log = logging.getLogger("gexsrv.history")
+
+
+class JobFailed(Exception):
+    pass
+
+
+class Runner:
+    def __init__(self, conf, store, writer, lake=None, allow_local=False):
+        self.conf = conf
+        self.allow_local = allow_local  # file:// jobs: only the CLI queues them
+        self.store = store
+        self.writer = writer
+        self.lake = lake
+        self.policy = Policy.from_settings(conf)
+        self.folder = os.path.abspath(staging.source_dir(conf.data_dir))
+        self.progress = {}  # job id -> the Sink being written, for live byte counts
+        self.wake = asyncio.Event()
+        self.task = None
+        self.lake_lock = lake.lock if lake else asyncio.Lock()
+
+    async def start(self):
+        for name in staging.clean_leftovers(self.folder):
+            log.info("removed the half-written %s left by an earlier run", name)
+        await self.writer.run(queue.resume_unfinished, self.store.con)
+        self.task = asyncio.create_task(self._loop())
+
+    async def close(self):
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def submit(self, url, ticker, endpoint):
+        job, created = await self.writer.run(queue.add, self.store.con, url, ticker, endpoint)
+        if created:
+            self.wake.set()
+        return job, created
+
+    def job(self, job_id):
+        job = queue.get(self.store, job_id)
+        if job and job_id in self.progress:
+            job["bytes"] = self.progress[job_id].size
+        return job
+
+    def recent(self):
+        return queue.recent(self.store)
+
+    async def _loop(self):
+        while True:
+            job = await self.writer.run(queue.next_pending, self.store.con)
+            if job is None:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            await self.run_job(job)
+
+    async def _update(self, job_id, **fields):
+        await self.writer.run(queue.update, self.store.con, job_id, fields)
+
+    async def run_job(self, job):
+        """Fetch, stage and import one job; return its final row."""
+        job_id = job["id"]
+        try:
+            path, sha256 = await self._staged(job)
+            earlier = await self.writer.run(queue.completed_with_content, self.store.con, sha256, job_id)
+            if earlier is not None:
+                log.info("job %d: same content as job %d, nothing to import", job_id, earlier)
+                await self._update(job_id, status="completed", snapshots_imported=0, rows_imported=0,
+                                   last_error=f"same content as job {earlier}")
+            else:
+                await self._import(job, path)
+        except (JobFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
+                staging.BadContent, OSError) as exc:
+            await self._update(job_id, status="failed", last_error=str(exc))
+            await notify.alert(self.conf.alert_webhook_url,
+                               f"gexsrv: history job {job_id} failed ({job['url']}): {exc}")
+        return queue.get(self.store, job_id)
+
+    async def _staged(self, job):
+        """The job's file under its final staging name, and its sha256 (already there after a restart)."""
+        if job["file_path"] and job["sha256"] and os.path.exists(job["file_path"]):
+            return job["file_path"], job["sha256"]
+        await self._update(job["id"], status="downloading")
+        sink = await self._fetch(job)
+        try:
+            path = await asyncio.to_thread(staging.publish, sink.path, self.folder, job["ticker"],
+                                           job["endpoint"], sink.sha256)
+        finally:
+            self.progress.pop(job["id"], None)
+        await self._update(job["id"], bytes=sink.size, sha256=sink.sha256, file_path=path)
+        return path, sink.sha256
+
+    def _new_sink(self, job):
+        sink = staging.Sink(self.folder, f"{job['id']}", self.conf.history_max_bytes)
+        self.progress[job["id"]] = sink
+        return sink
+
+    async def _fetch(self, job):
+        if self.conf.history_download_command:
+            await self._update(job["id"], attempts=1)
+            return await self._run_command(job)
+        if job["url"].startswith("file://") and self.allow_local:
+            await self._update(job["id"], attempts=1)
+            return await asyncio.to_thread(copy_into, job["url"].removeprefix("file://"), self._new_sink(job))
+
+        async def on_attempt(n):
+            await self._update(job["id"], attempts=n)
+        return await download.fetch(job["url"], lambda: self._new_sink(job), self.policy, self.conf, on_attempt)
+
+    async def _run_command(self, job):
+        """HISTORY_DOWNLOAD_COMMAND, run without a shell; it writes the file to {path}."""
+        target = os.path.join(self.folder, f".{job['id']}.download{staging.PART_SUFFIX}")
+        values = {"id": job["id"], "url": job["url"], "ticker": job["ticker"], "endpoint": job["endpoint"],
+                  "path": target}
+        argv = [arg.format(**values) for arg in shlex.split(self.conf.history_download_command)]
+        os.makedirs(self.folder, exist_ok=True)
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), self.conf.history_request_timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise JobFailed("the download command timed out")
+        try:
+            if proc.returncode != 0 or not os.path.isfile(target):
+                tail = output.decode(errors="replace").strip()[-500:]
+                raise JobFailed(f"the download command exited with {proc.returncode}: {tail}")
+            return await asyncio.to_thread(copy_into, target, self._new_sink(job))
+        finally:
+            if os.path.exists(target):
+                os.unlink(target)
+
+    async def _import(self, job, path):
+        await self._update(job["id"], status="importing")
+        cursor = await self.writer.run(self.store.con.cursor)
+        try:
+            # the lake exporter reads the strikes' sequence bound only while no import transaction is open
+            async with self.lake_lock:
+                snapshots, rows = await asyncio.to_thread(
+                    importer.import_file, cursor, path, job["ticker"], job["endpoint"], f"history:{job['id']}")
+        finally:
+            cursor.close()
+        await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows)
+        log.info("job %d: imported %d snapshots, %d strike rows from %s", job["id"], snapshots, rows, path)
+        if self.lake:
+            self.lake.kick()
+
+
+def copy_into(path, sink):
+    """Feed a local file through a Sink (decompressing, hashing, size-capping) and finish it."""
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sink.feed(block)
+        sink.sha256 = sink.finish()
+    except BaseException:
+        sink.discard()
+        raise
+    return sink

@@ -1,0 +1,242 @@
+"""The Parquet lake of strike rows: data/parquet/gexbot/<ticker>/<endpoint>/<YYYYMMDD>[.<range>].strikes.parquet.
+
+Every strike row gexsrv stores (live or imported) draws a number from gex_strikes_seq. Periodically, and at
+shutdown, the exporter writes the rows numbered (lo, hi] to part files named after fixed windows of that range,
+so an export that is repeated after a crash writes the very same names and finds them already published. The
+range is recorded in gex_lake_exports as 'writing' before any file is written and 'done' after.
+A finished day (before today, UTC) whose parts exist but whose day file does not is compacted into the day file;
+the day file lists its parts in its Parquet metadata, and the parts are deleted once it is published.
+Files are written under a `.tmp` name, fsynced and published with os.link, which never replaces a file.
+See docs/parquet.md.
+"""
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import re
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from gexsrv.history.names import path_part
+
+log = logging.getLogger("gexsrv.lake")
+
+WINDOW = 1_000_000  # strike rows per part file at most, which bounds the exporter's memory
+PARTS_KEY = "gexsrv_parts"
+PART = re.compile(r"^(?P<day>\d{8})\.(?P<range>\d+-\d+)\.strikes\.parquet$")
+DAY = re.compile(r"^(?P<day>\d{8})\.strikes\.parquet$")
+ROWS = """
+    SELECT timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors,
+        strftime(epoch_ms(timestamp), '%Y%m%d') AS day
+    FROM gex_strikes WHERE seq > ? AND seq <= ? AND endpoint IS NOT NULL
+    ORDER BY ticker, endpoint, timestamp, strike"""
+
+
+def lake_root(data_dir):
+    return os.path.join(data_dir, "parquet", "gexbot")
+
+
+# ---- on the writer thread (Writer.run) ----
+
+def sequence_high(con):
+    """The last number drawn; call it while no transaction inserting strikes is open."""
+    rows = con.execute("SELECT last_value FROM duckdb_sequences() WHERE sequence_name = 'gex_strikes_seq'").fetchall()
+    return (rows[0][0] or 0) if rows else 0
+
+
+def unfinished_ranges(con):
+    return con.execute("SELECT lo, hi FROM gex_lake_exports WHERE state = 'writing' ORDER BY lo").fetchall()
+
+
+def plan_range(con, high):
+    """Record the next range to export, (lo, high], as 'writing'; None when nothing is new."""
+    lo = con.execute("SELECT coalesce(max(hi), 0) FROM gex_lake_exports").fetchone()[0]
+    if high <= lo:
+        return None
+    con.execute("INSERT INTO gex_lake_exports (lo, hi, state) VALUES (?, ?, 'writing')", [lo, high])
+    return lo, high
+
+
+def finish_range(con, lo, files, rows):
+    con.execute("UPDATE gex_lake_exports SET state = 'done', files = ?, rows = ?, finished_at = current_timestamp "
+                "WHERE lo = ?", [files, rows, lo])
+
+
+# ---- files, on a worker thread ----
+
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(frame, folder, name, metadata=None):
+    """Write frame to folder/name unless that name exists; True if this call published it."""
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as f:
+        frame.write_parquet(f, compression="zstd", metadata=metadata)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(temp, os.path.join(folder, name))
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temp)
+    _fsync_dir(folder)
+    return True
+
+
+def export_range(cursor, root, lo, hi):
+    """Write the strike rows numbered (lo, hi] as part files; return (files, rows)."""
+    files = rows = 0
+    for start in range(lo - lo % WINDOW, hi, WINDOW):
+        first, last = max(start, lo), min(start + WINDOW, hi)
+        frame = pl.from_arrow(cursor.sql(ROWS, params=[first, last]).to_arrow_table())
+        rows += frame.height
+        for (ticker, endpoint, day), part in frame.partition_by(["ticker", "endpoint", "day"], as_dict=True).items():
+            folder = os.path.join(root, path_part(ticker), path_part(endpoint))
+            publish(part.drop("day"), folder, f"{day}.{first + 1}-{last}.strikes.parquet")
+            files += 1
+    return files, rows
+
+
+def _folders(root):
+    for ticker in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        for endpoint in sorted(os.listdir(os.path.join(root, ticker))):
+            yield os.path.join(root, ticker, endpoint)
+
+
+def _listed_parts(day_file):
+    metadata = pq.read_metadata(day_file).metadata or {}
+    return json.loads(metadata.get(PARTS_KEY.encode(), b"[]"))
+
+
+def tidy(root):
+    """At start: drop `.tmp` leftovers, and parts that a published day file already holds."""
+    for folder in _folders(root):
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if name.startswith(".") and name.endswith(".tmp"):
+                os.unlink(path)
+            elif DAY.match(name):
+                for part in _listed_parts(path):
+                    if os.path.exists(os.path.join(folder, part)):
+                        os.unlink(os.path.join(folder, part))
+
+
+def compact(root, today):
+    """Merge the parts of each day before `today` (YYYYMMDD) that has no day file yet; return days compacted."""
+    done = []
+    for folder in _folders(root):
+        names = os.listdir(folder)
+        parts = {}
+        for name in names:
+            found = PART.match(name)
+            if found and found["day"] < today:
+                parts.setdefault(found["day"], []).append(name)
+        for day, day_parts in sorted(parts.items()):
+            if f"{day}.strikes.parquet" in names:
+                continue  # never replaced; later parts simply stay beside it
+            day_parts.sort()
+            frame = pl.read_parquet([os.path.join(folder, p) for p in day_parts]).sort(["timestamp", "strike"])
+            if publish(frame, folder, f"{day}.strikes.parquet", {PARTS_KEY: json.dumps(day_parts)}):
+                for part in day_parts:
+                    os.unlink(os.path.join(folder, part))
+                done.append((folder, day))
+    return done
+
+
+def utc_today():
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+
+
+class Lake:
+    """The periodic exporter: runs every `interval` seconds, when kicked (after an import), and at close."""
+
+    def __init__(self, data_dir, store, writer, interval):
+        self.root = lake_root(data_dir)
+        self.store = store
+        self.writer = writer
+        self.interval = interval
+        self.lock = asyncio.Lock()  # held by history imports for their whole transaction
+        self.exporting = asyncio.Lock()
+        self.wake = asyncio.Event()
+        self.task = None
+        self.writer_stopped = False
+        self.stopping = False
+        self.exported_rows = 0
+        self.last_export_at = None
+
+    async def start(self):
+        await asyncio.to_thread(tidy, self.root)
+        self.task = asyncio.create_task(self._loop())
+
+    def kick(self):
+        self.wake.set()
+
+    async def stop(self):
+        """Stop the periodic exports (before the writer stops), letting a running one finish: its worker
+        thread cannot be interrupted, and a second export of the same range would only repeat its work."""
+        self.stopping = True
+        self.wake.set()
+        if self.task:
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def close(self):
+        """The last export; call it after the writer has stopped, so it sees every committed row."""
+        await self.stop()
+        self.writer_stopped = True
+        await self.export(compaction=False)  # compaction waits for the next start: shutdown stays quick
+
+    async def _run(self, fn, *args):
+        """On the writer thread, or directly once that has stopped and nothing else uses the connection."""
+        if self.writer_stopped:
+            return await asyncio.to_thread(fn, *args)
+        return await self.writer.run(fn, *args)
+
+    async def _loop(self):
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self.wake.clear()
+            if self.stopping:
+                return
+            try:
+                await self.export()
+            except Exception:
+                log.exception("Parquet export failed; retrying at the next interval")
+
+    async def export(self, compaction=True):
+        """Export every strike row committed so far, then compact finished days."""
+        if self.store.state != "writable":
+            return
+        async with self.exporting:
+            con = self.store.con
+            ranges = await self._run(unfinished_ranges, con)
+            if not ranges:
+                async with self.lock:
+                    high = await self._run(sequence_high, con)
+                planned = await self._run(plan_range, con, high)
+                ranges = [planned] if planned else []
+            for lo, hi in ranges:
+                cursor = await self._run(con.cursor)
+                try:
+                    files, rows = await asyncio.to_thread(export_range, cursor, self.root, lo, hi)
+                finally:
+                    cursor.close()
+                await self._run(finish_range, con, lo, files, rows)
+                self.exported_rows += rows
+                log.info("exported strike rows %d..%d to Parquet: %d rows in %d files", lo + 1, hi, rows, files)
+            if compaction:
+                await asyncio.to_thread(compact, self.root, utc_today())
+            self.last_export_at = dt.datetime.now(dt.timezone.utc).isoformat()

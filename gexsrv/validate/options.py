@@ -1,0 +1,83 @@
+"""What a validation run looks at and its thresholds: one Struct, shared by the CLI flags and /integrity's query."""
+
+import datetime as dt
+import re
+from typing import Annotated
+
+import msgspec
+
+NAME = re.compile(r"^[A-Za-z0-9_.^/-]{1,40}$")  # tickers and endpoints, inlined into SQL only after this check
+
+
+def _opt(help_text, **limits):
+    return msgspec.Meta(description=help_text, **limits)
+
+
+class Options(msgspec.Struct, kw_only=True, frozen=True):
+    ticker: Annotated[list[str], _opt("only these tickers (comma-separated)")] = []
+    endpoint: Annotated[list[str], _opt("only these endpoints; 'legacy' means rows with no endpoint")] = []
+    since: Annotated[str, _opt("only data at or after this UTC date/time (YYYY-MM-DD, ISO-8601 or epoch ms)")] = ""
+    until: Annotated[str, _opt("only data before this UTC time; a bare date includes that whole day")] = ""
+    sample: Annotated[int, _opt("snapshots compared field by field across sources", ge=0, le=100_000)] = 20
+    seed: Annotated[int, _opt("seed of the spot-check sample (same seed, same sample)")] = 0
+    band: Annotated[float, _opt("zero gamma and major levels must lie within spot * (1 +- band)", gt=0)] = 0.2
+    max_gap_s: Annotated[float, _opt("longest pause between rows inside a trading session, seconds", gt=0)] = 300.0
+    max_jump: Annotated[float, _opt("largest relative spot change between consecutive rows", gt=0)] = 0.05
+    sum_tolerance: Annotated[float, _opt("allowed |net GEX - sum of strikes|, relative to sum of |gex|",
+                                         ge=0)] = 1e-6
+    data_start: Annotated[str, _opt("timestamps before this UTC date are errors")] = "2018-01-01"
+    future_slack_s: Annotated[float, _opt("timestamps this far past the clock are errors, seconds", ge=0)] = 300.0
+
+
+FIELDS = msgspec.inspect.type_info(Options).fields
+
+
+class OptionsError(ValueError):
+    pass
+
+
+def parse(values):
+    """Options from strings (flags or query arguments); lists may come comma-separated."""
+    values = dict(values)
+    for name in ("ticker", "endpoint"):
+        if isinstance(values.get(name), str):
+            values[name] = [v for v in values[name].split(",") if v]
+    try:
+        options = msgspec.convert(values, Options, strict=False)
+    except msgspec.ValidationError as exc:
+        raise OptionsError(str(exc).replace("`$.", "`")) from None
+    for name in options.ticker + options.endpoint:
+        if not NAME.match(name):
+            raise OptionsError(f"not a ticker or endpoint name: {name!r}")
+    for name in ("since", "until", "data_start"):
+        if getattr(options, name):
+            epoch_ms(getattr(options, name), name, end_of_day=name == "until")
+    return msgspec.structs.replace(options, ticker=[t.upper() for t in options.ticker],
+                                   endpoint=[e.lower() for e in options.endpoint])
+
+
+def epoch_ms(text, name="time", end_of_day=False):
+    if text.isdigit():
+        return int(text)
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end_of_day else 0)
+            return int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise OptionsError(f"{name}: expected YYYY-MM-DD, ISO-8601 or epoch ms, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def add_arguments(parser):
+    for field in FIELDS:
+        flag = "--" + field.name.replace("_", "-")
+        default = "none" if field.default is msgspec.NODEFAULT else repr(field.default)
+        help_text = f"{field.type.extra_json_schema['description']} (default: {default})"
+        parser.add_argument(flag, default=None, metavar=field.name.upper(), help=help_text)
+
+
+def from_args(args):
+    return parse({f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name) is not None})

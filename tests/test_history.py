@@ -1,0 +1,232 @@
+"""POST /gex_history_url end to end: a real gexsrv downloads from a local file server on 127.0.0.1."""
+
+import gzip
+import hashlib
+import json
+import sys
+import time
+
+import duckdb
+import polars as pl
+import pytest
+
+from filesrv import FileServer
+from helpers import SHARED
+
+sys.path.insert(0, str(SHARED / "samples"))
+from make_history_file import snapshots  # noqa: E402
+
+DAY = "2025-10-21"
+NAME = f"{DAY}_SPX_classic_gex_zero.json"
+SNAPS, STRIKES = 200, 20
+
+
+def write_history(path, n=SNAPS, seed=1, ticker="SPX", compress=False, transform=None):
+    import datetime as dt
+    rows = list(snapshots(ticker, dt.date.fromisoformat(DAY), n, STRIKES, 1, seed))
+    if transform:
+        rows = transform(rows)
+    data = json.dumps(rows).encode()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FileServer(folder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def hist(start_server, files):
+    def start(*flags, data_dir=None):
+        return start_server(data_dir, "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
+                            "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
+                            "--alert-webhook-url", f"{files.url}/hook", "--lake-export-interval", "0.3", *flags)
+    return start
+
+
+def wait_job(server, job_id, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = server.get(f"/gex_history_url/{job_id}").json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def submit(server, url, **extra):
+    reply = server.post("/gex_history_url", {"url": url, **extra})
+    assert reply.status == 202, reply.body
+    return reply.json()
+
+
+def lake_rows(data_dir, ticker="*"):
+    with duckdb.connect() as db:
+        return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/{ticker}/**/*.parquet')"
+                          ).fetchone()[0]
+
+
+def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
+    write_history(files.folder / NAME)
+    # gzip served under a plain name: the format is found from the content
+    write_history(files.folder / f"{DAY}_NDX_classic_gex_one.json", ticker="NDX", compress=True)
+    server = hist()
+    plain = submit(server, f"{files.url}/files/{NAME}")
+    assert (plain["status"], plain["ticker"], plain["endpoint"]) == ("queued", "SPX", "gex_zero")
+    packed = submit(server, f"{files.url}/files/{DAY}_NDX_classic_gex_one.json")
+    assert (packed["ticker"], packed["endpoint"]) == ("NDX", "gex_one")
+    for job in (plain, packed):
+        done = wait_job(server, job["id"])
+        assert (done["status"], done["snapshots_imported"], done["rows_imported"]) == ("completed", SNAPS,
+                                                                                       SNAPS * STRIKES)
+    assert server.get("/health").json()["history"]["pending_jobs"] == 0
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT ticker, endpoint, source, count(*) FROM gex_snapshots GROUP BY ALL ORDER BY 1"
+                          ).fetchall() == [("NDX", "gex_one", "history:2", SNAPS), ("SPX", "gex_zero", "history:1", SNAPS)]
+        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 2 * SNAPS * STRIKES
+    assert lake_rows(server.data_dir, "SPX") == lake_rows(server.data_dir, "NDX") == SNAPS * STRIKES
+    # a finished day is compacted into its day file
+    day_files = sorted(p.name for p in (server.data_dir / "parquet/gexbot/SPX/gex_zero").iterdir())
+    assert day_files == ["20251021.strikes.parquet"]
+
+
+def test_5xx_twice_then_success_takes_three_attempts(hist, files):
+    write_history(files.folder / NAME)
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/flaky/2/{NAME}")["id"])
+    assert (job["status"], job["attempts"], job["snapshots_imported"]) == ("completed", 3, SNAPS)
+    assert files.hits[f"/flaky/2/{NAME}"] == 3
+
+
+def test_permanent_failure_fails_the_job_and_alerts_the_webhook(hist, files):
+    server = hist()
+    failed = wait_job(server, submit(server, f"{files.url}/status/500", ticker="SPX", endpoint="zero")["id"])
+    assert (failed["status"], failed["attempts"]) == ("failed", 3)
+    assert "HTTP 500" in failed["last_error"]
+    missing = wait_job(server, submit(server, f"{files.url}/status/404", ticker="SPX", endpoint="zero")["id"])
+    assert (missing["status"], missing["attempts"]) == ("failed", 1)  # 4xx is not retried
+    deadline = time.monotonic() + 5
+    while len(files.hooks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(files.hooks) == 2
+    assert all(h["content"] and h["text"] == h["content"] for h in files.hooks)
+    assert f"history job {failed['id']} failed" in files.hooks[0]["text"] and "HTTP 500" in files.hooks[0]["text"]
+
+
+def test_disallowed_hosts_schemes_and_addresses_are_refused(hist, files):
+    write_history(files.folder / NAME)
+    server = hist()
+    port = files.url.rsplit(":", 1)[1]
+    direct = server.post("/gex_history_url", {"url": f"http://localhost:{port}/files/{NAME}"})
+    assert direct.status == 400 and "not on the history_allowed_hosts list" in direct.json()["error"]
+    scheme = server.post("/gex_history_url", {"url": f"file:///etc/{NAME}"})
+    assert scheme.status == 400 and "only http and https" in scheme.json()["error"]
+    hop = f"{files.url}/redirect?to=http://localhost:{port}/files/{NAME}"
+    redirected = wait_job(server, submit(server, hop, ticker="SPX", endpoint="gex_zero")["id"])
+    assert redirected["status"] == "failed" and "'localhost' is not on the history_allowed_hosts" in \
+        redirected["last_error"]
+    assert f"/files/{NAME}" not in files.hits
+    # 127.0.0.2 is an allowed host name, but a loopback address outside history_allowed_networks
+    private = wait_job(server, submit(server, f"http://127.0.0.2:{port}/files/{NAME}")["id"])
+    assert private["status"] == "failed" and "not a global address" in private["last_error"]
+    assert private["attempts"] == 1
+
+
+def test_oversized_body_fails_counted_decompressed(hist, files):
+    # small on the wire, large once inflated
+    write_history(files.folder / NAME, compress=True)
+    server = hist("--history-max-bytes", "100000")
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    assert job["status"] == "failed" and "over the 100000-byte limit" in job["last_error"]
+    assert job["attempts"] == 1
+    assert not [p for p in (server.data_dir / "source/gexbot").iterdir()]
+
+
+def in_last(data, old, new):
+    """Spoil the last snapshot, so a reader that stops early would have stored the others."""
+    at = data.rindex(old)
+    return data[:at] + new + data[at + len(old):]
+
+
+@pytest.mark.parametrize("name, spoil", [
+    ("truncated", lambda data: data[: len(data) // 2]),
+    ("nan", lambda data: in_last(data, b'"spot": ', b'"spot": NaN, "was":')),
+    ("huge", lambda data: in_last(data, b'"zero_gamma": ', b'"zero_gamma": 1e999, "was":')),
+    ("short row", lambda data: in_last(data, b'"strikes": [', b'"strikes": [[1], ')),
+    ("text strike", lambda data: data.replace(b'"strikes": [[', b'"strikes": [["7000", ', 1)),
+])
+def test_invalid_file_fails_with_nothing_half_imported(hist, files, name, spoil):
+    good = write_history(files.folder / "good.json").read_bytes()
+    (files.folder / NAME).write_bytes(spoil(good))
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    assert job["status"] == "failed", job
+    assert job["snapshots_imported"] is None
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT count(*) FROM gex_snapshots").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 0
+
+
+def test_same_url_or_same_content_is_not_imported_twice(hist, files):
+    write_history(files.folder / NAME)
+    write_history(files.folder / "same-times-other-values.json", seed=2)
+    server = hist()
+    url = f"{files.url}/files/{NAME}"
+    first = wait_job(server, submit(server, url)["id"])
+    again = submit(server, url)
+    assert again["id"] == first["id"] and again["duplicate"] is True
+    signed = wait_job(server, submit(server, url + "?sig=other")["id"])  # another URL, same bytes
+    assert signed["status"] == "completed" and signed["last_error"] == f"same content as job {first['id']}"
+    overlap = wait_job(server, submit(server, f"{files.url}/files/same-times-other-values.json",
+                                      ticker="SPX", endpoint="gex_zero")["id"])
+    assert (overlap["status"], overlap["snapshots_imported"], overlap["rows_imported"]) == ("completed", 0, 0)
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT count(*), count(DISTINCT source) FROM gex_snapshots").fetchone() == (SNAPS, 1)
+        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == SNAPS * STRIKES
+    assert lake_rows(server.data_dir) == SNAPS * STRIKES
+
+
+def test_existing_staged_and_parquet_files_stay_byte_identical(hist, files, tmp_path):
+    write_history(files.folder / NAME)
+    data = tmp_path / "data"
+    staged = data / "source/gexbot/SPX_gex_zero_history.json"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"[]")
+    day_file = data / "parquet/gexbot/SPX/gex_zero/20251021.strikes.parquet"
+    day_file.parent.mkdir(parents=True)
+    pl.DataFrame({"timestamp": [1], "strike": [1.0]}).write_parquet(day_file)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (staged, day_file)}
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    assert job["status"] == "completed"
+    assert job["file_path"].endswith(f"SPX_gex_zero_history.{job['sha256'][:16]}.json")
+    server.stop()
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (staged, day_file)} == before
+    parts = [p for p in day_file.parent.iterdir() if p != day_file]
+    assert len(parts) == 1 and parts[0].name.startswith("20251021.")
+    assert pl.read_parquet(parts[0]).height == SNAPS * STRIKES
+
+
+def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
+    write_history(files.folder / NAME)
+    write_history(files.folder / "b.json", ticker="NDX")
+    server = hist()
+    server.stop()
+    staging = server.data_dir / "source/gexbot"
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / ".7.part").write_bytes(b"[{half")  # a download cut off by the crash
+    with duckdb.connect(str(server.data_dir / "gex_data.db")) as db:
+        db.execute("INSERT INTO gex_history_queue (id, url, ticker, endpoint, status, attempts) VALUES "
+                   f"(7, '{files.url}/files/{NAME}', 'SPX', 'gex_zero', 'downloading', 1), "
+                   f"(8, '{files.url}/files/b.json', 'NDX', 'gex_zero', 'pending', 0)")
+    server.start()
+    assert [wait_job(server, i)["snapshots_imported"] for i in (7, 8)] == [SNAPS, SNAPS]
+    assert not (staging / ".7.part").exists()
+    assert server.get("/gex_history_url").json()["jobs"][0]["id"] == 8

@@ -1,0 +1,278 @@
+"""POST /uw against a real server: each frame shape lands raw in universal_webhooks and typed in its table."""
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from helpers import snapshot
+
+UTC = dt.timezone.utc
+TS = 1777492800
+
+
+def trade(**changes):
+    """An option trade as the Unusual Whales browser socket sends it: decimals as strings."""
+    body = {
+        "id": "7c0f6a3e-3b9c-4f0e-9a53-1d2f3e4a5b6c", "option_chain_id": "ARM260116C00118000",
+        "executed_at": "2025-10-21T14:30:01.123456Z", "price": "1.25", "size": 3, "premium": "375.00",
+        "volume": 1200, "open_interest": 5000, "nbbo_bid": "1.20", "nbbo_ask": "1.30", "underlying_price": "117.52",
+        "implied_volatility": "0.456789", "delta": "0.512", "gamma": "0.0213", "theta": "-0.105", "vega": "0.221",
+        "rho": "0.012", "theo": "1.2431", "exchange": "CBOE", "tags": ["ask_side", "bullish"], "ask_vol": 900,
+        "bid_vol": 250, "mid_vol": 40, "no_side_vol": 10, "multi_vol": 5, "stock_multi_vol": 1,
+        "report_flags": ["late"], "is_agg": False, "sector": "Technology", "issue_type": "Common Stock",
+    }
+    body.update(changes)
+    return body
+
+
+def phoenix(topic, payload, event="new_msg"):
+    return [None, None, topic, event, payload]
+
+
+def canonical_sha256(body):
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+TRADE_COLUMNS = """trade_id, executed_at, option_symbol, underlying_symbol, root, expiration, option_type, strike,
+    price, size, premium, volume, open_interest, nbbo_bid, nbbo_ask, underlying_price, implied_volatility, delta,
+    gamma, theta, vega, rho, theo, exchange, tags, ask_vol, bid_vol, mid_vol, no_side_vol, multi_vol,
+    stock_multi_vol, report_flags, is_agg, trade_ids, symbol, side, quantity"""
+
+
+def test_trades_in_all_three_shapes_land_raw_and_typed_field_by_field(server):
+    official = trade(id="t-official", option_chain_id=None, option_symbol="SPY   260116P00600500",
+                     underlying_symbol="SPY", executed_at=1761057001123, price=2, size="7", tags=["bid_side"],
+                     open_interest="", implied_volatility=None)
+    aggregate = trade(id="t-agg", option_chain_id="SPXW251021C06800000", nbbo_bid=None, nbbo_ask=None,
+                      ewma_nbbo_bid="10.1", ewma_nbbo_ask="10.3", is_agg=True, trade_ids=["a1", "a2"])
+    bodies = [
+        phoenix("option_trades_super_algo", {"data": trade()}),
+        ["option_trades:SPY", official],
+        {"topic": "option_trades_super_algo:SPX", "eventType": "trade", "payload": {"data": [aggregate]}},
+    ]
+    replies = [server.post("/uw", body, {"User-Agent": "uw-test/1"}) for body in bodies]
+    assert [r.status for r in replies] == [200] * 3
+    ids = [str(uuid.UUID(bytes=bytes.fromhex(canonical_sha256(b))[:16])) for b in bodies]
+    assert [r.json() for r in replies] == [
+        {"status": "received", "id": ids[0], "topic": "option_trades_super_algo", "event": "new_msg",
+         "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
+        {"status": "received", "id": ids[1], "topic": "option_trades:SPY", "event": None,
+         "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
+        {"status": "received", "id": ids[2], "topic": "option_trades_super_algo:SPX", "event": "trade",
+         "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
+    ]
+    server.stop()
+    with server.db() as db:
+        raw = db.execute("""SELECT id::VARCHAR, shape, topic, event, payload, source_addr, user_agent,
+            content_sha256, problems FROM universal_webhooks ORDER BY received_at, id""").fetchall()
+        rows = db.execute(f"SELECT {TRADE_COLUMNS}, webhook_id::VARCHAR, raw_payload "
+                          "FROM universal_webhooks w JOIN option_trades_events t ON t.webhook_id = w.id "
+                          "ORDER BY w.received_at").fetchall()
+        received = db.execute("SELECT bool_and(t.received_at = w.received_at) FROM option_trades_events t "
+                              "JOIN universal_webhooks w ON t.webhook_id = w.id").fetchone()
+    payloads = [bodies[0][4], bodies[1][1], bodies[2]["payload"]]
+    assert sorted(r[0] for r in raw) == sorted(ids)
+    raw = sorted(raw, key=lambda r: ids.index(r[0]))
+    assert [(r[1], r[2], r[3]) for r in raw] == [("phoenix", "option_trades_super_algo", "new_msg"),
+                                                 ("channel", "option_trades:SPY", None),
+                                                 ("envelope", "option_trades_super_algo:SPX", "trade")]
+    assert [json.loads(r[4]) for r in raw] == payloads
+    assert {(r[5], r[6]) for r in raw} == {("127.0.0.1", "uw-test/1")}
+    assert [r[7] for r in raw] == [canonical_sha256(b) for b in bodies]
+    assert [r[8] for r in raw] == [[], [], []]
+    assert received == (True,)
+
+    first, second, third = sorted(rows, key=lambda r: ["7c0f", "t-of", "t-ag"].index(r[0][:4]))
+    assert first[:-2] == (
+        "7c0f6a3e-3b9c-4f0e-9a53-1d2f3e4a5b6c", dt.datetime(2025, 10, 21, 14, 30, 1, 123456, tzinfo=UTC),
+        "ARM260116C00118000", "ARM", "ARM", dt.date(2026, 1, 16), "call", 118.0, 1.25, 3, 375.0, 1200, 5000,
+        1.2, 1.3, 117.52, 0.456789, 0.512, 0.0213, -0.105, 0.221, 0.012, 1.2431, "CBOE", ["ask_side", "bullish"],
+        900, 250, 40, 10, 5, 1, ["late"], False, None, "ARM", "ask", 3.0)
+    assert first[-2] == ids[0] and json.loads(first[-1]) == trade()
+    assert second[:10] == ("t-official", dt.datetime(2025, 10, 21, 14, 30, 1, 123000, tzinfo=UTC),
+                           "SPY   260116P00600500", "SPY", "SPY", dt.date(2026, 1, 16), "put", 600.5, 2.0, 7)
+    assert (second[12], second[16], second[34], second[35]) == (None, None, "SPY", "bid")
+    assert (third[2:8], third[13:15]) == (("SPXW251021C06800000", "SPX", "SPXW", dt.date(2025, 10, 21), "call",
+                                           6800.0), (10.1, 10.3))
+    assert (third[32], third[33]) == (True, ["a1", "a2"])
+
+
+def test_trade_executions_are_stored_one_row_per_execution(server):
+    payload = {
+        "alert": {"symbol": "SPY", "action": "BUY", "quantity": 2, "price": "1.50", "strike": 600,
+                  "option_type": "C", "expiration": "2026-01-16", "order_type": "LMT"},
+        "executions": [{"dry_run": True, "broker": "ibkr", "quantity": 2, "execution_price": "1.49"},
+                       {"dry_run": False, "venue": "tasty", "quantity": "1", "price": 1.5, "status": "filled"}],
+    }
+    body = {"topic": "option_trades_super_algo", "event_type": "execution", "payload": payload}
+    no_executions = {"topic": "option_trades_super_algo", "payload": {
+        "alert": {"symbol": "QQQ260116P00590000", "action": "SELL", "quantity": 1, "order_type": "MKT"}}}
+    replies = [server.post("/uw", body), server.post("/uw", no_executions)]
+    assert [(r.status, r.json()["rows"], r.json()["normalized"]) for r in replies] == [(200, 2, True), (200, 1, True)]
+    raw_ids = [uuid.UUID(r.json()["id"]) for r in replies]
+    server.stop()
+    with server.db() as db:
+        rows = db.execute("""SELECT trade_id, webhook_id, symbol, side, quantity, price, strike, option_type,
+            expiration, order_type, execution_status, broker, execution_qty, execution_price, dry_run,
+            option_symbol, underlying_symbol, executed_at, raw_payload
+            FROM option_trades_events ORDER BY symbol, execution_qty DESC""").fetchall()
+    spy = ("SPY", "BUY", 2.0, 1.5, 600.0, "call", dt.date(2026, 1, 16), "LMT")
+    assert [r[:-1] for r in rows] == [
+        (str(uuid.uuid5(raw_ids[1], "alert")), raw_ids[1], "QQQ260116P00590000", "SELL", 1.0, None, 590.0, "put",
+         dt.date(2026, 1, 16), "MKT", None, None, None, None, None, "QQQ260116P00590000", "QQQ", None),
+        (str(uuid.uuid5(raw_ids[0], "execution/0")), raw_ids[0], *spy, "dry_run", "ibkr", 2.0, 1.49, True,
+         None, "SPY", None),
+        (str(uuid.uuid5(raw_ids[0], "execution/1")), raw_ids[0], *spy, "filled", "tasty", 1.0, 1.5, False,
+         None, "SPY", None),
+    ]
+    assert json.loads(rows[1][-1]) == payload
+
+
+def test_replays_are_stored_once_even_in_one_batch_and_shared_trades_once(server):
+    body = phoenix("option_trades_super_algo", {"data": trade()})
+    reordered = json.dumps(dict(reversed(list({"x": 1, "frame": body}.items())))).encode()  # same content
+    same_trade_other_frame = ["option_trades:ARM", trade()]
+    first = server.post("/uw", body)
+    with ThreadPoolExecutor(8) as pool:
+        replays = list(pool.map(lambda _: server.post("/uw", body), range(8)))
+        others = list(pool.map(lambda _: server.post("/uw", same_trade_other_frame), range(4)))
+    again = server.post("/uw", json.dumps(body, indent=2).encode())
+    assert first.json()["duplicate"] is False
+    assert [r.json()["duplicate"] for r in replays + [again]] == [True] * 9
+    assert sorted(r.json()["duplicate"] for r in others) == [False, True, True, True]
+    assert {r.json()["id"] for r in replays + [again, first]} == {first.json()["id"]}
+    assert server.post("/uw", reordered).json()["duplicate"] is False
+    assert server.post("/uw", b'{"frame": ' + json.dumps(body).encode() + b', "x": 1}').json()["duplicate"] is True
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT topic, count(*) FROM universal_webhooks GROUP BY ALL ORDER BY 1 NULLS FIRST").fetchall() == [
+            (None, 1), ("option_trades:ARM", 1), ("option_trades_super_algo", 1)]
+        assert db.execute("SELECT trade_id, webhook_id::VARCHAR FROM option_trades_events").fetchall() == [
+            (trade()["id"], first.json()["id"])]
+
+
+CONTROL = [
+    (["1", "1", "option_trades_super_algo", "phx_join", {}], "control frame: phx_join"),
+    (["1", "2", "option_trades_super_algo", "phx_reply", {"status": "ok", "response": {}}], "control frame: phx_reply"),
+    ([None, "3", "phoenix", "heartbeat", {}], "control frame: heartbeat"),
+    ([None, "4", "phoenix", "noop", {}], "control frame: phoenix topic"),
+    (["1", None, "market_agg_socket", "phx_close", {}], "control frame: phx_close"),
+    (["option_trades:TSLA", {"response": {}, "status": "ok"}], "control frame: join reply"),
+    ({"topic": "option_trades", "event_type": "heartbeat"}, "control frame: heartbeat"),
+    ({"topic": "x", "eventType": "PHX_ERROR", "payload": {}}, "control frame: phx_error"),
+]
+
+
+def test_control_frames_are_ignored_and_other_topics_are_stored_raw_only(server):
+    replies = [server.post("/uw", body) for body, _ in CONTROL]
+    assert [(r.status, r.json()) for r in replies] == [
+        (200, {"status": "ignored", "reason": reason}) for _, reason in CONTROL]
+    unknown = server.post("/uw", {"topic": "news", "event": "headline", "payload": {"title": "hi"}})
+    bare = server.post("/uw", {"anything": [1, 2.5, "x"]})
+    assert (unknown.json()["table"], unknown.json()["rows"], unknown.json()["normalized"]) == (None, 0, True)
+    assert bare.json()["topic"] is None
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT shape, topic, event, payload FROM universal_webhooks ORDER BY topic").fetchall() == [
+            ("envelope", "news", "headline", '{"title": "hi"}'), ("envelope", None, None, '{"anything": [1, 2.5, "x"]}')]
+        assert db.execute("SELECT count(*) FROM option_trades_events").fetchone() == (0,)
+
+
+def test_market_agg_and_flow_alerts_land_in_their_tables(server):
+    agg = {"date": "2025-10-21", "call_premium": "1234567.5", "put_premium": "987654", "call_volume": 120000,
+           "put_volume": "95000", "put_call_ratio": "0.79", "net_call_premium": "5"}
+    alert = {"id": "fa-1", "rule_name": "RepeatedHits", "ticker": "DIA", "option_chain": "DIA241018C00415000",
+             "executed_at": 1726670167412, "price": "1.10", "underlying_price": "414.2", "total_premium": "52000",
+             "total_size": 470, "total_ask_side_prem": "50000", "total_bid_side_prem": "2000", "volume": 900,
+             "open_interest": "310", "trade_count": 12, "has_sweep": True, "has_floor": False,
+             "has_multileg": False, "all_opening_trades": True}
+    replies = [server.post("/uw", phoenix("market_agg_socket", {"data": agg})),
+               server.post("/uw", ["flow-alerts", alert])]
+    assert [(r.status, r.json()["table"], r.json()["rows"]) for r in replies] == [
+        (200, "uw_market_agg", 1), (200, "uw_flow_alerts", 1)]
+    server.stop()
+    with server.db() as db:
+        aggs = db.execute("""SELECT webhook_id::VARCHAR, date, call_premium, put_premium, call_volume, put_volume,
+            put_call_ratio, data FROM uw_market_agg""").fetchall()
+        alerts = db.execute("""SELECT webhook_id::VARCHAR, alert_id, rule_name, ticker, option_chain, expiration,
+            option_type, strike, executed_at, price, underlying_price, total_premium, total_size,
+            total_ask_side_prem, total_bid_side_prem, volume, open_interest, trade_count, has_sweep, has_floor,
+            has_multileg, all_opening_trades, data FROM uw_flow_alerts""").fetchall()
+    assert aggs[0][:-1] == (replies[0].json()["id"], dt.date(2025, 10, 21), 1234567.5, 987654.0, 120000, 95000, 0.79)
+    assert json.loads(aggs[0][-1]) == agg
+    assert alerts[0][:-1] == (
+        replies[1].json()["id"], "fa-1", "RepeatedHits", "DIA", "DIA241018C00415000", dt.date(2024, 10, 18), "call",
+        415.0, dt.datetime(2024, 9, 18, 14, 36, 7, 412000, tzinfo=UTC), 1.1, 414.2, 52000.0, 470, 50000.0, 2000.0,
+        900, 310, 12, True, False, False, True)
+    assert json.loads(alerts[0][-1]) == alert
+
+
+BAD = [
+    (b"{not json", "$", "invalid JSON"),
+    (b"42", "$", "Expected `object | array`"),
+    (b"[1, 2, 3]", "$", "got an array of 3 items"),
+    (json.dumps([None, None, 7, "new_msg", {}]).encode(), "$[2]", "Expected `str`"),
+    (json.dumps([None, None, "option_trades", ["e"], {}]).encode(), "$[3]", "Expected `str`"),
+    (json.dumps([{"channel": 1}, {}]).encode(), "$[0]", "Expected `str`"),
+    (json.dumps({"topic": 5, "payload": {}}).encode(), "$.topic", "Expected `str | null`"),
+    (b'[null, null, "t", "e", {"a": "\xff"}]', "$", "invalid JSON"),
+    (b'{"topic": "gex", "payload": {"ticker": "SPX", "timestamp": "soon"}}', "$.payload.timestamp", "datetime"),
+    (json.dumps({"topic": "gex", "payload": {"ticker": "SPX", "data": {"timestamp": TS, "strikes": [[1]]}}}).encode(),
+     "$.payload.data.strikes[0]", "at least length 2"),
+]
+
+
+def test_malformed_frames_get_400_and_malformed_trades_are_stored_raw_with_their_problems(server):
+    for body, field, reason in BAD:
+        reply = server.post("/uw", body)
+        assert (reply.status, reply.json()["field"]) == (400, field), body
+        assert reason in reply.json()["error"], body
+    bad_trades = phoenix("option_trades_super_algo", {"data": [
+        trade(id="good"), trade(id="bad-1", price="1.2.3", size="many", executed_at="noon"),
+        trade(id="bad-2", option_chain_id="ARM261316C00118000"), {"id": "bad-3", "price": {"value": 1}},
+        trade(id=None)]})
+    reply = server.post("/uw", bad_trades)
+    assert reply.status == 200
+    assert (reply.json()["normalized"], reply.json()["rows"]) == (False, 1)
+    problems = [
+        {"field": "$[4].data[1].price", "error": "expected a decimal number, got '1.2.3'"},
+        {"field": "$[4].data[1].size", "error": "expected a decimal number, got 'many'"},
+        {"field": "$[4].data[1].executed_at", "error": "expected an ISO-8601 datetime or epoch number, got 'noon'"},
+        {"field": "$[4].data[2].option_chain_id", "error": "OCC symbol 'ARM261316C00118000' has no valid expiry date"},
+        {"field": "$[4].data[3].price", "error": "Expected `float | str | null`, got `object`"},
+        {"field": "$[4].data[4].id", "error": "missing trade id"},
+    ]
+    assert reply.json()["problems"] == problems
+    not_a_trade = server.post("/uw", ["option_trades:ARM", "just text"])
+    assert not_a_trade.json()["problems"] == [{"field": "$[1]", "error": "Expected `object`, got `str`"}]
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT problems FROM universal_webhooks ORDER BY topic").fetchall() == [
+            (["$[1]: Expected `object`, got `str`"],), ([f"{p['field']}: {p['error']}" for p in problems],)]
+        assert db.execute("SELECT trade_id FROM option_trades_events").fetchall() == [("good",)]
+
+
+def test_gex_topic_envelopes_are_stored_as_gex_data(server):
+    envelope = {"topic": "gex", "eventType": "snapshot",
+                "payload": {"ticker": "ndx", "endpoint": "one", "data": snapshot(ticker=None, n_strikes=3)}}
+    bare = {"topic": "gex", "payload": snapshot(ticker="SPY", timestamp=TS + 1, n_strikes=2)}
+    replies = [server.post("/uw", envelope), server.post("/uw", bare), server.post("/uw", envelope)]
+    assert [r.status for r in replies] == [200] * 3
+    assert [r.json() for r in replies] == [
+        {"status": "ok", "topic": "gex", "ticker": "NDX", "endpoint": "gex_one", "kind": "snapshot",
+         "timestamp": TS * 1000, "duplicate": False},
+        {"status": "ok", "topic": "gex", "ticker": "SPY", "endpoint": "gex_zero", "kind": "snapshot",
+         "timestamp": (TS + 1) * 1000, "duplicate": False},
+        {"status": "ok", "topic": "gex", "ticker": "NDX", "endpoint": "gex_one", "kind": "snapshot",
+         "timestamp": TS * 1000, "duplicate": True},
+    ]
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT ticker, endpoint, timestamp, spot_price, source FROM gex_snapshots "
+                          "ORDER BY timestamp").fetchall() == [
+            ("NDX", "gex_one", TS * 1000, 7138.55, "live"), ("SPY", "gex_zero", (TS + 1) * 1000, 7138.55, "live")]
+        assert db.execute("SELECT ticker, count(*) FROM gex_strikes GROUP BY 1 ORDER BY 1").fetchall() == [
+            ("NDX", 3), ("SPY", 2)]
+        assert db.execute("SELECT count(*) FROM universal_webhooks").fetchone() == (0,)
