@@ -20,6 +20,7 @@ import re
 import polars as pl
 import pyarrow.parquet as pq
 
+from gexsrv.durable import link_new
 from gexsrv.history.names import path_part
 
 log = logging.getLogger("gexsrv.lake")
@@ -67,14 +68,6 @@ def finish_range(con, lo, files, rows):
 
 # ---- files, on a worker thread ----
 
-def _fsync_dir(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(frame, folder, name, metadata=None):
     """Write frame to folder/name unless that name exists; True if this call published it."""
     os.makedirs(folder, exist_ok=True)
@@ -84,13 +77,9 @@ def publish(frame, folder, name, metadata=None):
         f.flush()
         os.fsync(f.fileno())
     try:
-        os.link(temp, os.path.join(folder, name))
-    except FileExistsError:
-        return False
+        return link_new(temp, os.path.join(folder, name))
     finally:
         os.unlink(temp)
-    _fsync_dir(folder)
-    return True
 
 
 def export_range(cursor, root, lo, hi):

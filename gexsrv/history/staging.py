@@ -9,6 +9,7 @@ import hashlib
 import os
 import zlib
 
+from gexsrv.durable import link_new
 from gexsrv.history.names import path_part
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -132,14 +133,6 @@ def _sha256_of(path):
     return digest.hexdigest()
 
 
-def _fsync_dir(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(temp_path, folder, ticker, endpoint, sha256):
     """Give the finished temporary file its final name without replacing anything; return the final path.
 
@@ -151,14 +144,8 @@ def publish(temp_path, folder, ticker, endpoint, sha256):
     try:
         for name in names:
             final = os.path.join(folder, name)
-            try:
-                os.link(temp_path, final)
-            except FileExistsError:
-                if _sha256_of(final) == sha256:
-                    return final
-                continue
-            _fsync_dir(folder)
-            return final
+            if link_new(temp_path, final) or _sha256_of(final) == sha256:
+                return final
         raise BadContent(f"{names[-1]} exists with other content than its name's hash says")
     finally:
         os.unlink(temp_path)
