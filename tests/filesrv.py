@@ -1,7 +1,8 @@
 """A local HTTP server for history-download tests, on 127.0.0.1 in a thread, serving files from a folder.
 
-Paths: /files/<name> serves a file; /flaky/<n>/<name> answers 503 n times, then serves it; /status/<code>;
-/redirect?to=<url> answers 302; POST /hook records the JSON body (an alert webhook receiver).
+Paths: /files/<name> serves a file; /flaky/<n>/<name> answers 503 n times, then serves it; /drop/<n>/<name>
+closes the connection without an answer n times, then serves it; /status/<code>; /redirect?to=<url> answers 302;
+POST /hook records the JSON body (an alert webhook receiver).
 """
 
 import json
@@ -60,6 +61,10 @@ class FileServer:
                         self.send(503, b"try later")
                     else:
                         self.send(200, (server.folder / segments[2]).read_bytes())
+                elif segments[0] == "drop" and hit <= int(segments[1]):
+                    self.close_connection = True
+                elif segments[0] == "drop":
+                    self.send(200, (server.folder / segments[2]).read_bytes())
                 elif segments[0] == "status":
                     self.send(int(segments[1]), b"no")
                 elif segments[0] == "redirect":

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import urllib.parse
 
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from gexsrv.history.staging import BadContent, TooLarge
@@ -58,12 +58,17 @@ async def _follow(client, url, sink, policy, conf):
     for _hop in range(MAX_HOPS + 1):
         policy.check_url(url)
         status = {}
-        response = await client.fetch(HTTPRequest(
-            url, follow_redirects=False, connect_timeout=conf.history_connect_timeout,
-            request_timeout=conf.history_request_timeout,
-            header_callback=lambda line: _status_line(line, status),
-            streaming_callback=lambda chunk: _body(chunk, status, sink),
-        ), raise_error=False)
+        try:
+            response = await client.fetch(HTTPRequest(
+                url, follow_redirects=False, connect_timeout=conf.history_connect_timeout,
+                request_timeout=conf.history_request_timeout,
+                header_callback=lambda line: _status_line(line, status),
+                streaming_callback=lambda chunk: _body(chunk, status, sink),
+            ), raise_error=False)
+        except HTTPClientError as exc:  # raise_error=False still raises when no response came (code 599)
+            raise DownloadFailed(f"network error: {exc}", retry=exc.code == NETWORK_ERROR) from None
+        except OSError as exc:
+            raise DownloadFailed(f"network error: {exc}", retry=True) from None
         if response.code in (301, 302, 303, 307, 308):
             location = response.headers.get("Location")
             if not location:

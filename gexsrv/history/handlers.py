@@ -38,9 +38,9 @@ class HistoryHandler(IngestHandler):
         request = decode(body)
         if self.conf.dashboard_url:
             answer = await forward.to_dashboard(self.conf.dashboard_url, body)
-            if answer is not None:
+            if answer is not None:  # the dashboard's own answer, passed through
                 self.set_status(answer.code)
-                self.finish(answer.body)
+                self.finish(answer.body or None)  # a 204 must carry no body at all
                 return
         inferred_ticker, inferred_endpoint = names.infer(request.url)
         ticker = (request.ticker or inferred_ticker or "").upper()

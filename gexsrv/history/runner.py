@@ -64,7 +64,11 @@ class Runner:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            await self.run_job(job)
+            try:
+                await self.run_job(job)
+            except Exception as exc:  # a bug in one job must not stop the queue
+                log.exception("history job %d crashed", job["id"])
+                await self._update(job["id"], status="failed", last_error=f"internal error: {exc!r}")
 
     async def _update(self, job_id, **fields):
         await self.writer.run(queue.update, self.store.con, job_id, fields)
