@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench perf clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest bench --benchmark-only --benchmark-enable $(PYTEST_ARGS)
+
+# gexsrv against the baseline under load, and the history import rate (docs/performance.md); ARGS=--quick is short.
+perf: $(VENV)/.installed
+	$(PY) bench/report.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

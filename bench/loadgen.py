@@ -19,7 +19,7 @@ from collections import Counter
 
 import aiohttp
 
-from snapshots import GexBodies, UwBodies
+from snapshots import START, GexBodies, UwBodies
 
 TIMEOUT = 10.0  # seconds for one request: a hung server shows up as timeouts, not as a hung run
 DRAIN = 10.0  # seconds past the run's end during which queued-up requests still go out
@@ -29,11 +29,11 @@ HEADERS = {"Content-Type": "application/json"}
 class Requests:
     """Request i: its path and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw."""
 
-    def __init__(self, url, strikes, mix, seed):
+    def __init__(self, url, strikes, mix, seed, start=START):
         self.gex_url = url.rstrip("/") + "/gex"
         self.uw_url = url.rstrip("/") + "/uw"
-        self.gex = GexBodies(strikes, seed)
-        self.uw = UwBodies(seed)
+        self.gex = GexBodies(strikes, seed, start)
+        self.uw = UwBodies(seed, start)
         self.mix = mix
 
     def is_uw(self, i):
@@ -138,9 +138,14 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, warmup=0.0, seed=1):
-    """Load `url` for warmup + duration seconds; return the results of the last `duration` seconds."""
-    requests = Requests(url, strikes, mix, seed)  # all JSON encoding happens here, before the clock starts
+async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, warmup=0.0, seed=1, start=START,
+              drain=DRAIN):
+    """Load `url` for warmup + duration seconds; return the results of the last `duration` seconds.
+
+    Snapshot timestamps begin at epoch second `start`: a second run against the same server needs a later one,
+    or every snapshot is a duplicate. Open-loop requests still unsent `drain` seconds after the end give up.
+    """
+    requests = Requests(url, strikes, mix, seed, start)  # all JSON encoding happens here, before the clock starts
     tally = Tally()
     config = {
         "mode": "saturate" if saturate else "open-loop", "target_rate": None if saturate else rate,
@@ -160,7 +165,7 @@ async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, wa
                      for _ in range(clients)]
         else:
             n = round(rate * (warmup + duration))
-            give_up = window_end + DRAIN
+            give_up = window_end + drain
             tasks = [paced_client(session, requests, tally, c, n, clients, t0, rate, window_start, give_up)
                      for c in range(clients)]
         await asyncio.gather(*tasks)
@@ -189,6 +194,9 @@ def parse_args(argv=None):
     ap.add_argument("--mix", type=float, default=0.0, help="fraction of requests sent to /uw (default %(default)s)")
     ap.add_argument("--saturate", action="store_true", help="closed loop, as fast as the clients can go")
     ap.add_argument("--seed", type=int, default=1, help="payload random seed (default %(default)s)")
+    ap.add_argument("--start", type=int, default=START,
+                    help="first snapshot timestamp, epoch s; each run on the same server needs a later one "
+                         "(default %(default)s)")
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of the summary")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.clients < 1 or args.duration <= 0 or args.strikes < 1 or not 0 <= args.mix <= 1:
@@ -198,7 +206,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
-    result = asyncio.run(run(a.url, a.rate, a.clients, a.duration, a.strikes, a.mix, a.saturate, a.warmup, a.seed))
+    result = asyncio.run(run(a.url, a.rate, a.clients, a.duration, a.strikes, a.mix, a.saturate, a.warmup, a.seed,
+                             a.start))
     if a.json:
         print(json.dumps(result))
     else:

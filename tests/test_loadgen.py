@@ -66,3 +66,13 @@ def test_cli_prints_one_json_line(tmp_path):
     assert_ordered(result["latency_ms"])
     # Half the requests went to /uw, so half carried strike rows.
     assert result["strike_rows_per_s"] == pytest.approx(result["req_per_s"] * 100 / 2, rel=0.01)
+
+
+def test_start_sets_the_first_timestamp():
+    from loadgen import Requests
+
+    url, body = Requests("http://127.0.0.1:1", strikes=3, mix=0.0, seed=SEED, start=2_000_000_000)(5)
+    snapshot = json.loads(body)
+    # request 5 is the second snapshot of the second ticker
+    assert url.endswith("/gex")
+    assert (snapshot["ticker"], snapshot["timestamp"], len(snapshot["strikes"])) == ("NDX", 2_000_000_001, 3)

@@ -1,0 +1,280 @@
+"""The performance report (`make perf`): gexsrv against the executemany baseline under the same load, plus the
+history import rate, printed as markdown and written as JSON.
+
+Every scenario gets a fresh server over a fresh temporary data dir, gexsrv first, then the baseline:
+  latency    open loop at 100 and 500 req/s, 10 and 50 clients, 300-strike snapshots (bench/loadgen.py)
+  saturation closed loop, 10 clients: the highest sustained rate
+The baseline manages about 20 req/s, so its runs are capped at --baseline-duration seconds (and it gets as long
+again to catch up); in the open-loop scenarios it falls behind at once, and its latency is mostly time spent
+queued, which is the point. gexsrv gets --drain seconds to catch up; requests still unsent then are errors.
+gexsrv's resident memory is read from /proc/<pid>/status before and after each run.
+`--soak MINUTES` instead runs gexsrv alone at 500 req/s for that long, sampling its memory throughout.
+Progress goes to stderr, the markdown to stdout.
+"""
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import msgspec
+import polars
+import pyarrow
+import tornado
+
+import gexsrv
+import loadgen
+import servers
+
+SHARED = servers.REPO.parent / "shared"
+HISTORY_NAME = "2025-10-21_SPX_classic_gex_zero.json"
+HISTORY_STRIKES = 120  # make_history_file.py's default chain
+SOAK_RATE, SOAK_CLIENTS = 500, 10
+# name, target rate (None: saturate), clients
+SCENARIOS = [
+    ("latency 100 req/s, 10 clients", 100, 10),
+    ("latency 100 req/s, 50 clients", 100, 50),
+    ("latency 500 req/s, 10 clients", 500, 10),
+    ("latency 500 req/s, 50 clients", 500, 50),
+    ("saturation, 10 clients", None, 10),
+]
+FULL = {"duration": 15.0, "baseline_duration": 5.0, "warmup": 2.0, "history_snapshots": 5000}
+QUICK = {"duration": 2.0, "baseline_duration": 2.0, "warmup": 0.5, "history_snapshots": 200}
+
+
+def note(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+# ---- the machine ----
+
+def _proc_field(path, key):
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=servers.REPO, capture_output=True, text=True, timeout=10).stdout
+    except OSError:
+        return ""
+
+
+def machine():
+    commit = _git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no").strip():
+        commit += " + uncommitted changes"
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "memory_gb": round(int(_proc_field("/proc/meminfo", "MemTotal").split()[0]) / 1024**2, 1),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(), "python": platform.python_version(), "duckdb": duckdb.__version__,
+        "polars": polars.__version__, "pyarrow": pyarrow.__version__, "msgspec": msgspec.__version__,
+        "tornado": tornado.version, "gexsrv": gexsrv.__version__, "commit": commit,
+    }
+
+
+# ---- the load scenarios ----
+
+def _server_view(health):
+    """What gexsrv's /health says about the run: commit times and batch sizes, what it stored and refused."""
+    if not health:
+        return None
+    return {"writer": health["writer"]["recent"], "stored": health["stored_since_start"],
+            "rejected_503": health["buffer"]["rejected"]}
+
+
+def measure(make, name, rate, clients, duration, drain, args):
+    """One scenario against one fresh server."""
+    with servers.Fresh(make) as server:
+        note(f"{name}: {server.name} at {server.url}, {duration} s")
+        before = server.memory_mb()
+        result = asyncio.run(loadgen.run(server.url, rate, clients, duration, args.strikes, saturate=rate is None,
+                                         warmup=args.warmup, drain=drain))
+        after = server.memory_mb()
+        view = _server_view(server.health())
+    return {"scenario": name, "server": server.name, **result, "memory_before": before, "memory_after": after,
+            "server_view": view}
+
+
+def _ratio(a, b):
+    return None if a is None or not b else float(f"{a / b:.3g}")
+
+
+def ratios(gex, base):
+    return {"scenario": gex["scenario"], "req_per_s": _ratio(gex["req_per_s"], base["req_per_s"]),
+            **{p: _ratio(gex["latency_ms"][p], base["latency_ms"][p]) for p in ("p50", "p99")}}
+
+
+def scenarios(args):
+    runs, compared = [], []
+    for name, rate, clients in SCENARIOS:
+        gex = measure(servers.gexsrv, name, rate, clients, args.duration, args.drain, args)
+        # The baseline falls far behind; the time it gets to catch up is as long as its run.
+        base_duration = min(args.duration, args.baseline_duration)
+        base = measure(servers.baseline, name, rate, clients, base_duration, base_duration, args)
+        runs += [gex, base]
+        compared.append(ratios(gex, base))
+    return runs, compared
+
+
+# ---- the history import ----
+
+def history_import(snapshots):
+    """Generate a gexbot file and time `python -m gexsrv import` on a fresh data dir."""
+    maker = SHARED / "samples" / "make_history_file.py"
+    if not maker.exists():
+        return {"skipped": f"{maker} is missing"}
+    with tempfile.TemporaryDirectory(prefix="gexsrv-perf-") as tmp:
+        path = Path(tmp) / HISTORY_NAME
+        subprocess.run([sys.executable, str(maker), str(path), "--snapshots", str(snapshots),
+                        "--strikes", str(HISTORY_STRIKES)], check=True, capture_output=True)
+        file_mb = round(path.stat().st_size / 1e6, 1)
+        note(f"history import: {snapshots} snapshots, {file_mb} MB")
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(path), "--data-dir", f"{tmp}/data",
+                               "--no-progress"], cwd=servers.REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"failed": done.returncode, "stderr": done.stderr[-2000:]}
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"file_mb": file_mb, **summary,
+            "command_seconds": round(wall, 3), "command_strike_rows_per_s": round(summary["strike_rows"] / wall)}
+
+
+# ---- the soak ----
+
+async def _sample_memory(server, every, samples):
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while True:
+        samples.append({"t_s": round(loop.time() - t0), **server.memory_mb()})
+        await asyncio.sleep(every)
+
+
+async def _soak_run(server, seconds, args):
+    samples = []
+    sampler = asyncio.create_task(_sample_memory(server, max(1.0, seconds / 60), samples))
+    try:
+        result = await loadgen.run(server.url, SOAK_RATE, SOAK_CLIENTS, seconds, args.strikes, drain=args.drain)
+    finally:
+        sampler.cancel()
+    return result, samples
+
+
+def soak(minutes, args):
+    with servers.Fresh(servers.gexsrv) as server:
+        note(f"soak: gexsrv at {server.url}, {SOAK_RATE} req/s for {minutes} min")
+        before = server.memory_mb()
+        result, samples = asyncio.run(_soak_run(server, minutes * 60, args))
+        after = server.memory_mb()
+        view = _server_view(server.health())
+    return {"scenario": f"soak {SOAK_RATE} req/s, {SOAK_CLIENTS} clients, {minutes} min", "server": "gexsrv",
+            **result, "memory_before": before, "memory_after": after, "memory_samples": samples,
+            "server_view": view}
+
+
+# ---- output ----
+
+def _ms(value):
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _or_dash(value):
+    return "-" if value is None else value
+
+
+def _errors(errors):
+    return ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+
+
+def markdown(report):
+    m = report["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gb']} GB; Python {m['python']}, DuckDB {m['duckdb']}, "
+        f"Polars {m['polars']}, pyarrow {m['pyarrow']}, msgspec {m['msgspec']}, Tornado {m['tornado']}; "
+        f"gexsrv {m['gexsrv']} at {m['commit']}.",
+        f"Load average (1, 5, 15 min) at start {m['load_avg_start']}, at end {m['load_avg_end']}. "
+        f"Settings: {json.dumps(report['settings'])}.", "",
+    ]
+    runs = report.get("scenarios", []) + ([report["soak"]] if "soak" in report else [])
+    lines += ["| scenario | server | s | sent | ok req/s | strike rows/s | p50 ms | p95 ms | p99 ms | max ms "
+              "| errors | RSS before → after (peak) MB | client CPU % |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lat = r["latency_ms"]
+        mem = f"{r['memory_before']['rss_mb']} → {r['memory_after']['rss_mb']} ({r['memory_after']['peak_mb']})"
+        lines.append(f"| {r['scenario']} | {r['server']} | {r['duration']:g} | {r['sent']} | {r['req_per_s']:,} "
+                     f"| {r['strike_rows_per_s']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
+                     f"| {_ms(lat['max'])} | {_errors(r['errors'])} | {mem} | {r['client_cpu_pct']} |")
+    if report.get("ratios"):
+        lines += ["", "| scenario | req/s gexsrv/baseline | p50 gexsrv/baseline | p99 gexsrv/baseline |",
+                  "|---|---|---|---|"]
+        lines += [f"| {c['scenario']} | {_or_dash(c['req_per_s'])} | {_or_dash(c['p50'])} | {_or_dash(c['p99'])} |"
+                  for c in report["ratios"]]
+    if "soak" in report:
+        samples = report["soak"]["memory_samples"]
+        lines += ["", "Soak RSS MB over time: " + ", ".join(f"{s['t_s']} s: {s['rss_mb']}" for s in samples)]
+    h = report.get("history")
+    if h and "strike_rows" in h:
+        lines += ["", "| history import | snapshots | strike rows | file MB | import s | strike rows/s "
+                  "| whole command s | strike rows/s (whole command) |", "|---|---|---|---|---|---|---|---|",
+                  f"| `python -m gexsrv import` | {h['snapshots']:,} | {h['strike_rows']:,} | {h['file_mb']} "
+                  f"| {h['seconds']} | {h['strike_rows_per_s']:,} | {h['command_seconds']} "
+                  f"| {h['command_strike_rows_per_s']:,} |"]
+    elif h:
+        lines += ["", f"History import: {json.dumps(h)}"]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="Durations not given come from the full profile, or the --quick one: "
+                                        f"{FULL} / {QUICK}.")
+    ap.add_argument("--duration", type=float, help="measured seconds per gexsrv scenario")
+    ap.add_argument("--baseline-duration", type=float, help="cap on measured seconds per baseline scenario")
+    ap.add_argument("--warmup", type=float, help="seconds of load before measuring")
+    ap.add_argument("--drain", type=float, default=loadgen.DRAIN,
+                    help="seconds gexsrv gets after a run to send what it fell behind on (default %(default)s)")
+    ap.add_argument("--history-snapshots", type=int, help="snapshots in the generated history file (0: skip)")
+    ap.add_argument("--strikes", type=int, default=300, help="strike rows per snapshot (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    ap.add_argument("--soak", type=float, metavar="MINUTES",
+                    help=f"instead: gexsrv alone at {SOAK_RATE} req/s for MINUTES, memory sampled throughout")
+    ap.add_argument("--json", default=str(servers.REPO / ".benchmarks" / "perf-report.json"),
+                    help="write the full results here (default %(default)s)")
+    args = ap.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    settings = {k: getattr(args, k) for k in ("duration", "baseline_duration", "warmup", "drain", "strikes")}
+    report = {"machine": machine(), "settings": settings}
+    if args.soak:
+        report["soak"] = soak(args.soak, args)
+    else:
+        report["scenarios"], report["ratios"] = scenarios(args)
+        if args.history_snapshots:
+            report["history"] = history_import(args.history_snapshots)
+    report["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=1))
+    print(markdown(report))
+    note(f"JSON: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

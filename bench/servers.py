@@ -1,0 +1,111 @@
+"""The servers under test as subprocesses: a fresh gexsrv or baseline server over a fresh temporary data dir.
+
+Each prints `listening on http://127.0.0.1:PORT` once it accepts (gexsrv on stderr, the baseline on stdout);
+both outputs go to a log file, which is polled for that line. Memory is read from /proc/<pid>/status.
+"""
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+START_TIMEOUT = 60.0  # seconds; a busy machine starts Python with DuckDB, Polars and Arrow slowly
+STOP_TIMEOUT = 300.0  # gexsrv exports new strike rows to Parquet before it exits
+
+
+class ServerProcess:
+    def __init__(self, name, argv, workdir):
+        self.name = name
+        self.argv = argv
+        self.workdir = workdir
+        self.log_path = workdir / "server.log"
+        self.proc = None
+        self.url = None
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            found = LISTENING.search(self.log_path.read_text())
+            if found:
+                self.url = found.group(1)
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
+
+    def stop(self):
+        """SIGTERM and wait; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def memory_mb(self):
+        """Resident set size now and its peak so far (VmRSS, VmHWM), in MB."""
+        fields = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = round(int(value.split()[0]) / 1024, 1)  # the kernel reports kB
+        return {"rss_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"]}
+
+    def health(self):
+        """gexsrv's GET /health, or None for a server without one."""
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=10) as resp:
+                return json.load(resp)
+        except OSError:
+            return None
+
+    def log_tail(self, lines=30):
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def gexsrv(workdir, *flags):
+    argv = [sys.executable, "-m", "gexsrv", "--port", "0", "--data-dir", str(workdir / "data"), *flags]
+    return ServerProcess("gexsrv", argv, workdir)
+
+
+def baseline(workdir):
+    argv = [sys.executable, str(BENCH / "baseline_server.py"), "--port", "0", "--db", str(workdir / "baseline.db")]
+    return ServerProcess("baseline", argv, workdir)
+
+
+class Fresh:
+    """`with Fresh(gexsrv) as server:` a started server over a new temporary dir, stopped and removed after."""
+
+    def __init__(self, make, *flags):
+        self.make = make
+        self.flags = flags
+
+    def __enter__(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="gexsrv-perf-"))
+        try:
+            self.server = self.make(self.workdir, *self.flags).start()
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+        return self.server
+
+    def __exit__(self, *exc):
+        code = self.server.stop()
+        if code not in (0, -signal.SIGTERM):
+            print(f"{self.server.name} exited with {code}:\n{self.server.log_tail()}", file=sys.stderr)
+        shutil.rmtree(self.workdir, ignore_errors=True)

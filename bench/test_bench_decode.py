@@ -1,0 +1,31 @@
+"""Decoding one /gex body (msgspec) into a Record, and a group commit's Records into Arrow tables."""
+import pytest
+
+from conftest import FLUSH, STRIKES, bodies, records
+from gexsrv import batches
+from gexsrv.payloads import decode_gex
+
+
+def test_decode_snapshot(benchmark):
+    body = bodies(1)[0]
+    record = benchmark(decode_gex, body, "gex_zero", 0)
+    assert (record.kind, record.ticker, record.endpoint) == ("snapshot", "SPX", "gex_zero")
+    assert len(record.body.strikes) == STRIKES
+    assert record.body.strikes[-1].priors is not None and len(record.body.strikes[-1].priors) == 5
+
+
+@pytest.mark.parametrize("n", [1, FLUSH])
+def test_snapshots_to_arrow(benchmark, n):
+    batch = records(n)
+    table = benchmark(batches.snapshots, batch, "live")
+    assert table.num_rows == n
+    assert table.column("timestamp").to_pylist() == [r.timestamp_ms for r in batch]
+
+
+@pytest.mark.parametrize("n", [1, FLUSH])
+def test_strikes_to_arrow(benchmark, n):
+    batch = records(n)
+    table = benchmark(batches.strikes, batch)
+    assert table.num_rows == n * STRIKES
+    assert table.column("strike").to_pylist()[-1] == batch[-1].body.strikes[-1].strike
+    assert table.column("ticker").to_pylist()[-1] == batch[-1].ticker
