@@ -21,10 +21,11 @@ log = logging.getLogger("gexsrv")
 
 
 async def serve(settings):
-    # The writer thread needs the GIL several times per commit (Arrow building, DuckDB's Arrow scan); with the
-    # default 5 ms switch interval each of those can wait 5 ms behind the event loop.
-    sys.setswitchinterval(0.0005)
-    store = Store(settings.data_dir, settings.duckdb_threads)
+    # The writer thread needs the GIL many times per commit (Arrow building, DuckDB's Python-side Arrow scan);
+    # with the default 5 ms switch interval each of those waits behind the event loop. Measured on a 5-snapshot
+    # commit beside a half-busy loop: 13.5 ms at 5 ms, 12.2 ms at 0.5 ms, 9.5 ms at 0.1-0.2 ms.
+    sys.setswitchinterval(0.0002)
+    store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb)
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
     writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)
@@ -38,7 +39,11 @@ async def serve(settings):
     server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
     sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
-    gc.freeze()  # what start-up built lives as long as the process: keep it out of every collection
+    # What start-up built lives as long as the process: keep it out of every collection. Each request leaves
+    # only short-lived objects, freed by reference counting; a collection every 700 allocations (the default)
+    # cost ~10% of the event loop at saturation.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     writer.start()
     if store.state == "writable":
         await lake.start()

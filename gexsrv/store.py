@@ -22,9 +22,9 @@ class StorageError(Exception):
 
 
 class Store:
-    def __init__(self, data_dir, threads=1):
+    def __init__(self, data_dir, threads=1, checkpoint_mb=16):
         self.data_dir = data_dir
-        self.threads = threads
+        self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB"}
         self.path = os.path.join(data_dir, DB_FILE)
         self.con = None
         self.reader = None  # a second connection for reports, so they never wait behind a commit
@@ -36,7 +36,7 @@ class Store:
         """Open (or create) and adopt the database; fall back to read-only when it cannot be written."""
         try:
             os.makedirs(self.data_dir, exist_ok=True)
-            self.con = duckdb.connect(self.path, config={"threads": self.threads})
+            self.con = duckdb.connect(self.path, config=self.config)
             schema.apply(self.con)
             self.state = "writable"
         except (duckdb.Error, OSError) as exc:
