@@ -8,7 +8,7 @@ The baseline manages about 20 req/s, so its runs are capped at --baseline-durati
 again to catch up); in the open-loop scenarios it falls behind at once, and its latency is mostly time spent
 queued, which is the point. gexsrv gets --drain seconds to catch up; requests still unsent then are errors.
 gexsrv's resident memory is read from /proc/<pid>/status before and after each run.
-`--soak MINUTES` instead runs gexsrv alone at 500 req/s for that long, sampling its memory throughout.
+`--soak MINUTES` instead runs gexsrv alone at --soak-rate (500) req/s for that long, sampling its memory throughout.
 Progress goes to stderr, the markdown to stdout.
 """
 import argparse
@@ -35,7 +35,6 @@ import servers
 SHARED = servers.REPO.parent / "shared"
 HISTORY_NAME = "2025-10-21_SPX_classic_gex_zero.json"
 HISTORY_STRIKES = 120  # make_history_file.py's default chain
-SOAK_RATE, SOAK_CLIENTS = 500, 10
 # name, target rate (None: saturate), clients
 SCENARIOS = [
     ("latency 100 req/s, 10 clients", 100, 10),
@@ -165,7 +164,8 @@ async def _soak_run(server, seconds, args):
     samples = []
     sampler = asyncio.create_task(_sample_memory(server, max(1.0, seconds / 60), samples))
     try:
-        result = await loadgen.run(server.url, SOAK_RATE, SOAK_CLIENTS, seconds, args.strikes, drain=args.drain)
+        result = await loadgen.run(server.url, args.soak_rate, args.soak_clients, seconds, args.strikes,
+                                   drain=args.drain)
     finally:
         sampler.cancel()
     return result, samples
@@ -173,12 +173,12 @@ async def _soak_run(server, seconds, args):
 
 def soak(minutes, args):
     with servers.Fresh(servers.gexsrv) as server:
-        note(f"soak: gexsrv at {server.url}, {SOAK_RATE} req/s for {minutes} min")
+        note(f"soak: gexsrv at {server.url}, {args.soak_rate} req/s from {args.soak_clients} clients for {minutes} min")
         before = server.memory_mb()
         result, samples = asyncio.run(_soak_run(server, minutes * 60, args))
         after = server.memory_mb()
         view = _server_view(server.health())
-    return {"scenario": f"soak {SOAK_RATE} req/s, {SOAK_CLIENTS} clients, {minutes} min", "server": "gexsrv",
+    return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min", "server": "gexsrv",
             **result, "memory_before": before, "memory_after": after, "memory_samples": samples,
             "server_view": view}
 
@@ -249,7 +249,9 @@ def parse_args(argv=None):
     ap.add_argument("--strikes", type=int, default=300, help="strike rows per snapshot (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
     ap.add_argument("--soak", type=float, metavar="MINUTES",
-                    help=f"instead: gexsrv alone at {SOAK_RATE} req/s for MINUTES, memory sampled throughout")
+                    help="instead: gexsrv alone under --soak-rate for MINUTES, memory sampled throughout")
+    ap.add_argument("--soak-rate", type=float, default=500, help="requests per second of the soak (default %(default)s)")
+    ap.add_argument("--soak-clients", type=int, default=10, help="clients of the soak (default %(default)s)")
     ap.add_argument("--json", default=str(servers.REPO / ".benchmarks" / "perf-report.json"),
                     help="write the full results here (default %(default)s)")
     args = ap.parse_args(argv)

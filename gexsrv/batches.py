@@ -23,6 +23,14 @@ MAJORS_NUMBERS = ["spot", "zero_gamma", "mpos_vol", "mpos_oi", "mneg_vol", "mneg
 MAXCHANGE_PAIRS = ["current", "one", "five", "ten", "fifteen", "thirty"]
 
 
+def first_of_each_key(records):
+    """Indexes of the first record of every key: a batch may carry the same payload twice."""
+    first = {}
+    for i, record in enumerate(records):
+        first.setdefault(record.key, i)
+    return sorted(first.values())
+
+
 def _keys(records, source):
     return {
         "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()),

@@ -118,14 +118,6 @@ class Store:
             log.exception("rollback failed")
 
 
-def _first_of_each_key(records):
-    """Indexes of the first record of every key: a batch may carry the same payload twice."""
-    first = {}
-    for i, record in enumerate(records):
-        first.setdefault(record.key, i)
-    return sorted(first.values())
-
-
 def insert(con, table, batch, returning=None):
     """INSERT an Arrow table BY NAME; with `returning`, skip rows whose key exists and return the new keys.
 
@@ -143,7 +135,7 @@ def insert(con, table, batch, returning=None):
 def _write_keyed(table, to_arrow, after=None):
     """A WRITERS entry for a table keyed on (ticker, endpoint, timestamp); `after` gets the stored records."""
     def write(con, records, source, careful):
-        first = _first_of_each_key(records)
+        first = batches.first_of_each_key(records)
         batch = to_arrow([records[i] for i in first], source)
         new = first
         if careful:

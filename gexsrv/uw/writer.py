@@ -3,14 +3,8 @@
 Runs on the writer thread. DuckDB reads the local Arrow tables by their variable names (replacement scans).
 """
 
+from gexsrv.batches import first_of_each_key
 from gexsrv.uw import batches
-
-
-def _first_of_each_key(records):
-    first = {}
-    for i, record in enumerate(records):
-        first.setdefault(record.key, i)
-    return sorted(first.values())
 
 
 def _first_of_each_trade(rows):
@@ -26,7 +20,7 @@ def write(con, records, source, careful):
     `careful` (the retry after a constraint error) skips raw rows already stored, and trades whose id is
     already stored (the same trade can arrive in two different frames).
     """
-    first = _first_of_each_key(records)
+    first = first_of_each_key(records)
     webhooks = batches.webhooks([records[i] for i in first])
     if careful:
         new = {str(id_) for (id_,) in con.execute(
