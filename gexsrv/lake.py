@@ -25,7 +25,7 @@ from gexsrv.history.names import path_part
 
 log = logging.getLogger("gexsrv.lake")
 
-WINDOW = 1_000_000  # strike rows per part file at most, which bounds the exporter's memory
+WINDOW = 250_000  # strike rows per part file at most, which bounds the exporter's memory (~300 MB a window)
 PARTS_KEY = "gexsrv_parts"
 PART = re.compile(r"^(?P<day>\d{8})\.(?P<range>\d+-\d+)\.strikes\.parquet$")
 DAY = re.compile(r"^(?P<day>\d{8})\.strikes\.parquet$")

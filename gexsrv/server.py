@@ -25,7 +25,7 @@ async def serve(settings):
     # with the default 5 ms switch interval each of those waits behind the event loop. Measured on a 5-snapshot
     # commit beside a half-busy loop: 13.5 ms at 5 ms, 12.2 ms at 0.5 ms, 9.5 ms at 0.1-0.2 ms.
     sys.setswitchinterval(0.0002)
-    store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb)
+    store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
     writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)

@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     retry_after_seconds: Annotated[int, _setting("Retry-After sent with 503 replies", ge=0)]
     duckdb_threads: Annotated[int, _setting("threads DuckDB may use; 1 keeps a core for the event loop", ge=1)]
     duckdb_checkpoint_mb: Annotated[int, _setting("WAL size that triggers a DuckDB checkpoint, in MiB", ge=1)]
+    duckdb_memory_mb: Annotated[int, _setting("memory DuckDB may use for its cache and queries, in MiB", ge=64)]
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
     auth_token: Annotated[str, _setting("bearer token /gex and /uw require (Authorization: Bearer ...); empty: off")]

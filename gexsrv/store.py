@@ -22,9 +22,11 @@ class StorageError(Exception):
 
 
 class Store:
-    def __init__(self, data_dir, threads=1, checkpoint_mb=16):
+    def __init__(self, data_dir, threads=1, checkpoint_mb=16, memory_mb=None):
         self.data_dir = data_dir
         self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB"}
+        if memory_mb:
+            self.config["memory_limit"] = f"{memory_mb}MiB"
         self.path = os.path.join(data_dir, DB_FILE)
         self.con = None
         self.reader = None  # a second connection for reports, so they never wait behind a commit
