@@ -12,7 +12,7 @@ from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
 
 
-def health_report(settings, store, buffer, writer, poller, started):
+def health_report(settings, store, buffer, writer, poller, lake, started):
     async def report():
         pending = await asyncio.to_thread(store.pending_history_jobs) if store.reader is not None else None
         return {
@@ -29,6 +29,7 @@ def health_report(settings, store, buffer, writer, poller, started):
             "stored_since_start": dict(writer.stored),
             "history": {"pending_jobs": pending},
             "poller": poller.report() if poller else {"enabled": False},
+            "lake": {"exported_rows": lake.exported_rows, "last_export_at": lake.last_export_at} if lake else None,
         }
     return report
 
@@ -44,7 +45,8 @@ def request_logger(debug, slow_ms=1000):
 
 
 def make_app(settings, store, buffer, writer, poller=None, runner=None):
-    health = health_report(settings, store, buffer, writer, poller, time.monotonic())
+    lake = runner.lake if runner else None
+    health = health_report(settings, store, buffer, writer, poller, lake, time.monotonic())
     return Application(
         [
             (r"/health", handlers.HealthHandler, dict(health=health)),

@@ -27,9 +27,11 @@ def test_live_snapshots_reach_the_lake_once(start_server):
         assert server.post("/gex", snapshot(timestamp=NOW + i, n_strikes=4)).status == 202
     root = server.data_dir / "parquet" / "gexbot"
     deadline = time.monotonic() + 10
-    while not list(root.glob("SPX/gex_zero/*.parquet")) and time.monotonic() < deadline:
+    while server.get("/health").json()["lake"]["exported_rows"] < 20 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(root.glob("SPX/gex_zero/*.parquet")), "no export within 10 s"
+    assert server.get("/health").json()["lake"]["exported_rows"] == 20, "no export within 10 s"
+    assert server.get("/health").json()["lake"]["last_export_at"]
+    assert list(root.glob("SPX/gex_zero/*.parquet"))
     assert server.post("/gex", snapshot(timestamp=NOW + 10, n_strikes=4)).status == 202
     server.stop()  # the shutdown export takes the last one
     assert lake_count(root) == (24, 24)
