@@ -20,11 +20,36 @@ from gexsrv.writer import Writer
 log = logging.getLogger("gexsrv")
 
 
-async def serve(settings):
+def tune_interpreter():
     # The writer thread needs the GIL many times per commit (Arrow building, DuckDB's Python-side Arrow scan);
     # with the default 5 ms switch interval each of those waits behind the event loop. Measured on a 5-snapshot
     # commit beside a half-busy loop: 13.5 ms at 5 ms, 12.2 ms at 0.5 ms, 9.5 ms at 0.1-0.2 ms.
     sys.setswitchinterval(0.0002)
+    # What start-up built lives as long as the process: keep it out of every collection. Each request leaves
+    # only short-lived objects, freed by reference counting; a collection every 700 allocations (the default)
+    # cost ~10% of the event loop at saturation.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def listen(app, settings):
+    """Bind and serve; return the HTTPServer and the address it listens on."""
+    # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
+    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
+    sockets = bind_sockets(settings.port, settings.host)
+    server.add_sockets(sockets)
+    return server, sockets[0].getsockname()[:2]
+
+
+async def until_signalled():
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings):
     store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
@@ -34,30 +59,16 @@ async def serve(settings):
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, writer.buffer)
     lake = Lake(settings.data_dir, store, writer, settings.lake_export_interval)
     runner = Runner(settings, store, writer, lake)
-    app = make_app(settings, store, writer.buffer, writer, poller, runner)
-    # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
-    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
-    sockets = bind_sockets(settings.port, settings.host)
-    server.add_sockets(sockets)
-    # What start-up built lives as long as the process: keep it out of every collection. Each request leaves
-    # only short-lived objects, freed by reference counting; a collection every 700 allocations (the default)
-    # cost ~10% of the event loop at saturation.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    server, (host, port) = listen(make_app(settings, store, writer.buffer, writer, poller, runner), settings)
+    tune_interpreter()
     writer.start()
     if store.state == "writable":
         await lake.start()
         await runner.start()
     if poller:
         poller.start()
-    host, port = sockets[0].getsockname()[:2]
     log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, store.path, store.state)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
 
     log.info("shutting down: no new connections, committing what is buffered")
     server.stop()
