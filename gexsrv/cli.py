@@ -15,8 +15,10 @@ def serve_parser(defaults):
 
     parser = argparse.ArgumentParser(
         prog="python -m gexsrv",
-        description="Capture server for GEX data: POST /gex, GET /health; DuckDB + Parquet in --data-dir.",
-        epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags.",
+        description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health and "
+                    "/integrity. DuckDB + Parquet in --data-dir.",
+        epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags. "
+               "Other commands: `python -m gexsrv import --help`, `python -m gexsrv validate --help`.",
     )
     parser.add_argument("--version", action="version", version=f"gexsrv {__version__}")
     settings.add_arguments(parser, defaults)
@@ -37,8 +39,6 @@ def run_serve(argv):
 
 
 def run_import(argv):
-    import logging
-
     from gexsrv.history import cli
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

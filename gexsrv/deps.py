@@ -12,6 +12,7 @@ REQUIRED = [
     ("numpy", "numpy", "1.26"),
     ("msgspec", "msgspec", "0.18"),
     ("dotenv", "python-dotenv", "1.0"),
+    ("tqdm", "tqdm", "4.60"),
 ]
 
 
