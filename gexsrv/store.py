@@ -80,7 +80,16 @@ class Store:
         return self.read(
             "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'failed')")[0][0]
 
-    def write(self, records, source="live"):
+    def prepare(self, records, source="live"):
+        """The Arrow tables of a batch, by kind. Any thread may build them: the writer calls this on the event
+        loop, so the writer thread then needs the GIL for DuckDB calls only."""
+        by_kind = {}
+        for i, record in enumerate(records):
+            by_kind.setdefault(record.kind, []).append(i)
+        return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes], source))
+                for kind, indexes in by_kind.items()}
+
+    def write(self, records, source="live", prepared=None):
         """Commit records in one transaction; return, per record, True if stored or False if a duplicate.
 
         The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses
@@ -88,12 +97,13 @@ class Store:
         """
         if self.con is None or self.state in ("read-only", "closed"):
             raise StorageError(f"database is {self.state}: {self.error}")
+        prepared = prepared or self.prepare(records, source)
         try:
             try:
-                stored = self._commit(records, source, careful=False)
+                stored = self._commit(records, source, prepared, careful=False)
             except duckdb.ConstraintException:
                 self._rollback()
-                stored = self._commit(records, source, careful=True)
+                stored = self._commit(records, source, prepared, careful=True)
         except duckdb.Error as exc:
             self._rollback()
             self.state, self.error = "failing", str(exc)
@@ -101,14 +111,12 @@ class Store:
         self.state, self.error = "writable", None
         return stored
 
-    def _commit(self, records, source, careful):
-        by_kind = {}
-        for i, record in enumerate(records):
-            by_kind.setdefault(record.kind, []).append(i)
+    def _commit(self, records, source, prepared, careful):
         stored = [False] * len(records)
         self.con.begin()
-        for kind, indexes in by_kind.items():
-            for i in WRITERS[kind](self.con, [records[i] for i in indexes], source, careful):
+        for kind, (indexes, tables) in prepared.items():
+            group = [records[i] for i in indexes]
+            for i in WRITERS[kind].write(self.con, group, source, tables, careful):
                 stored[indexes[i]] = True
         self.con.commit()
         return stored
@@ -134,34 +142,54 @@ def insert(con, table, batch, returning=None):
     ).fetchall()
 
 
-def _write_keyed(table, to_arrow, after=None):
-    """A WRITERS entry for a table keyed on (ticker, endpoint, timestamp); `after` gets the stored records."""
-    def write(con, records, source, careful):
+class Keyed:
+    """The writer of a table keyed on (ticker, endpoint, timestamp); snapshots bring their strike rows along."""
+
+    def __init__(self, table, to_arrow, with_strikes=False):
+        self.table = table
+        self.to_arrow = to_arrow
+        self.with_strikes = with_strikes
+
+    def prepare(self, records, source):
         first = batches.first_of_each_key(records)
-        batch = to_arrow([records[i] for i in first], source)
-        new = first
-        if careful:
-            keys = set(insert(con, table, batch, returning="ticker, endpoint, timestamp"))
-            new = [i for i in first if (records[i].ticker, records[i].endpoint, records[i].timestamp_ms) in keys]
-        else:
-            insert(con, table, batch)
-        if after and new:
-            after(con, [records[i] for i in new])
+        chosen = [records[i] for i in first]
+        return first, self.to_arrow(chosen, source), batches.strikes(chosen) if self.with_strikes else None
+
+    def write(self, con, records, source, tables, careful):
+        """Insert the prepared tables; return the indexes of the records stored."""
+        first, rows, strikes = tables
+        if not careful:
+            insert(con, self.table, rows)
+            if strikes is not None and strikes.num_rows:
+                insert(con, "gex_strikes", strikes)
+            return first
+        keys = set(insert(con, self.table, rows, returning="ticker, endpoint, timestamp"))
+        new = [i for i in first if (records[i].ticker, records[i].endpoint, records[i].timestamp_ms) in keys]
+        if self.with_strikes and new:
+            strikes = batches.strikes([records[i] for i in new])
+            if strikes.num_rows:
+                insert(con, "gex_strikes", strikes)
         return new
-    return write
 
 
-def _insert_strikes(con, records):
-    batch = batches.strikes(records)
-    if batch.num_rows:
-        insert(con, "gex_strikes", batch)
+class Unprepared:
+    """A writer that builds its own tables on the writer thread: fn(con, records, source, careful)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def prepare(self, records, source):
+        return None
+
+    def write(self, con, records, source, tables, careful):
+        return self.fn(con, records, source, careful)
 
 
-# kind -> fn(con, records, source, careful) returning the indexes of the records it stored. `careful` is set
-# on the retry after a ConstraintException: the writer must then skip what is already stored.
+# kind -> its writer. `careful` is set on the retry after a ConstraintException: the writer must then skip what
+# is already stored.
 WRITERS = {
-    "snapshot": _write_keyed("gex_snapshots", batches.snapshots, after=_insert_strikes),
-    "majors": _write_keyed("gex_majors", batches.majors),
-    "maxchange": _write_keyed("gex_maxchange", batches.maxchange),
-    "uw": uw_writer.write,
+    "snapshot": Keyed("gex_snapshots", batches.snapshots, with_strikes=True),
+    "majors": Keyed("gex_majors", batches.majors),
+    "maxchange": Keyed("gex_maxchange", batches.maxchange),
+    "uw": Unprepared(uw_writer.write),
 }

@@ -44,10 +44,19 @@ class Writer:
         if self.busy or not self.buffer:
             return
         batch = self.buffer.drain(self.max_records)
+        records = [record for record, _ in batch]
         self.busy = True
         started = time.perf_counter()
-        done = asyncio.get_running_loop().run_in_executor(
-            self.executor, self.store.write, [record for record, _ in batch])
+        try:
+            # Arrow is built here, on the loop: on the writer thread the same work would keep waiting for the
+            # GIL behind the loop (measured: about 2.5 ms of a 9.5 ms commit of 5 snapshots).
+            prepared = self.store.prepare(records)
+        except Exception as exc:
+            log.exception("could not prepare a batch")
+            self.busy = False
+            self._fail(batch, exc)
+            return
+        done = asyncio.get_running_loop().run_in_executor(self.executor, self.store.write, records, "live", prepared)
         done.add_done_callback(lambda fut: self._answer(batch, started, fut))
 
     def _answer(self, batch, started, fut):
