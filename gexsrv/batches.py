@@ -23,6 +23,12 @@ MAJORS_NUMBERS = ["spot", "zero_gamma", "mpos_vol", "mpos_oi", "mneg_vol", "mneg
 MAXCHANGE_PAIRS = ["current", "one", "five", "ten", "fifteen", "thirty"]
 
 
+def warm_up():
+    """pyarrow sets up its converters on first use (~60 ms here): pay that at start, not in the first request."""
+    snapshots([], "live")
+    strikes([])
+
+
 def first_of_each_key(records):
     """Indexes of the first record of every key: a batch may carry the same payload twice."""
     first = {}

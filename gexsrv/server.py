@@ -9,6 +9,7 @@ import sys
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from gexsrv import batches
 from gexsrv.app import make_app
 from gexsrv.buffer import Buffer
 from gexsrv.history.runner import Runner
@@ -60,6 +61,7 @@ async def serve(settings):
     lake = Lake(settings.data_dir, store, writer, settings.lake_export_interval)
     runner = Runner(settings, store, writer, lake)
     server, (host, port) = listen(make_app(settings, store, writer.buffer, writer, poller, runner), settings)
+    batches.warm_up()
     tune_interpreter()
     writer.start()
     if store.state == "writable":
