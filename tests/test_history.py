@@ -95,12 +95,13 @@ def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
     assert day_files == ["20251021.strikes.parquet"]
 
 
-def test_5xx_twice_then_success_takes_three_attempts(hist, files):
+@pytest.mark.parametrize("path, attempts", [("flaky/2", 3), ("drop/1", 2)], ids=["5xx twice", "dropped connection"])
+def test_5xx_and_network_errors_are_retried(hist, files, path, attempts):
     write_history(files.folder / NAME)
     server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/flaky/2/{NAME}")["id"])
-    assert (job["status"], job["attempts"], job["snapshots_imported"]) == ("completed", 3, SNAPS)
-    assert files.hits[f"/flaky/2/{NAME}"] == 3
+    job = wait_job(server, submit(server, f"{files.url}/{path}/{NAME}")["id"])
+    assert (job["status"], job["attempts"], job["snapshots_imported"]) == ("completed", attempts, SNAPS)
+    assert files.hits[f"/{path}/{NAME}"] == attempts
 
 
 def test_permanent_failure_fails_the_job_and_alerts_the_webhook(hist, files):
@@ -239,14 +240,6 @@ shutil.copy(os.path.join(folder, url.rsplit("/", 1)[1]), path)
 with open(log, "a") as f:
     f.write(json.dumps(sys.argv[5:]) + "\\n")
 """
-
-
-def test_dropped_connection_is_retried(hist, files):
-    write_history(files.folder / NAME)
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/drop/1/{NAME}")["id"])
-    assert (job["status"], job["attempts"], job["snapshots_imported"]) == ("completed", 2, SNAPS)
-    assert files.hits[f"/drop/1/{NAME}"] == 2
 
 
 def test_download_command_fetches_instead_of_the_builtin_client(start_server, files, tmp_path):

@@ -1,6 +1,7 @@
 """Group commit on a real Store: batches form while the writer is busy, and a failed commit fails its whole batch."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -9,7 +10,6 @@ from gexsrv.payloads import decode_gex
 from gexsrv.store import StorageError, Store
 from gexsrv.writer import Writer
 from helpers import snapshot
-import json
 
 
 def record(ts, ticker="SPX"):
