@@ -85,6 +85,12 @@ class Handler(BaseHTTPRequestHandler):
         pass  # a line per request on stderr would cost more than some of what is measured
 
 
+class Server(ThreadingHTTPServer):
+    # Handler threads that are not daemons are joined by server_close(), so requests in flight finish before the
+    # database closes; a daemon thread cut off inside DuckDB at exit aborts the process (SIGABRT).
+    daemon_threads = False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=8877, help="0 picks a free port (default %(default)s)")
@@ -92,7 +98,7 @@ def main():
     args = ap.parse_args()
     Handler.con = duckdb.connect(args.db)
     Handler.con.execute(DDL)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server = Server(("127.0.0.1", args.port), Handler)
     # SIGTERM stops serve_forever (from another thread: shutdown() waits for it) so the database closes cleanly.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=server.shutdown).start())
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)

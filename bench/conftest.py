@@ -4,15 +4,12 @@ The benchmarks run only when asked (`make bench`); setup.cfg's testpaths keeps t
 """
 import itertools
 import time
-from pathlib import Path
 
 import msgspec
 
-from gexsrv.payloads import decode_gex
+from gexsrv.decode import Rules, decode_gex
 from snapshots import START, GexBodies
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 STRIKES = 300  # strike rows per snapshot, as the load scenarios send
 FLUSH = 256  # snapshots in the largest group commit (flush_max_records' default)
 
@@ -25,7 +22,7 @@ def bodies(n, strikes=STRIKES, start=START):
 
 def records(n, strikes=STRIKES, start=START):
     received_ms = int(time.time() * 1000)
-    return [decode_gex(body, "gex_zero", received_ms) for body in bodies(n, strikes, start)]
+    return [decode_gex(body, Rules(), received_ms) for body in bodies(n, strikes, start)]
 
 
 class FreshKeys:

@@ -9,6 +9,8 @@ again to catch up); in the open-loop scenarios it falls behind at once, and its 
 queued, which is the point. gexsrv gets --drain seconds to catch up; requests still unsent then are errors.
 gexsrv's resident memory is read from /proc/<pid>/status before and after each run.
 `--soak MINUTES` instead runs gexsrv alone at --soak-rate (500) req/s for that long, sampling its memory throughout.
+A server that dies during its run, or exits uncleanly when stopped, is recorded in its run's "crash" (exit code and
+last log lines) and listed under the tables; the report then exits with status 1.
 Progress goes to stderr, the markdown to stdout.
 """
 import argparse
@@ -30,10 +32,10 @@ import tornado
 
 import gexsrv
 import loadgen
+import make_history_file
 import servers
 
-SHARED = servers.REPO.parent / "shared"
-HISTORY_NAME = "2025-10-21_SPX_classic_gex_zero.json"
+HISTORY_NAME = f"{make_history_file.DAY}_SPX_classic_gex_zero.json"
 HISTORY_STRIKES = 120  # make_history_file.py's default chain
 # name, target rate (None: saturate), clients
 SCENARIOS = [
@@ -102,7 +104,7 @@ def measure(make, name, rate, clients, duration, drain, args):
         after = server.memory_mb()
         view = _server_view(server.health())
     return {"scenario": name, "server": server.name, **result, "memory_before": before, "memory_after": after,
-            "server_view": view}
+            "server_view": view, "crash": server.crash}
 
 
 def _ratio(a, b):
@@ -129,14 +131,10 @@ def scenarios(args):
 # ---- the history import ----
 
 def history_import(snapshots):
-    """Generate a gexbot file and time `python -m gexsrv import` on a fresh data dir."""
-    maker = SHARED / "samples" / "make_history_file.py"
-    if not maker.exists():
-        return {"skipped": f"{maker} is missing"}
+    """Generate a gexbot file (bench/make_history_file.py) and time `python -m gexsrv import` on a fresh data dir."""
     with tempfile.TemporaryDirectory(prefix="gexsrv-perf-") as tmp:
         path = Path(tmp) / HISTORY_NAME
-        subprocess.run([sys.executable, str(maker), str(path), "--snapshots", str(snapshots),
-                        "--strikes", str(HISTORY_STRIKES)], check=True, capture_output=True)
+        make_history_file.write(path, make_history_file.snapshots(snapshots, HISTORY_STRIKES))
         file_mb = round(path.stat().st_size / 1e6, 1)
         note(f"history import: {snapshots} snapshots, {file_mb} MB")
         started = time.perf_counter()
@@ -156,7 +154,8 @@ async def _sample_memory(server, every, samples):
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     while True:
-        samples.append({"t_s": round(loop.time() - t0), **server.memory_mb()})
+        if memory := server.memory_mb():  # None once the server has died: its crash says so
+            samples.append({"t_s": round(loop.time() - t0), **memory})
         await asyncio.sleep(every)
 
 
@@ -180,7 +179,7 @@ def soak(minutes, args):
         view = _server_view(server.health())
     return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min", "server": "gexsrv",
             **result, "memory_before": before, "memory_after": after, "memory_samples": samples,
-            "server_view": view}
+            "server_view": view, "crash": server.crash}
 
 
 # ---- output ----
@@ -197,6 +196,29 @@ def _errors(errors):
     return ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
 
 
+def _memory(before, after):
+    if before is None or after is None:  # the server was gone when its memory was read
+        return "-"
+    return f"{before['rss_mb']} → {after['rss_mb']} ({after['peak_mb']})"
+
+
+def runs_of(report):
+    return report.get("scenarios", []) + ([report["soak"]] if "soak" in report else [])
+
+
+def crashed(report):
+    return [r for r in runs_of(report) if r["crash"]]
+
+
+def _crash_lines(report):
+    lines = []
+    for r in crashed(report):
+        c = r["crash"]
+        lines += ["", f"**{r['server']} crashed** in \"{r['scenario']}\": exit code {c['exit_code']} {c['when']}; "
+                      "its numbers above are not a measurement. The end of its log:", "```", c["log_tail"], "```"]
+    return lines
+
+
 def markdown(report):
     m = report["machine"]
     lines = [
@@ -206,13 +228,12 @@ def markdown(report):
         f"Load average (1, 5, 15 min) at start {m['load_avg_start']}, at end {m['load_avg_end']}. "
         f"Settings: {json.dumps(report['settings'])}.", "",
     ]
-    runs = report.get("scenarios", []) + ([report["soak"]] if "soak" in report else [])
     lines += ["| scenario | server | s | sent | ok req/s | strike rows/s | p50 ms | p95 ms | p99 ms | max ms "
               "| errors | RSS before → after (peak) MB | client CPU % |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
+    for r in runs_of(report):
         lat = r["latency_ms"]
-        mem = f"{r['memory_before']['rss_mb']} → {r['memory_after']['rss_mb']} ({r['memory_after']['peak_mb']})"
+        mem = _memory(r["memory_before"], r["memory_after"])
         lines.append(f"| {r['scenario']} | {r['server']} | {r['duration']:g} | {r['sent']} | {r['req_per_s']:,} "
                      f"| {r['strike_rows_per_s']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
                      f"| {_ms(lat['max'])} | {_errors(r['errors'])} | {mem} | {r['client_cpu_pct']} |")
@@ -221,6 +242,7 @@ def markdown(report):
                   "|---|---|---|---|"]
         lines += [f"| {c['scenario']} | {_or_dash(c['req_per_s'])} | {_or_dash(c['p50'])} | {_or_dash(c['p99'])} |"
                   for c in report["ratios"]]
+    lines += _crash_lines(report)
     if "soak" in report:
         samples = report["soak"]["memory_samples"]
         lines += ["", "Soak RSS MB over time: " + ", ".join(f"{s['t_s']} s: {s['rss_mb']}" for s in samples)]
@@ -276,7 +298,11 @@ def main(argv=None):
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(markdown(report))
     note(f"JSON: {args.json}")
+    if crashed(report):
+        note(f"{len(crashed(report))} server run(s) crashed: see the end of the report")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 Each prints `listening on http://127.0.0.1:PORT` once it accepts (gexsrv on stderr, the baseline on stdout);
 both outputs go to a log file, which is polled for that line. Memory is read from /proc/<pid>/status.
+A server that exits before it is stopped, or exits uncleanly when stopped, is recorded as crashed.
 """
 import json
 import re
@@ -19,6 +20,7 @@ REPO = BENCH.parent
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 START_TIMEOUT = 60.0  # seconds; a busy machine starts Python with DuckDB, Polars and Arrow slowly
 STOP_TIMEOUT = 300.0  # gexsrv exports new strike rows to Parquet before it exits
+CLEAN_EXITS = (0, -signal.SIGTERM)  # stopped by SIGTERM: a clean shutdown, or the signal's default action
 
 
 class ServerProcess:
@@ -29,6 +31,7 @@ class ServerProcess:
         self.log_path = workdir / "server.log"
         self.proc = None
         self.url = None
+        self.crash = None
 
     def start(self):
         self.log = open(self.log_path, "w")
@@ -46,8 +49,9 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
 
     def stop(self):
-        """SIGTERM and wait; the exit code."""
-        if self.proc.poll() is None:
+        """SIGTERM and wait; the exit code. An early or unclean exit is kept in `crash`, with the log's last lines."""
+        died = self.proc.poll() is not None
+        if not died:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=STOP_TIMEOUT)
@@ -55,15 +59,25 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        return self.proc.returncode
+        code = self.proc.returncode
+        if died or code not in CLEAN_EXITS:
+            self.crash = {"exit_code": code, "when": "before it was stopped" if died else "when stopped",
+                          "log_tail": self.log_tail()}
+        return code
 
     def memory_mb(self):
-        """Resident set size now and its peak so far (VmRSS, VmHWM), in MB."""
+        """Resident set size now and its peak so far (VmRSS, VmHWM), in MB; None once the process has exited."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except FileNotFoundError:
+            return None
         fields = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in status.splitlines():
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = round(int(value.split()[0]) / 1024, 1)  # the kernel reports kB
+        if "VmRSS" not in fields:  # a zombie: exited, not yet waited for
+            return None
         return {"rss_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"]}
 
     def health(self):
@@ -105,7 +119,8 @@ class Fresh:
         return self.server
 
     def __exit__(self, *exc):
-        code = self.server.stop()
-        if code not in (0, -signal.SIGTERM):
-            print(f"{self.server.name} exited with {code}:\n{self.server.log_tail()}", file=sys.stderr)
+        self.server.stop()
+        if crash := self.server.crash:
+            print(f"{self.server.name} crashed: exit code {crash['exit_code']} {crash['when']}:\n{crash['log_tail']}",
+                  file=sys.stderr)
         shutil.rmtree(self.workdir, ignore_errors=True)

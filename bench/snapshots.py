@@ -10,8 +10,8 @@ import uuid
 
 START = 1777492800  # the CONTRACT example's timestamp; a fixed start keeps runs reproducible
 TICKERS = ("SPX", "NDX", "SPY", "QQQ")
-SPOT = {"SPX": 6800.0, "NDX": 24000.0, "SPY": 680.0, "QQQ": 590.0}
-STEP = {"SPX": 5.0, "NDX": 25.0, "SPY": 1.0, "QQQ": 1.0}
+SPOT = {"SPX": 6800.0, "NDX": 24000.0, "SPY": 680.0, "QQQ": 590.0, "ES_SPX": 6830.0, "NQ_NDX": 24100.0}
+STEP = {"SPX": 5.0, "NDX": 25.0, "SPY": 1.0, "QQQ": 1.0, "ES_SPX": 5.0, "NQ_NDX": 25.0}
 POOL = 32  # distinct tails per ticker: enough variety that no two neighbouring requests carry equal data
 
 

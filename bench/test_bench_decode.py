@@ -3,21 +3,22 @@ import pytest
 
 from conftest import FLUSH, STRIKES, bodies, records
 from gexsrv import batches
-from gexsrv.payloads import decode_gex
+from gexsrv.decode import Rules, decode_gex
+from gexsrv.records import SnapshotRow
 
 
 def test_decode_snapshot(benchmark):
     body = bodies(1)[0]
-    record = benchmark(decode_gex, body, "gex_zero", 0)
+    record = benchmark(decode_gex, body, Rules(), 0)
     assert (record.kind, record.ticker, record.endpoint) == ("snapshot", "SPX", "gex_zero")
-    assert len(record.body.strikes) == STRIKES
-    assert record.body.strikes[-1].priors is not None and len(record.body.strikes[-1].priors) == 5
+    assert len(record.row.strikes) == STRIKES
+    assert record.row.strikes[-1].priors is not None and len(record.row.strikes[-1].priors) == 5
 
 
 @pytest.mark.parametrize("n", [1, FLUSH])
 def test_snapshots_to_arrow(benchmark, n):
     batch = records(n)
-    table = benchmark(batches.snapshots, batch, "live")
+    table = benchmark(batches.rows, batch, SnapshotRow, "live")
     assert table.num_rows == n
     assert table.column("timestamp").to_pylist() == [r.timestamp_ms for r in batch]
 
@@ -27,5 +28,5 @@ def test_strikes_to_arrow(benchmark, n):
     batch = records(n)
     table = benchmark(batches.strikes, batch)
     assert table.num_rows == n * STRIKES
-    assert table.column("strike").to_pylist()[-1] == batch[-1].body.strikes[-1].strike
+    assert table.column("strike").to_pylist()[-1] == batch[-1].row.strikes[-1].strike
     assert table.column("ticker").to_pylist()[-1] == batch[-1].ticker

@@ -1,33 +1,24 @@
 """History import (gexsrv.history.importer.import_file) of a generated gexbot file into a fresh database.
 
-The file comes from ../shared/samples/make_history_file.py; rows/s is in the benchmark's extra_info.
+The file comes from bench/make_history_file.py; rows/s is in the benchmark's extra_info.
 """
-import datetime as dt
 import itertools
-import json
 import os
-import sys
 
 import pytest
 
-from conftest import SHARED
+import make_history_file
 from gexsrv.history.importer import import_file
 from gexsrv.store import Store
 
-sys.path.insert(0, str(SHARED / "samples"))
-from make_history_file import snapshots  # noqa: E402
-
 SNAPSHOTS = 1000
-STRIKES = 120  # the sample generator's default: a gex_zero chain
-DATE = "2025-10-21"
+STRIKES = 120  # the generator's default: a gex_zero chain
 
 
 @pytest.fixture(scope="module")
 def history_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("history") / f"{DATE}_SPX_classic_gex_zero.json"
-    with open(path, "w") as f:
-        json.dump(list(snapshots("SPX", dt.date.fromisoformat(DATE), SNAPSHOTS, STRIKES, 1, 1)), f,
-                  separators=(",", ":"))
+    path = tmp_path_factory.mktemp("history") / f"{make_history_file.DAY}_SPX_classic_gex_zero.json"
+    make_history_file.write(path, make_history_file.snapshots(SNAPSHOTS, STRIKES))
     return str(path)
 
 

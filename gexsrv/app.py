@@ -7,12 +7,14 @@ from tornado.log import access_log
 from tornado.web import Application
 
 from gexsrv import __version__, handlers
+from gexsrv.api import LatestHandler
+from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryHandler
 from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
 
 
-def health_report(settings, store, buffer, writer, poller, lake, started):
+def health_report(settings, store, buffer, writer, poller, lake, latest, outputs, started):
     async def report():
         pending = await asyncio.to_thread(store.pending_history_jobs) if store.reader is not None else None
         return {
@@ -29,7 +31,8 @@ def health_report(settings, store, buffer, writer, poller, lake, started):
             "stored_since_start": dict(writer.stored),
             "history": {"pending_jobs": pending},
             "poller": poller.report() if poller else {"enabled": False},
-            "lake": {"exported_rows": lake.exported_rows, "last_export_at": lake.last_export_at} if lake else None,
+            "lake": lake.report() if lake else None,
+            "latest": {**latest.report(), "outputs": outputs.report() if outputs else None},
         }
     return report
 
@@ -44,17 +47,20 @@ def request_logger(debug, slow_ms=1000):
     return log
 
 
-def make_app(settings, store, buffer, writer, poller=None, runner=None):
+def make_app(settings, store, buffer, writer, notifier, latest, outputs=None, poller=None, runner=None):
     lake = runner.lake if runner else None
-    health = health_report(settings, store, buffer, writer, poller, lake, time.monotonic())
+    health = health_report(settings, store, buffer, writer, poller, lake, latest, outputs, time.monotonic())
+    rules = Rules.from_settings(settings)
+    # A trailing slash names the same route, as the original stripped it.
     return Application(
         [
-            (r"/health", handlers.HealthHandler, dict(health=health)),
-            (r"/gex", handlers.GexHandler, dict(buffer=buffer)),
-            (r"/uw", UwHandler, dict(buffer=buffer)),
-            (r"/gex_history_url", HistoryHandler, dict(runner=runner)),
-            (r"/gex_history_url/(\d+)", HistoryHandler, dict(runner=runner)),
-            (r"/integrity", handlers.IntegrityHandler, dict(integrity=integrity_report(store))),
+            (r"/health/?", handlers.HealthHandler, dict(health=health)),
+            (r"/gex/?", handlers.GexHandler, dict(buffer=buffer, rules=rules)),
+            (r"/uw/?", UwHandler, dict(buffer=buffer, rules=rules, notifier=notifier)),
+            (r"/gex_history_url/?", HistoryHandler, dict(runner=runner)),
+            (r"/gex_history_url/(\d+)/?", HistoryHandler, dict(runner=runner)),
+            (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(store))),
+            (r"/api/latest/?", LatestHandler, dict(latest=latest)),
         ],
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,

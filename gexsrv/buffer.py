@@ -14,12 +14,15 @@ class Buffer:
         self._notify = notify  # called on every put, so an idle writer starts at once
         self._items = collections.deque()
         self.rejected = 0
+        self.closed = False  # set once the writer has stopped: nothing would commit a record put after that
 
     def __len__(self):
         return len(self._items)
 
     def put(self, record):
         """Queue a record; the returned future resolves once its transaction has committed."""
+        if self.closed:
+            raise Overloaded("the server is shutting down")
         if len(self._items) >= self.max_records:
             self.rejected += 1
             raise Overloaded(f"{len(self._items)} payloads are waiting for the writer")

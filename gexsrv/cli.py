@@ -15,8 +15,8 @@ def serve_parser(defaults):
 
     parser = argparse.ArgumentParser(
         prog="python -m gexsrv",
-        description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health and "
-                    "/integrity. DuckDB + Parquet in --data-dir.",
+        description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health, /integrity "
+                    "and /api/latest. DuckDB + Parquet in --data-dir.",
         epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags. "
                "Other commands: `python -m gexsrv import --help`, `python -m gexsrv validate --help`.",
     )

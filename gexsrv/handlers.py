@@ -7,8 +7,9 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from gexsrv import auth
 from gexsrv.buffer import Overloaded
-from gexsrv.payloads import PayloadError, decode_gex
-from gexsrv.store import StorageError
+from gexsrv.decode import decode_gex
+from gexsrv.payloads import PayloadError
+from gexsrv.store import RecordRefused, StorageError
 from gexsrv.validate.options import OptionsError
 
 
@@ -107,7 +108,12 @@ class IngestHandler(BaseHandler):
             raise ApiError(413, f"body is over the {self.conf.max_body_bytes}-byte limit")
         body = b"".join(self.chunks)
         self.refuse_if(auth.signature_problem(self.conf, body, self.request.headers.get("X-Signature")))
+        if not body.strip():
+            raise ApiError(400, "empty request body", field="$")
         return body
+
+    def received_ms(self):
+        return round(time.time() * 1000)
 
     def refuse_if(self, problem):
         if problem:
@@ -123,16 +129,21 @@ class IngestHandler(BaseHandler):
             return await waiter
         except StorageError as exc:
             raise ApiError(503, f"not stored, commit failed: {exc}", retry_after=self.conf.retry_after_seconds)
+        except RecordRefused as exc:
+            raise ApiError(422, f"not stored: the database refused this payload on its own: {exc}")
+
+
+def gex_reply(record, stored):
+    """What a stored GEX record's reply says about it (the original's {"status", "ticker"} and more)."""
+    return {"ticker": record.ticker, "endpoint": record.endpoint, "kind": record.kind,
+            "timestamp": record.timestamp_ms, "duplicate": not stored, "problems": record.problems}
 
 
 class GexHandler(IngestHandler):
     async def post(self):
         try:
-            record = decode_gex(self.body(), self.conf.default_endpoint, round(time.time() * 1000))
+            record = decode_gex(self.body(), self.rules, self.received_ms())
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
         stored = await self.commit(record)
-        self.reply(202, {
-            "status": "ok", "ticker": record.ticker, "endpoint": record.endpoint, "kind": record.kind,
-            "timestamp": record.timestamp_ms, "duplicate": not stored,
-        })
+        self.reply(202, {"status": "ok", **gex_reply(record, stored)})

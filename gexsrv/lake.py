@@ -3,7 +3,10 @@
 Every strike row gexsrv stores (live or imported) draws a number from gex_strikes_seq. Periodically, and at
 shutdown, the exporter writes the rows numbered (lo, hi] to part files named after fixed windows of that range,
 so an export that is repeated after a crash writes the very same names and finds them already published. The
-range is recorded in gex_lake_exports as 'writing' before any file is written and 'done' after.
+range is recorded in gex_lake_exports as 'writing' before any file is written and 'done' after. A part name
+that is taken must hold exactly the rows the export would write there (a repeat after a crash); otherwise the
+export fails with PartConflict and the range stays 'writing', to be retried once the file is moved away.
+Folder names are the ticker and endpoint encoded by gexsrv.pathnames, so different names never share a folder.
 A finished day (before today, UTC) whose parts exist but whose day file does not is compacted into the day file;
 the day file lists its parts in its Parquet metadata, and the parts are deleted once it is published.
 Files are written under a `.tmp` name, fsynced and published with os.link, which never replaces a file.
@@ -18,10 +21,11 @@ import os
 import re
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gexsrv.durable import link_new
-from gexsrv.history.names import path_part
+from gexsrv.pathnames import encode
 
 log = logging.getLogger("gexsrv.lake")
 
@@ -33,7 +37,11 @@ ROWS = """
     SELECT timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors,
         strftime(epoch_ms(timestamp), '%Y%m%d') AS day
     FROM gex_strikes WHERE seq > ? AND seq <= ? AND endpoint IS NOT NULL
-    ORDER BY ticker, endpoint, timestamp, strike"""
+    ORDER BY ticker, endpoint, timestamp, strike, seq"""  # seq: a total order, so a repeat writes equal parts
+
+
+class PartConflict(Exception):
+    """A part's name holds other rows than the export has for it; nothing is replaced."""
 
 
 def lake_root(data_dir):
@@ -82,17 +90,37 @@ def publish(frame, folder, name, metadata=None):
         os.unlink(temp)
 
 
+def holds(path, frame):
+    """Whether the Parquet file at path holds exactly frame: same columns, types, rows and order.
+
+    Asked only when a part's name is taken (a repeated export), so reading the file back costs nothing in the
+    usual case; the row count in its footer settles most differences without reading any data.
+    """
+    try:
+        if pq.read_metadata(path).num_rows != frame.height:
+            return False
+        found = pl.read_parquet(path, glob=False)
+    except (OSError, pa.ArrowException, pl.exceptions.PolarsError):
+        return False  # not a Parquet file we can read: other content
+    return found.schema == frame.schema and found.equals(frame)
+
+
 def export_range(cursor, root, lo, hi):
-    """Write the strike rows numbered (lo, hi] as part files; return (files, rows)."""
+    """Write the strike rows numbered (lo, hi] as part files; return (files, rows). Raises PartConflict."""
     files = rows = 0
     for start in range(lo - lo % WINDOW, hi, WINDOW):
         first, last = max(start, lo), min(start + WINDOW, hi)
         frame = pl.from_arrow(cursor.sql(ROWS, params=[first, last]).to_arrow_table())
-        rows += frame.height
         for (ticker, endpoint, day), part in frame.partition_by(["ticker", "endpoint", "day"], as_dict=True).items():
-            folder = os.path.join(root, path_part(ticker), path_part(endpoint))
-            publish(part.drop("day"), folder, f"{day}.{first + 1}-{last}.strikes.parquet")
+            folder = os.path.join(root, encode(ticker), encode(endpoint))
+            name = f"{day}.{first + 1}-{last}.strikes.parquet"
+            part = part.drop("day")
+            if not publish(part, folder, name) and not holds(os.path.join(folder, name), part):
+                raise PartConflict(f"{os.path.join(folder, name)} exists with other rows than the {part.height} "
+                                   f"strike rows of {ticker!r} {endpoint!r} numbered {first + 1}..{last} that "
+                                   "belong there; it is kept, and the export is retried until it is moved away")
             files += 1
+        rows += frame.height
     return files, rows
 
 
@@ -134,7 +162,8 @@ def compact(root, today):
             if f"{day}.strikes.parquet" in names:
                 continue  # never replaced; later parts simply stay beside it
             day_parts.sort()
-            frame = pl.read_parquet([os.path.join(folder, p) for p in day_parts]).sort(["timestamp", "strike"])
+            paths = [os.path.join(folder, p) for p in day_parts]
+            frame = pl.read_parquet(paths, glob=False).sort(["timestamp", "strike"])
             if publish(frame, folder, f"{day}.strikes.parquet", {PARTS_KEY: json.dumps(day_parts)}):
                 for part in day_parts:
                     os.unlink(os.path.join(folder, part))
@@ -162,6 +191,7 @@ class Lake:
         self.stopping = False
         self.exported_rows = 0
         self.last_export_at = None
+        self.error = None  # why the last export failed; None once one succeeds
 
     async def start(self):
         await asyncio.to_thread(tidy, self.root)
@@ -183,7 +213,13 @@ class Lake:
         """The last export; call it after the writer has stopped, so it sees every committed row."""
         await self.stop()
         self.writer_stopped = True
-        await self.export(compaction=False)  # compaction waits for the next start: shutdown stays quick
+        try:
+            await self.export(compaction=False)  # compaction waits for the next start: shutdown stays quick
+        except Exception:
+            log.exception("Parquet export failed at shutdown; its range is retried at the next start")
+
+    def report(self):
+        return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at, "error": self.error}
 
     async def _run(self, fn, *args):
         """On the writer thread, or directly once that has stopped and nothing else uses the connection."""
@@ -206,9 +242,17 @@ class Lake:
                 log.exception("Parquet export failed; retrying at the next interval")
 
     async def export(self, compaction=True):
-        """Export every strike row committed so far, then compact finished days."""
+        """Export every strike row committed so far, then compact finished days; a failure is kept for /health."""
         if self.store.state != "writable":
             return
+        try:
+            await self._export(compaction)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.error = None
+
+    async def _export(self, compaction):
         async with self.exporting:
             con = self.store.con
             ranges = await self._run(unfinished_ranges, con)

@@ -1,16 +1,19 @@
-"""The original's gexbot API poller: every poll interval, fetch each ticker's classic/zero snapshot and
-maxchange and store them exactly as POST /gex would (endpoint gex_zero). On only when an API key is set."""
+"""The original's gexbot API poller: at start and then every poll interval, fetch each ticker's classic/zero
+snapshot and maxchange and store them exactly as POST /gex would (endpoint gex_zero). On only when an API key is
+set. Each response is decoded inside an envelope naming its ticker and `package/category` path, so the one
+decoding rule (gexsrv.decode) fills in what the API leaves out."""
 
 import logging
 import time
 import urllib.parse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 
 from gexsrv.buffer import Overloaded
-from gexsrv.payloads import PayloadError, decode_gex
-from gexsrv.store import StorageError
+from gexsrv.decode import decode_gex
+from gexsrv.payloads import PayloadError
+from gexsrv.store import RecordRefused, StorageError
 
 log = logging.getLogger("gexsrv.poller")
 
@@ -19,8 +22,9 @@ PATHS = ("classic/zero", "classic/zero/maxchange")
 
 
 class Poller:
-    def __init__(self, api_url, api_key, interval_s, buffer):
+    def __init__(self, api_url, api_key, interval_s, buffer, rules):
         self.api_url = api_url.rstrip("/")
+        self.rules = rules
         self.api_key = api_key
         self.buffer = buffer
         self.timer = PeriodicCallback(self.poll, interval_s * 1000)
@@ -31,6 +35,7 @@ class Poller:
 
     def start(self):
         self.timer.start()
+        IOLoop.current().spawn_callback(self.poll)
 
     def stop(self):
         self.timer.stop()
@@ -47,9 +52,10 @@ class Poller:
     async def fetch_and_store(self, ticker, path):
         try:
             response = await self.client.fetch(self.url(ticker, path), connect_timeout=5, request_timeout=10)
-            record = decode_gex(response.body, "gex_zero", round(time.time() * 1000))
+            envelope = b'{"ticker":"%s","endpoint":"%s","data":%s}' % (ticker.encode(), path.encode(), response.body)
+            record = decode_gex(envelope, self.rules, round(time.time() * 1000))
             self.stored += await self.buffer.put(record)
-        except (HTTPClientError, OSError, PayloadError, Overloaded, StorageError) as exc:
+        except (HTTPClientError, OSError, PayloadError, Overloaded, StorageError, RecordRefused) as exc:
             self.errors += 1
             log.warning("poll of %s/%s failed: %s", ticker, path, exc)
 

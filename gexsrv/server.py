@@ -12,8 +12,12 @@ from tornado.netutil import bind_sockets
 from gexsrv import batches
 from gexsrv.app import make_app
 from gexsrv.buffer import Buffer
+from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
+from gexsrv.latest import Latest
+from gexsrv.notify import Notifier
+from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
 from gexsrv.store import Store
 from gexsrv.writer import Writer
@@ -55,15 +59,24 @@ async def serve(settings):
     store.open()
     writer = Writer(store, None, settings.flush_interval_ms, settings.flush_max_records)
     writer.buffer = Buffer(settings.buffer_max_records, notify=writer.kick)
+    latest = Latest()
+    outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
+    writer.observers += [latest.observe] + ([outputs.observe] if outputs else [])
     poller = None
     if settings.gexbot_api_key:
-        poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, writer.buffer)
+        poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, writer.buffer,
+                        Rules.from_settings(settings))
     lake = Lake(settings.data_dir, store, writer, settings.lake_export_interval)
-    runner = Runner(settings, store, writer, lake)
-    server, (host, port) = listen(make_app(settings, store, writer.buffer, writer, poller, runner), settings)
+    notifier = Notifier.from_settings(settings)
+    runner = Runner(settings, store, writer, notifier, lake)
+    app = make_app(settings, store, writer.buffer, writer, notifier, latest, outputs, poller, runner)
+    server, (host, port) = listen(app, settings)
     batches.warm_up()
     tune_interpreter()
     writer.start()
+    loading = asyncio.create_task(latest.load(store))  # in the background: serving starts at once
+    if outputs:
+        outputs.start()
     if store.state == "writable":
         await lake.start()
         await runner.start()
@@ -79,8 +92,12 @@ async def serve(settings):
     await runner.close()
     await lake.stop()
     await writer.close()
+    await loading
+    if outputs:
+        await outputs.close()
     if store.state == "writable":
         await lake.close()
     await server.close_all_connections()
+    await notifier.close()  # last: the requests answered above may still have announced trades
     store.close()
     log.info("stopped")

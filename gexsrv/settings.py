@@ -14,6 +14,9 @@ from typing import Annotated
 import msgspec
 from dotenv import dotenv_values
 
+from gexsrv import decode
+from gexsrv.payloads import PayloadError
+
 
 def _setting(help_text, env=(), **limits):
     return msgspec.Meta(description=help_text, extra={"env": list(env)}, **limits)
@@ -33,6 +36,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     duckdb_checkpoint_mb: Annotated[int, _setting("WAL size that triggers a DuckDB checkpoint, in MiB", ge=1)]
     duckdb_memory_mb: Annotated[int, _setting("memory DuckDB may use for its cache and queries, in MiB", ge=64)]
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
+    naive_time_zone: Annotated[str, _setting(
+        "zone of ISO times sent without one: local (the server's, as the original read them), UTC or an IANA name")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
     auth_token: Annotated[str, _setting("bearer token /gex and /uw require (Authorization: Bearer ...); empty: off")]
     auth_hmac_secret: Annotated[str, _setting(
@@ -50,12 +55,28 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     history_attempts: Annotated[int, _setting("download attempts per history job (network errors and 5xx)", ge=1)]
     history_backoff_seconds: Annotated[float, _setting("wait before the 2nd attempt; doubles after each", ge=0)]
     history_download_command: Annotated[str, _setting(
-        "external downloader run instead of the built-in one; {id} {url} {ticker} {endpoint} {path}",
+        "external downloader run instead of the built-in one, without a shell; {id} {url} {ticker} {endpoint}: it "
+        "downloads and imports itself (exit 0 completes the job); with {path} it writes the file there for gexsrv",
         env=["HISTORY_DOWNLOAD_COMMAND"])]
-    dashboard_url: Annotated[str, _setting("history requests are forwarded here first when set",
-                                           env=["DASHBOARD_URL"])]
-    alert_webhook_url: Annotated[str, _setting("Discord/Slack-style incoming webhook for failed history jobs")]
+    dashboard_url: Annotated[str, _setting(
+        "history requests are POSTed to {url}/api/ingest/history first (2 s; queued here when it fails); empty: "
+        "off (the original's default was http://127.0.0.1:5801)", env=["DASHBOARD_URL"])]
+    alert_webhook_url: Annotated[str, _setting(
+        "Discord/Slack-style incoming webhook for operator alerts (failed history jobs)")]
+    discord_bot_token: Annotated[str, _setting(
+        "Discord bot token (Authorization: Bot ...) for trade proposals and alert DMs; empty: Discord off",
+        env=["DISCORD_BOT_TOKEN"])]
+    alt_channel_option_trades: Annotated[str, _setting(
+        "Discord channel id that gets a CONFIRM PROPOSAL message per option_trades_super_algo trade",
+        env=["ALT_CHANNEL_OPTION_TRADES"], pattern=r"^\d*$")]
+    discord_dm_user_id: Annotated[str, _setting(
+        "Discord user id sent a short direct message per alert and trade proposal", env=["DISCORD_DM_USER_ID"],
+        pattern=r"^\d*$")]
+    discord_api_url: Annotated[str, _setting("Discord API base URL; requests go to {url}/api/v10/...")]
     lake_export_interval: Annotated[float, _setting("seconds between exports of new strikes to Parquet", gt=0)]
+    outputs_dir: Annotated[str, _setting(
+        "folder where latest.json (the GET /api/latest view) and spot_series.jsonl are kept for the original's "
+        "dashboard (the original used outputs/data/raw/gex); empty: off")]
 
 
 FIELDS = msgspec.inspect.type_info(Settings).fields
@@ -118,6 +139,10 @@ def load(args, environ=None, cwd="."):
     if unknown:
         raise SystemExit(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")
     try:
-        return msgspec.convert(merged, Settings, strict=False)
+        settings = msgspec.convert(merged, Settings, strict=False)
+        decode.Rules.from_settings(settings)
     except msgspec.ValidationError as exc:
         raise SystemExit(f"gexsrv: invalid setting: {exc}".replace("`$.", "`"))
+    except (ValueError, PayloadError) as exc:
+        raise SystemExit(f"gexsrv: invalid setting: {exc}")
+    return settings

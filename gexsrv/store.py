@@ -8,8 +8,10 @@ import os
 import threading
 
 import duckdb
+import pyarrow as pa
 
 from gexsrv import batches, schema
+from gexsrv.records import MajorsRow, MaxChangeRow, SnapshotRow
 from gexsrv.uw import writer as uw_writer
 
 log = logging.getLogger("gexsrv.store")
@@ -19,6 +21,10 @@ DB_FILE = "gex_data.db"
 
 class StorageError(Exception):
     """The database could not take a write; the batch was rolled back and can be retried."""
+
+
+class RecordRefused(Exception):
+    """The database refused this record on its own while its batch-mates were stored: retrying cannot help."""
 
 
 class Store:
@@ -81,8 +87,15 @@ class Store:
             "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'failed')")[0][0]
 
     def prepare(self, records, source="live"):
-        """The Arrow tables of a batch, by kind. Any thread may build them: the writer calls this on the event
-        loop, so the writer thread then needs the GIL for DuckDB calls only."""
+        """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds
+        it). Any thread may build them: the writer calls this on the event loop, so the writer thread then needs
+        the GIL for DuckDB calls only."""
+        try:
+            return self._tables(records, source)
+        except pa.ArrowException:
+            return None
+
+    def _tables(self, records, source):
         by_kind = {}
         for i, record in enumerate(records):
             by_kind.setdefault(record.kind, []).append(i)
@@ -90,26 +103,46 @@ class Store:
                 for kind, indexes in by_kind.items()}
 
     def write(self, records, source="live", prepared=None):
-        """Commit records in one transaction; return, per record, True if stored or False if a duplicate.
+        """Commit records in one transaction; return, per record, True if stored, False if a duplicate, or the
+        exception that refused it.
 
         The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses
         the batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was.
+        A batch that fails otherwise is retried record by record, so only a guilty record is refused; when
+        every record fails alone too, the database is at fault and StorageError is raised.
         """
         if self.con is None or self.state in ("read-only", "closed"):
             raise StorageError(f"database is {self.state}: {self.error}")
-        prepared = prepared or self.prepare(records, source)
         try:
-            try:
-                stored = self._commit(records, source, prepared, careful=False)
-            except duckdb.ConstraintException:
-                self._rollback()
-                stored = self._commit(records, source, prepared, careful=True)
-        except duckdb.Error as exc:
-            self._rollback()
-            self.state, self.error = "failing", str(exc)
-            raise StorageError(str(exc)) from exc
+            stored = self._write(records, source, prepared or self._tables(records, source))
+        except (duckdb.Error, pa.ArrowException) as exc:
+            if len(records) == 1:
+                self.state, self.error = "failing", str(exc)
+                raise StorageError(str(exc)) from exc
+            log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
+            stored = [self._alone(record, source) for record in records]
+            if all(isinstance(outcome, StorageError) for outcome in stored):
+                raise stored[0]
+            stored = [RecordRefused(str(o)) if isinstance(o, StorageError) else o for o in stored]
         self.state, self.error = "writable", None
         return stored
+
+    def _alone(self, record, source):
+        try:
+            return self.write([record], source)[0]
+        except StorageError as exc:
+            return exc
+
+    def _write(self, records, source, prepared):
+        try:
+            try:
+                return self._commit(records, source, prepared, careful=False)
+            except duckdb.ConstraintException:
+                self._rollback()
+                return self._commit(records, source, prepared, careful=True)
+        except duckdb.Error:
+            self._rollback()
+            raise
 
     def _commit(self, records, source, prepared, careful):
         stored = [False] * len(records)
@@ -145,15 +178,16 @@ def insert(con, table, batch, returning=None):
 class Keyed:
     """The writer of a table keyed on (ticker, endpoint, timestamp); snapshots bring their strike rows along."""
 
-    def __init__(self, table, to_arrow, with_strikes=False):
+    def __init__(self, table, row_type, with_strikes=False):
         self.table = table
-        self.to_arrow = to_arrow
+        self.row_type = row_type
         self.with_strikes = with_strikes
 
     def prepare(self, records, source):
         first = batches.first_of_each_key(records)
         chosen = [records[i] for i in first]
-        return first, self.to_arrow(chosen, source), batches.strikes(chosen) if self.with_strikes else None
+        strikes = batches.strikes(chosen) if self.with_strikes else None
+        return first, batches.rows(chosen, self.row_type, source), strikes
 
     def write(self, con, records, source, tables, careful):
         """Insert the prepared tables; return the indexes of the records stored."""
@@ -188,8 +222,8 @@ class Unprepared:
 # kind -> its writer. `careful` is set on the retry after a ConstraintException: the writer must then skip what
 # is already stored.
 WRITERS = {
-    "snapshot": Keyed("gex_snapshots", batches.snapshots, with_strikes=True),
-    "majors": Keyed("gex_majors", batches.majors),
-    "maxchange": Keyed("gex_maxchange", batches.maxchange),
+    "snapshot": Keyed("gex_snapshots", SnapshotRow, with_strikes=True),
+    "majors": Keyed("gex_majors", MajorsRow),
+    "maxchange": Keyed("gex_maxchange", MaxChangeRow),
     "uw": Unprepared(uw_writer.write),
 }

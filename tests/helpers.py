@@ -14,7 +14,10 @@ from pathlib import Path
 import duckdb
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+BENCH = REPO / "bench"
+# The fixture builders (make_legacy_db, make_history_file) live in bench/, whose scripts use them too. bench/ holds
+# scripts, not a package, so it goes on the path; conftest.py imports this module before any test module.
+sys.path.append(str(BENCH))
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
 

@@ -1,17 +1,14 @@
 """A 202 means committed: the row survives SIGKILL, and an established database is adopted untouched."""
 
-import json
 import shutil
 import signal
-import subprocess
-import sys
 
 import duckdb
 
-from helpers import SHARED, snapshot
+import make_legacy_db
+from helpers import snapshot
 
-LEGACY_DB = SHARED / "legacy" / "make_legacy_db.py"
-LEGACY_FIRST_MS = 1761053400000  # the generator's first snapshot time
+LEGACY_FIRST_MS = make_legacy_db.FIRST_MS  # the generator's first snapshot time
 
 
 def legacy_fingerprint(path, scratch):
@@ -21,12 +18,7 @@ def legacy_fingerprint(path, scratch):
     with duckdb.connect(str(copy)) as db:
         db.execute("DELETE FROM gex_snapshots WHERE endpoint IS NOT NULL")
         db.execute("DELETE FROM gex_strikes WHERE endpoint IS NOT NULL")
-    sys.path.insert(0, str(LEGACY_DB.parent))
-    try:
-        from make_legacy_db import fingerprint
-    finally:
-        sys.path.pop(0)
-    return fingerprint(str(copy))
+    return make_legacy_db.fingerprint(copy)
 
 
 def test_row_acknowledged_with_202_survives_sigkill(start_server, tmp_path):
@@ -48,9 +40,7 @@ def test_row_acknowledged_with_202_survives_sigkill(start_server, tmp_path):
 def test_legacy_database_is_adopted_and_its_rows_keep_their_fingerprint(start_server, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    built = subprocess.run([sys.executable, str(LEGACY_DB), str(data / "gex_data.db"), "--days", "1",
-                            "--every", "300", "--strikes", "20"], capture_output=True, text=True, check=True)
-    before = json.loads(built.stdout)
+    before = make_legacy_db.build(data / "gex_data.db", days=1, every=300, n_strikes=20)
 
     server = start_server(data)
     # the same ticker and timestamp as a legacy row: legacy rows have no endpoint, so this one is new

@@ -16,7 +16,7 @@ def test_snapshot_lands_with_its_values_strikes_and_priors(server):
     reply = server.post("/gex", body)
     assert reply.status == 202
     assert reply.json() == {"status": "ok", "ticker": "SPX", "endpoint": "gex_zero", "kind": "snapshot",
-                            "timestamp": TS * 1000, "duplicate": False}
+                            "timestamp": TS * 1000, "duplicate": False, "problems": []}
     server.stop()
     with server.db() as db:
         row = db.execute("""SELECT timestamp, ticker, endpoint, spot_price, zero_gamma, net_gex, sum_gex_vol,
@@ -70,17 +70,18 @@ BAD = [
     (b"{not json", "$", "invalid JSON"),
     (b'{"timestamp": 1777492800, "ticker": "SP\xff"}', "$", "invalid JSON"),
     (b"[1, 2]", "$", "Expected `object`, got `array`"),
-    (json.dumps({"ticker": "SPX", "spot": 1}).encode(), "$", "missing required field `timestamp`"),
+    (json.dumps({"ticker": "SPX", "spot": 1}).encode(), "$.timestamp", "missing required field `timestamp`"),
     (json.dumps({"timestamp": TS, "spot": 1}).encode(), "$.ticker", "missing required field `ticker`"),
     (json.dumps({"timestamp": TS, "ticker": "SPX", "spot": "7100"}).encode(), "$.spot", "Expected `float | null`"),
     (b'{"timestamp": 1777492800, "ticker": "SPX", "spot": 1e999}', "$.spot", "finite"),
-    (json.dumps(snapshot(strikes=[[7100, 1.0, 2.0], [7105]])).encode(), "$.strikes[1]", "at least length 2"),
-    (json.dumps(snapshot(strikes=[[7100, 1.0, 2.0, [1, "x"]]])).encode(), "$.strikes[0][3][1]", "Expected `float`"),
-    (json.dumps({"ticker": "SPX", "data": {"timestamp": "yesterday"}}).encode(), "$.data.timestamp", "datetime"),
+    (json.dumps({"ticker": "SPX", "data": {"timestamp": "yesterday"}}).encode(), "$.data.timestamp", "ISO-8601"),
     (json.dumps({"ticker": "SPX", "data": [1]}).encode(), "$.data", "Expected `object`"),
     (json.dumps({"timestamp": 17774928, "ticker": "SPX"}).encode(), "$.timestamp", "outside 2000-01-01"),
-    (json.dumps({"timestamp": TS, "ticker": "S P X"}).encode(), "$.ticker", "Expected `str` matching"),
+    (json.dumps({"timestamp": TS, "ticker": "S P X"}).encode(), "$.ticker", "Parquet lake"),
     (json.dumps({"ticker": "SPX", "kind": "candles", "data": {"timestamp": TS}}).encode(), "$.kind", "Invalid enum"),
+    (json.dumps({"ticker": "A/B", "timestamp": TS}).encode(), "$.ticker", "Parquet lake"),
+    (json.dumps({"ticker": "SPX", "timestamp": TS, "min_dte": 2**31}).encode(), "$.min_dte", "2147483647"),
+    (b" \n", "$", "empty request body"),
 ]
 
 

@@ -1,9 +1,9 @@
 """POST /gex_history_url end to end: a real gexsrv downloads from a local file server on 127.0.0.1."""
 
+import datetime as dt
 import gzip
 import hashlib
 import json
-import sys
 import time
 
 import duckdb
@@ -11,22 +11,16 @@ import polars as pl
 import pytest
 
 from filesrv import FileServer
-from helpers import SHARED
-
-sys.path.insert(0, str(SHARED / "samples"))
-from make_history_file import snapshots  # noqa: E402
+from make_history_file import snapshots
 
 DAY = "2025-10-21"
 NAME = f"{DAY}_SPX_classic_gex_zero.json"
 SNAPS, STRIKES = 200, 20
 
 
-def write_history(path, n=SNAPS, seed=1, ticker="SPX", compress=False, transform=None):
-    import datetime as dt
-    rows = list(snapshots(ticker, dt.date.fromisoformat(DAY), n, STRIKES, 1, seed))
-    if transform:
-        rows = transform(rows)
-    data = json.dumps(rows).encode()
+def write_history(path, n=SNAPS, seed=1, ticker="SPX", compress=False):
+    """A history file of one snapshot a second from DAY's open; json.dumps' spacing, which the spoilers below match."""
+    data = json.dumps(list(snapshots(n, STRIKES, ticker, dt.date.fromisoformat(DAY), seed=seed))).encode()
     path.write_bytes(gzip.compress(data) if compress else data)
     return path
 
@@ -231,49 +225,3 @@ def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
     assert [wait_job(server, i)["snapshots_imported"] for i in (7, 8)] == [SNAPS, SNAPS]
     assert not (staging / ".7.part").exists()
     assert server.get("/gex_history_url").json()["jobs"][0]["id"] == 8
-
-# ---- the original's hooks (HISTORY_DOWNLOAD_COMMAND, DASHBOARD_URL)
-
-COPY_SCRIPT = """import json, os, shutil, sys
-folder, url, path, log = sys.argv[1:5]
-shutil.copy(os.path.join(folder, url.rsplit("/", 1)[1]), path)
-with open(log, "a") as f:
-    f.write(json.dumps(sys.argv[5:]) + "\\n")
-"""
-
-
-def test_download_command_fetches_instead_of_the_builtin_client(start_server, files, tmp_path):
-    write_history(files.folder / NAME)
-    script, log = tmp_path / "copy.py", tmp_path / "command.log"
-    script.write_text(COPY_SCRIPT)
-    command = f"{sys.executable} {script} {files.folder} {{url}} {{path}} {log} {{id}} {{ticker}} {{endpoint}}"
-    server = start_server(None, "--history-allowed-hosts", "127.0.0.1", env={"HISTORY_DOWNLOAD_COMMAND": command})
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
-    assert (job["status"], job["snapshots_imported"]) == ("completed", SNAPS)
-    assert json.loads(log.read_text()) == [str(job["id"]), "SPX", "gex_zero"]
-    assert f"/files/{NAME}" not in files.hits  # the command fetched it, not gexsrv
-
-
-def test_failing_download_command_fails_the_job_with_its_output(start_server, files, tmp_path):
-    command = f"{sys.executable} -c \"import sys; print('no route to bucket'); sys.exit(4)\""
-    server = start_server(None, "--history-allowed-hosts", "127.0.0.1", env={"HISTORY_DOWNLOAD_COMMAND": command})
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
-    assert job["status"] == "failed"
-    assert "exited with 4" in job["last_error"] and "no route to bucket" in job["last_error"]
-
-
-def test_dashboard_takes_the_request_first_and_the_local_queue_is_the_fallback(start_server, files, tmp_path):
-    request = {"url": f"{files.url}/files/{NAME}"}
-    forwarded = start_server(tmp_path / "a", "--history-allowed-hosts", "127.0.0.1",
-                             env={"DASHBOARD_URL": f"{files.url}/hook"})
-    taken = forwarded.post("/gex_history_url", request)
-    assert taken.status == 204  # the dashboard's own answer, passed through
-    assert files.hooks == [request]
-    assert forwarded.get("/gex_history_url").json()["jobs"] == []
-
-    write_history(files.folder / NAME)
-    fallback = start_server(tmp_path / "b", "--history-allowed-hosts", "127.0.0.1",
-                            "--history-allowed-networks", "127.0.0.1/32", env={"DASHBOARD_URL": "http://127.0.0.1:9/history"})
-    queued = fallback.post("/gex_history_url", request)
-    assert queued.status == 202 and queued.json()["status"] == "queued"
-    assert wait_job(fallback, queued.json()["id"])["status"] == "completed"

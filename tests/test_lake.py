@@ -1,16 +1,22 @@
 """The Parquet lake: live snapshots reach it, re-exports are idempotent, compaction never loses or doubles rows."""
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
 
 import duckdb
 import polars as pl
+import pytest
 
-from gexsrv import lake, schema
+from gexsrv import lake, pathnames, schema
+from gexsrv.history import staging
+from gexsrv.validate import files, options
 from helpers import REPO, snapshot
 from test_history import NAME, SNAPS, STRIKES, write_history
+from validate_helpers import check, run
 
 NOW = int(time.time())
 
@@ -107,3 +113,142 @@ def test_cli_import_and_the_locked_database_error(tmp_path, start_server):
     server.stop()
     assert locked.returncode == 2
     assert "Is a gexsrv server running on this data dir?" in locked.stderr
+
+
+COLUMNS = "timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors"
+# pairs whose old file-safe names (any character but A-Z a-z 0-9 _ ^ - . as `_`, a leading `.` behind `_`)
+# coincided two by two, and the folders they get now
+OLD_TWINS = [("A/B", "gex_zero"), ("A_B", "gex_zero"), (".X", "gex_zero"), ("_.X", "gex_zero"),
+             ("SPX", "zero/0dte"), ("SPX", "zero_0dte")]
+FOLDERS = ["A%2FB/gex_zero", "A_B/gex_zero", "%2EX/gex_zero", "_.X/gex_zero", "SPX/zero%2F0dte", "SPX/zero_0dte"]
+DAY_20251021 = 1761053400  # 2025-10-21 13:30 UTC
+
+
+def db_rows(con, ticker, endpoint):
+    return con.execute(f"SELECT {COLUMNS} FROM gex_strikes WHERE ticker = ? AND endpoint = ? "
+                       "ORDER BY timestamp, strike", [ticker, endpoint]).fetchall()
+
+
+def lake_rows(folder):
+    with duckdb.connect() as db:
+        return db.execute(f"SELECT {COLUMNS} FROM read_parquet('{folder}/*.parquet') "
+                          "ORDER BY timestamp, strike").fetchall()
+
+
+def test_names_that_once_shared_a_folder_each_get_their_own_with_all_their_rows(tmp_path):
+    con = duckdb.connect(str(tmp_path / "gex_data.db"))
+    schema.apply(con)
+    for i, (ticker, endpoint) in enumerate(OLD_TWINS):  # the /gex decoders refuse some of these names: not the lake
+        con.execute("INSERT INTO gex_strikes (timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors) "
+                    "SELECT 1761053400000 + k * 1000, $t, $e, 100 + k, $i * 10 + k, "
+                    "CASE WHEN k % 2 = 0 THEN -k END, [k, $i, 3, 4, 5] FROM range(5) r(k)",
+                    {"t": ticker, "e": endpoint, "i": i})
+    root = tmp_path / "parquet" / "gexbot"
+    lo, hi = lake.plan_range(con, lake.sequence_high(con))
+    assert lake.export_range(con.cursor(), str(root), lo, hi) == (6, 30)
+    lake.finish_range(con, lo, 6, 30)
+    assert sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("*.parquet")) == sorted(FOLDERS)
+    for (ticker, endpoint), folder in zip(OLD_TWINS, FOLDERS):
+        expected = db_rows(con, ticker, endpoint)
+        assert len(expected) == 5
+        assert lake_rows(root / folder) == expected, folder
+    con.close()
+    # the validator reads each folder back as its ticker: a filter on one twin finds that twin's files only
+    for ticker, folder in (("A/B", "A%2FB/gex_zero"), (".X", "%2EX/gex_zero")):
+        with duckdb.connect() as db:
+            picked = files.lake_files(str(tmp_path), options.parse({"ticker": ticker}), db, [])
+        assert [os.path.relpath(p, root) for p in picked] == [f"{folder}/20251021.1-30.strikes.parquet"]
+        found = check(run(tmp_path, ticker=ticker), "crosscheck.parquet_counts")
+        assert (found.status, found.count) == ("passed", 0), found
+
+
+def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
+    con = fresh_db(tmp_path, 10)
+    root = tmp_path / "parquet"
+    part = root / "SPX" / "gex_zero" / "20251021.1-10.strikes.parquet"
+    part.parent.mkdir(parents=True)
+    rows = pl.from_arrow(con.sql(lake.ROWS, params=[0, 10]).to_arrow_table()).drop("day")
+    assert rows.height == 10
+    rows.write_parquet(part, compression="uncompressed")  # the same rows, written otherwise: a repeated export
+    same = part.read_bytes()
+    assert lake.export_range(con.cursor(), str(root), 0, 10) == (1, 10)
+    assert part.read_bytes() == same
+    others = {
+        "one value differs": rows.with_columns(gamma=pl.when(pl.col("strike") == 3).then(2.0).otherwise("gamma")),
+        "a row is missing": rows.head(9),
+        "a type differs": rows.with_columns(pl.col("strike").cast(pl.Float32)),
+    }
+    for why, other in others.items():
+        other.write_parquet(part)
+        kept = part.read_bytes()
+        with pytest.raises(lake.PartConflict, match="exists with other rows"):
+            lake.export_range(con.cursor(), str(root), 0, 10)
+        assert part.read_bytes() == kept, why
+    part.write_bytes(b"not Parquet")
+    with pytest.raises(lake.PartConflict, match=str(part)):
+        lake.export_range(con.cursor(), str(root), 0, 10)
+    assert sorted(p.name for p in part.parent.iterdir()) == [part.name]
+
+
+def lake_health(server, done, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        health = server.get("/health").json()["lake"]
+        if done(health) or time.monotonic() > deadline:
+            return health
+        time.sleep(0.05)
+
+
+def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it_is_moved(start_server, tmp_path):
+    data = tmp_path / "data"
+    part = data / "parquet" / "gexbot" / "SPX" / "gex_zero" / "20251021.1-4.strikes.parquet"
+    part.parent.mkdir(parents=True)
+    pl.DataFrame({"timestamp": [1761053400000], "ticker": ["SPX"], "strike": [1.0]}).write_parquet(part)
+    server = start_server(data, "--lake-export-interval", "0.2")
+    assert server.post("/gex", snapshot(timestamp=DAY_20251021, n_strikes=4)).status == 202
+    health = lake_health(server, lambda h: h["error"])
+    assert "PartConflict" in health["error"] and str(part) in health["error"], health
+    assert health["exported_rows"] == 0
+    assert server.stop() == 0
+    assert "Parquet export failed at shutdown" in server.log_path.read_text()
+    with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
+        assert db.execute("SELECT lo, hi, state, files, rows FROM gex_lake_exports").fetchall() == [
+            (0, 4, "writing", None, None)]
+    part.unlink()
+    server = start_server(data, "--lake-export-interval", "0.2")
+    health = lake_health(server, lambda h: h["exported_rows"] == 4)
+    assert (health["exported_rows"], health["error"]) == (4, None)
+    server.stop()
+    with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
+        assert db.execute("SELECT lo, hi, state, files, rows FROM gex_lake_exports").fetchall() == [
+            (0, 4, "done", 1, 4)]
+        expected = db_rows(db, "SPX", "gex_zero")
+    assert len(expected) == 4
+    assert lake_rows(part.parent) == expected
+
+
+def test_names_in_use_keep_their_file_names_and_every_name_reads_back(tmp_path):
+    for name in ("SPX", "NQ_NDX", "ES_SPX", "^VIX", "BRK.B", "gex_zero", "gex_one", "gex_full"):
+        assert pathnames.encode(name) == name
+    assert pathnames.staged_stem("SPX", "gex_zero") == "SPX_gex_zero_history"
+    assert pathnames.staged_stem("NQ_NDX", "gex_zero") == "NQ_NDX_gex_zero_history"
+    odd = ["A/B", "A_B", "A%2FB", ".X", "_.X", ".", "..", "/", "../X", "~", "a b", "\u00c9", "x\x00y", "%", "..."]
+    encoded = [pathnames.encode(name) for name in odd]
+    assert len(set(encoded)) == len(odd)
+    for name, file_name in zip(odd, encoded):
+        assert pathnames.decode(file_name) == name
+        assert "/" not in file_name and "\x00" not in file_name and not file_name.startswith("."), file_name
+    # staged history files: pairs whose names joined by `_` read the same get names of their own
+    folder = tmp_path / "data" / "source" / "gexbot"
+    folder.mkdir(parents=True)
+    pairs = [("SPX_1", "gex_zero"), ("SPX", "1_gex_zero"), ("NQ_NDX", "gex_zero"), ("A/B", "gex_zero"),
+             ("A_B", "gex_zero")]
+    for ticker, endpoint in pairs:
+        temp = folder / ".t.part"
+        temp.write_bytes(b"[]")
+        staging.publish(str(temp), str(folder), ticker, endpoint, hashlib.sha256(b"[]").hexdigest())
+    assert sorted(os.listdir(folder)) == sorted([
+        "SPX_1_gex_zero_history.json", "SPX~1_gex_zero_history.json", "NQ_NDX_gex_zero_history.json",
+        "A%2FB_gex_zero_history.json", "A_B_gex_zero_history.json"])
+    staged = files.staged_files(str(tmp_path / "data"), options.parse({}))
+    assert sorted((t, e) for t, e, _ in staged) == sorted(pairs)

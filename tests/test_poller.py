@@ -51,11 +51,11 @@ def gexbot():
     api.server_close()
 
 
-def wait_for_polls(server, rounds):
+def wait_for_polls(server, rounds, stored=10):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         poller = server.get("/health").json()["poller"]
-        if poller["errors"] >= 2 * rounds:
+        if poller["errors"] >= 2 * rounds and poller["stored"] >= stored:
             return poller
         time.sleep(0.1)
     raise AssertionError(f"poller did not run {rounds} rounds: {poller}")
@@ -78,6 +78,14 @@ def test_poller_stores_each_tickers_snapshot_and_maxchange_once(start_server, ge
     assert snaps == [(t, "gex_zero", TS * 1000) for t in tickers]
     assert maxchange == [("ES_SPX", 100.0, 5.5, 1.5)]
     assert strikes == 5 * 3
+
+
+def test_poller_polls_once_at_start_then_every_interval(start_server, gexbot):
+    server = start_server(None, "--gexbot-api-url", gexbot, "--poll-interval", "3600",
+                          env={"GEXBOT_API_KEY": "k123"})
+    poller = wait_for_polls(server, rounds=1)
+    assert poller["stored"] == 10 and poller["errors"] == 2
+    assert len(FakeGexbot.seen) == 12  # one round: 6 tickers x 2 paths, long before the first interval ends
 
 
 def test_poller_is_off_without_a_key(server):

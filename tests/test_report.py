@@ -2,28 +2,36 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-# bench/ holds scripts, not a package: import them the way the scripts import each other.
-sys.path.insert(0, str(REPO / "bench"))
-from report import HISTORY_STRIKES, SCENARIOS  # noqa: E402
+from helpers import BENCH, REPO
+# report and servers are bench/ scripts: helpers, which conftest.py imports first, puts bench/ on the path.
+from report import HISTORY_STRIKES, SCENARIOS, crashed, machine, markdown, measure, parse_args
+from servers import ServerProcess
 
 HISTORY_SNAPSHOTS = 50
+# A server that starts, takes connections without answering, then dies with a last word in its log.
+DYING_SERVER = """import socket, sys, time
+listener = socket.create_server(("127.0.0.1", 0))
+print(f"listening on http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+time.sleep(0.3)
+print("dying on purpose", flush=True)
+sys.exit(3)
+"""
 
 
-def test_quick_report_has_every_scenario_and_gexsrv_no_errors(tmp_path):
+def test_quick_report_has_every_scenario_no_crash_and_gexsrv_no_errors(tmp_path):
     out = tmp_path / "perf.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "report.py"), "--quick", "--duration", "0.5", "--baseline-duration",
+        [sys.executable, str(BENCH / "report.py"), "--quick", "--duration", "0.5", "--baseline-duration",
          "0.5", "--warmup", "0", "--history-snapshots", str(HISTORY_SNAPSHOTS), "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # 1 when a server crashed: its exit code and log are in stderr
     report = json.loads(out.read_text())
 
     names = [name for name, _, _ in SCENARIOS]
     runs = {(r["scenario"], r["server"]): r for r in report["scenarios"]}
     assert sorted(runs) == sorted((name, server) for name in names for server in ("gexsrv", "baseline"))
+    assert {key: r["crash"] for key, r in runs.items() if r["crash"]} == {}  # neither gexsrv nor the baseline
     for name in names:
         gex = runs[name, "gexsrv"]
         assert gex["errors"] == {}, (name, gex["errors"])
@@ -45,3 +53,20 @@ def test_quick_report_has_every_scenario_and_gexsrv_no_errors(tmp_path):
     for name in names:
         assert f"| {name} | gexsrv |" in table and f"| {name} | baseline |" in table
     assert "| `python -m gexsrv import` | 50 | 6,000 |" in table
+    assert "crashed" not in table
+
+
+def test_a_server_that_dies_during_its_run_is_reported_as_crashed():
+    def dying(workdir):
+        return ServerProcess("dying", [sys.executable, "-c", DYING_SERVER], workdir)
+
+    run = measure(dying, "latency 100 req/s, 10 clients", 100, 10, 0.5, 0.5, parse_args(["--quick", "--warmup", "0"]))
+    assert run["crash"]["exit_code"] == 3 and run["crash"]["when"] == "before it was stopped"
+    assert run["crash"]["log_tail"].splitlines()[-1] == "dying on purpose"
+    assert run["ok"] == 0 and run["memory_after"] is None and run["server_view"] is None
+
+    report = {"machine": {**machine(), "load_avg_end": [0.0, 0.0, 0.0]}, "settings": {}, "scenarios": [run]}
+    assert crashed(report) == [run]
+    text = markdown(report)
+    assert '**dying crashed** in "latency 100 req/s, 10 clients": exit code 3 before it was stopped' in text
+    assert text.rstrip().endswith("dying on purpose\n```")

@@ -56,11 +56,11 @@ def test_trades_in_all_three_shapes_land_raw_and_typed_field_by_field(server):
     assert [r.status for r in replies] == [200] * 3
     ids = [str(uuid.UUID(bytes=bytes.fromhex(canonical_sha256(b))[:16])) for b in bodies]
     assert [r.json() for r in replies] == [
-        {"status": "received", "id": ids[0], "topic": "option_trades_super_algo", "event": "new_msg",
+        {"status": "received", "message": "Universal webhook processed", "id": ids[0], "topic": "option_trades_super_algo", "event": "new_msg",
          "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
-        {"status": "received", "id": ids[1], "topic": "option_trades:SPY", "event": None,
+        {"status": "received", "message": "Universal webhook processed", "id": ids[1], "topic": "option_trades:SPY", "event": None,
          "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
-        {"status": "received", "id": ids[2], "topic": "option_trades_super_algo:SPX", "event": "trade",
+        {"status": "received", "message": "Universal webhook processed", "id": ids[2], "topic": "option_trades_super_algo:SPX", "event": "trade",
          "duplicate": False, "table": "option_trades_events", "rows": 1, "normalized": True, "problems": []},
     ]
     server.stop()
@@ -121,10 +121,10 @@ def test_trade_executions_are_stored_one_row_per_execution(server):
     spy = ("SPY", "BUY", 2.0, 1.5, 600.0, "call", dt.date(2026, 1, 16), "LMT")
     assert [r[:-1] for r in rows] == [
         (str(uuid.uuid5(raw_ids[1], "alert")), raw_ids[1], "QQQ260116P00590000", "SELL", 1.0, None, 590.0, "put",
-         dt.date(2026, 1, 16), "MKT", None, None, None, None, None, "QQQ260116P00590000", "QQQ", None),
+         dt.date(2026, 1, 16), "MKT", "unknown", None, None, None, None, "QQQ260116P00590000", "QQQ", None),
         (str(uuid.uuid5(raw_ids[0], "execution/0")), raw_ids[0], *spy, "dry_run", "ibkr", 2.0, 1.49, True,
          None, "SPY", None),
-        (str(uuid.uuid5(raw_ids[0], "execution/1")), raw_ids[0], *spy, "filled", "tasty", 1.0, 1.5, False,
+        (str(uuid.uuid5(raw_ids[0], "execution/1")), raw_ids[0], *spy, "live", "tasty", 1.0, 1.5, False,
          None, "SPY", None),
     ]
     assert json.loads(rows[1][-1]) == payload
@@ -218,9 +218,10 @@ BAD = [
     (json.dumps([{"channel": 1}, {}]).encode(), "$[0]", "Expected `str`"),
     (json.dumps({"topic": 5, "payload": {}}).encode(), "$.topic", "Expected `str | null`"),
     (b'[null, null, "t", "e", {"a": "\xff"}]', "$", "invalid JSON"),
-    (b'{"topic": "gex", "payload": {"ticker": "SPX", "timestamp": "soon"}}', "$.payload.timestamp", "datetime"),
-    (json.dumps({"topic": "gex", "payload": {"ticker": "SPX", "data": {"timestamp": TS, "strikes": [[1]]}}}).encode(),
-     "$.payload.data.strikes[0]", "at least length 2"),
+    (b'{"topic": "gex", "payload": {"ticker": "SPX", "timestamp": "soon"}}', "$.payload.timestamp", "ISO-8601"),
+    (json.dumps({"topic": "gex", "payload": {"ticker": "SPX", "data": {"timestamp": TS, "min_dte": 2**40}}}).encode(),
+     "$.payload.data.min_dte", "<= 2147483647"),
+    (json.dumps({"topic": "gex", "ticker": "A/B", "payload": {"timestamp": TS}}).encode(), "$.ticker", "Parquet lake"),
 ]
 
 
@@ -254,19 +255,18 @@ def test_malformed_frames_get_400_and_malformed_trades_are_stored_raw_with_their
         assert db.execute("SELECT trade_id FROM option_trades_events").fetchall() == [("good",)]
 
 
-def test_gex_topic_envelopes_are_stored_as_gex_data(server):
+def test_gex_topic_envelopes_are_stored_raw_and_as_gex_data(server):
     envelope = {"topic": "gex", "eventType": "snapshot",
                 "payload": {"ticker": "ndx", "endpoint": "one", "data": snapshot(ticker=None, n_strikes=3)}}
     bare = {"topic": "gex", "payload": snapshot(ticker="SPY", timestamp=TS + 1, n_strikes=2)}
     replies = [server.post("/uw", envelope), server.post("/uw", bare), server.post("/uw", envelope)]
     assert [r.status for r in replies] == [200] * 3
-    assert [r.json() for r in replies] == [
-        {"status": "ok", "topic": "gex", "ticker": "NDX", "endpoint": "gex_one", "kind": "snapshot",
-         "timestamp": TS * 1000, "duplicate": False},
-        {"status": "ok", "topic": "gex", "ticker": "SPY", "endpoint": "gex_zero", "kind": "snapshot",
-         "timestamp": (TS + 1) * 1000, "duplicate": False},
-        {"status": "ok", "topic": "gex", "ticker": "NDX", "endpoint": "gex_one", "kind": "snapshot",
-         "timestamp": TS * 1000, "duplicate": True},
+    received = {"status": "received", "message": "Universal webhook processed", "topic": "gex", "kind": "snapshot",
+                "problems": []}
+    assert [{k: v for k, v in r.json().items() if k != "id"} for r in replies] == [
+        {**received, "ticker": "NDX", "endpoint": "gex_one", "timestamp": TS * 1000, "duplicate": False},
+        {**received, "ticker": "SPY", "endpoint": "gex_zero", "timestamp": (TS + 1) * 1000, "duplicate": False},
+        {**received, "ticker": "NDX", "endpoint": "gex_one", "timestamp": TS * 1000, "duplicate": True},
     ]
     server.stop()
     with server.db() as db:
@@ -275,4 +275,71 @@ def test_gex_topic_envelopes_are_stored_as_gex_data(server):
             ("NDX", "gex_one", TS * 1000, 7138.55, "live"), ("SPY", "gex_zero", (TS + 1) * 1000, 7138.55, "live")]
         assert db.execute("SELECT ticker, count(*) FROM gex_strikes GROUP BY 1 ORDER BY 1").fetchall() == [
             ("NDX", 3), ("SPY", 2)]
-        assert db.execute("SELECT count(*) FROM universal_webhooks").fetchone() == (0,)
+        assert sorted(db.execute("SELECT id::VARCHAR, topic FROM universal_webhooks").fetchall()) == sorted(
+            {(r.json()["id"], "gex") for r in replies})
+
+
+ORDER_COLUMNS = """trade_id, webhook_id, symbol, side, quantity, price, strike, option_type, expiration, order_type,
+    execution_status, broker, execution_qty, execution_price, dry_run, underlying_symbol"""
+
+
+def test_super_algo_orders_flat_wrapped_and_camel_cased_are_read_as_the_original_read_them(server):
+    flat = phoenix("option_trades_super_algo", {"symbol": "SPY", "action": "buy", "quantity": 2, "price": "1.50"})
+    by_ticker = {"topic": "option_trades_super_algo",
+                 "payload": {"data": {"ticker": "IWM", "side": "sell", "quantity": "5", "price": 0.5}}}
+    camel = phoenix("option_trades_super_algo:SPX", {"data": {
+        "alert": {"symbol": "SPX", "action": "Buy", "strike": "6800", "optionType": "C", "exp": "2025-10-21",
+                  "orderType": "LMT"},
+        "quantity": 3, "price": "12.5",
+        "executions": [{"dry_run": False, "venue": "tasty", "quantity": 3, "price": "12.4", "execution_price": "99"},
+                       {"dry_run": True, "broker": "ibkr", "quantity": "1", "execution_price": "12.6"}]}})
+    listed = {"topic": "option_trades_super_algo", "payload": {"data": [
+        {"alert": {"symbol": "QQQ", "action": "sell", "quantity": 1, "price": 2}, "executions": []},
+        {"symbol": "DIA", "action": "buy", "quantity": 4, "price": 1}]}}
+    replies = [server.post("/uw", body) for body in (flat, by_ticker, camel, listed)]
+    assert [(r.status, r.json()["rows"], r.json()["problems"]) for r in replies] == [
+        (200, 1, []), (200, 1, []), (200, 2, []), (200, 2, [])]
+    ids = [uuid.UUID(r.json()["id"]) for r in replies]
+    server.stop()
+    with server.db() as db:
+        rows = db.execute(f"SELECT {ORDER_COLUMNS} FROM option_trades_events ORDER BY symbol, execution_qty").fetchall()
+    unknown = ("unknown", None, None, None, None)
+    assert rows == [
+        (str(uuid.uuid5(ids[3], ".data[1]/alert")), ids[3], "DIA", "BUY", 4.0, 1.0, None, None, None, None,
+         *unknown, "DIA"),
+        (str(uuid.uuid5(ids[1], ".data/alert")), ids[1], "IWM", "SELL", 5.0, 0.5, None, None, None, None,
+         *unknown, "IWM"),
+        (str(uuid.uuid5(ids[3], ".data[0]/alert")), ids[3], "QQQ", "SELL", 1.0, 2.0, None, None, None, None,
+         *unknown, "QQQ"),
+        (str(uuid.uuid5(ids[2], ".data/execution/1")), ids[2], "SPX", "BUY", 3.0, 12.5, 6800.0, "call",
+         dt.date(2025, 10, 21), "LMT", "dry_run", "ibkr", 1.0, 12.6, True, "SPX"),
+        # an execution's own price comes before its execution_price, as in the original
+        (str(uuid.uuid5(ids[2], ".data/execution/0")), ids[2], "SPX", "BUY", 3.0, 12.5, 6800.0, "call",
+         dt.date(2025, 10, 21), "LMT", "live", "tasty", 3.0, 12.4, False, "SPX"),
+        (str(uuid.uuid5(ids[0], "alert")), ids[0], "SPY", "BUY", 2.0, 1.5, None, None, None, None, *unknown, "SPY"),
+    ]
+
+
+def test_unreadable_super_algo_orders_are_stored_raw_with_their_problems(server):
+    body = phoenix("option_trades_super_algo", {"data": [
+        {"action": "buy", "quantity": "1.5", "price": "abc"},
+        {"alert": {"symbol": "SPY", "action": "buy"}, "executions": [{"dry_run": "yes"}]},
+        {"alert": {"symbol": "SPY", "optionType": "straddle", "exp": "soon"}},
+        {"symbol": "QQQ", "action": "buy", "quantity": 1, "price": 1}]})
+    reply = server.post("/uw", body)
+    problems = [
+        {"field": "$[4].data[0].symbol", "error": "missing symbol (alert.symbol, symbol or ticker)"},
+        {"field": "$[4].data[0].quantity", "error": "expected a whole number, got 1.5"},
+        {"field": "$[4].data[0].price", "error": "expected a decimal number, got 'abc'"},
+        {"field": "$[4].data[1].executions[0].dry_run", "error": "Expected `bool | null`, got `str`"},
+        {"field": "$[4].data[2].alert.optionType", "error": "expected call or put, got 'straddle'"},
+        {"field": "$[4].data[2].alert.exp", "error": "expected a date YYYY-MM-DD, got 'soon'"},
+    ]
+    assert (reply.status, reply.json()["rows"], reply.json()["normalized"]) == (200, 1, False)
+    assert reply.json()["problems"] == problems
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT problems FROM universal_webhooks").fetchall() == [
+            ([f"{p['field']}: {p['error']}" for p in problems],)]
+        assert db.execute("SELECT symbol, side, quantity, price, execution_status FROM option_trades_events"
+                          ).fetchall() == [("QQQ", "BUY", 1.0, 1.0, "unknown")]

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from helpers import REPO, SHARED, Server, snapshot
+import make_legacy_db
+from helpers import REPO, Server, snapshot
 from validate_helpers import plant
 
 
@@ -21,8 +22,7 @@ def legacy(tmp_path):
     """A data dir holding only what the legacy generator writes (never opened by gexsrv)."""
     data = tmp_path / "data"
     data.mkdir()
-    subprocess.run([sys.executable, str(SHARED / "legacy" / "make_legacy_db.py"), str(data / "gex_data.db"),
-                    "--days", "2", "--every", "60", "--strikes", "20"], check=True, capture_output=True)
+    make_legacy_db.build(data / "gex_data.db", days=2, every=60, n_strikes=20)
     return data
 
 

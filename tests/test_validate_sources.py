@@ -5,6 +5,7 @@ import os
 import polars as pl
 import pytest
 
+import make_legacy_db
 from validate_helpers import (LIVE, STEPS, T0, build_clean, check, copy_of, live_snapshot, plant, problems, run,
                               write_staged)
 
@@ -136,13 +137,9 @@ def test_a_staged_file_that_is_no_history_file(clean, tmp_path):
 
 def test_uw_rows_must_point_at_a_stored_webhook(tmp_path):
     """The original's tables may come without a foreign key; gexsrv's own refuse orphans outright."""
-    import subprocess
-    import sys
-    from helpers import SHARED
     data = tmp_path / "legacy"
     data.mkdir()
-    subprocess.run([sys.executable, str(SHARED / "legacy" / "make_legacy_db.py"), str(data / "gex_data.db"),
-                    "--days", "1", "--tickers", "SPX", "--strikes", "5"], check=True, capture_output=True)
+    make_legacy_db.build(data / "gex_data.db", days=1, tickers=["SPX"], n_strikes=5)
     good, orphan = "0d9c6f3e-4b8a-4f7e-9a51-3c2d1e0f9a11", "11111111-2222-3333-4444-555555555555"
     plant(data, "CREATE TABLE universal_webhooks (id UUID, payload JSON)",
           "CREATE TABLE option_trades_events (trade_id VARCHAR, webhook_id UUID)",

@@ -1,19 +1,21 @@
-"""Group commit on a real Store: batches form while the writer is busy, and a failed commit fails its whole batch."""
+"""Group commit on a real Store: batches form while the writer is busy, a failed commit fails its whole batch, and a
+record the database refuses on its own is refused alone."""
 
 import asyncio
 import json
 
+import msgspec
 import pytest
 
 from gexsrv.buffer import Buffer, Overloaded
-from gexsrv.payloads import decode_gex
-from gexsrv.store import StorageError, Store
+from gexsrv.decode import Rules, decode_gex
+from gexsrv.store import RecordRefused, StorageError, Store
 from gexsrv.writer import Writer
 from helpers import snapshot
 
 
 def record(ts, ticker="SPX"):
-    return decode_gex(json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode(), "gex_zero", 0)
+    return decode_gex(json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode(), Rules(), 0)
 
 
 def make_writer(tmp_path, max_records=100, buffer_max=1000):
@@ -92,4 +94,29 @@ def test_full_buffer_refuses_instead_of_growing(tmp_path):
 
     asyncio.run(scenario())
     assert writer.buffer.rejected == 1
+    store.close()
+
+
+def test_a_record_the_database_refuses_fails_alone_and_its_batch_mates_are_stored(tmp_path):
+    """Decoding checks values against their columns; should one slip through anyway, it must not take its batch
+    down with it: the batch is retried record by record."""
+    store, writer = make_writer(tmp_path)
+    guilty = record(1777492805)
+    guilty = msgspec.structs.replace(guilty, row=msgspec.structs.replace(guilty.row, min_dte=2**31))
+
+    async def scenario():
+        batch = [record(1777492800 + i) for i in range(5)] + [guilty] + [record(1777492810 + i) for i in range(5)]
+        waiters = [writer.buffer.put(r) for r in batch]
+        writer.start()
+        outcomes = await asyncio.gather(*waiters, return_exceptions=True)
+        await writer.close()
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes[:5] == [True] * 5 and outcomes[6:] == [True] * 5
+    assert isinstance(outcomes[5], RecordRefused) and "2147483648" in str(outcomes[5])
+    assert store.state == "writable" and writer.stored["refused"] == 1
+    assert sorted(ts for (ts,) in store.read("SELECT timestamp // 1000 FROM gex_snapshots")) == [
+        1777492800 + i for i in range(5)] + [1777492810 + i for i in range(5)]
+    assert store.read("SELECT count(*) FROM gex_strikes")[0][0] == 20
     store.close()

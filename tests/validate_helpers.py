@@ -6,14 +6,13 @@ minute for SPX (gex_zero and gex_one) and ES_SPX (gex_zero), with majors and max
 
 import json
 import shutil
-import subprocess
-import sys
 
 import duckdb
 
+import make_legacy_db
 from gexsrv import validate
 from gexsrv.validate import options
-from helpers import SHARED, Server, snapshot
+from helpers import Server, snapshot
 
 T0 = 1777471200  # 2026-04-29 14:00:00 UTC = 10:00 New York
 STEPS = 20
@@ -48,8 +47,7 @@ def build_clean(root):
     """data dir under root: legacy rows (one day, SPX and NDX) adopted by gexsrv, then the live posts."""
     data = root / "data"
     data.mkdir(parents=True)
-    subprocess.run([sys.executable, str(SHARED / "legacy" / "make_legacy_db.py"), str(data / "gex_data.db"),
-                    "--days", "1", "--every", "60", "--strikes", "10"], check=True, capture_output=True)
+    make_legacy_db.build(data / "gex_data.db", days=1, every=60, n_strikes=10)
     server = Server(data).start()
     try:
         for i in range(STEPS):

@@ -15,7 +15,8 @@ from gexsrv.buffer import Buffer
 from gexsrv.history import names
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
-from gexsrv.payloads import normalize_endpoint
+from gexsrv.notify import Notifier
+from gexsrv.decode import normalize_endpoint
 from gexsrv.store import Store
 from gexsrv.writer import Writer
 
@@ -59,7 +60,8 @@ async def run(conf, url, ticker, endpoint, progress):
     writer = Writer(store, None, conf.flush_interval_ms, conf.flush_max_records)
     writer.buffer = Buffer(conf.buffer_max_records, notify=writer.kick)
     lake = Lake(conf.data_dir, store, writer, conf.lake_export_interval)
-    runner = Runner(conf, store, writer, lake, allow_local=True)
+    notifier = Notifier.from_settings(conf)
+    runner = Runner(conf, store, writer, notifier, lake, allow_local=True)
     try:
         job, created = await runner.submit(url, ticker, endpoint)
         if not created and job["status"] in ("completed", "importing", "downloading"):
@@ -73,6 +75,7 @@ async def run(conf, url, ticker, endpoint, progress):
         seconds = time.perf_counter() - started
         await lake.export()
     finally:
+        await notifier.close()
         await writer.close()
         store.close()
     print(json.dumps(_summary(job, seconds)))

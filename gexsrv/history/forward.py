@@ -7,14 +7,22 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 log = logging.getLogger("gexsrv.history")
 
 TIMEOUT = 2.0
+INGEST_PATH = "/api/ingest/history"
 
 
-async def to_dashboard(url, body):
-    """The dashboard's 2xx response, or None when it did not take the request."""
+def ingest_url(dashboard_url):
+    return dashboard_url.rstrip("/") + INGEST_PATH
+
+
+async def to_dashboard(dashboard_url, body):
+    """True when the dashboard took the request (a 2xx within TIMEOUT); False when it is to be queued here."""
+    url = ingest_url(dashboard_url)
     try:
         response = await AsyncHTTPClient().fetch(url, method="POST", body=body, connect_timeout=TIMEOUT,
-                                                 request_timeout=TIMEOUT, headers={"Content-Type": "application/json"})
-    except (HTTPClientError, OSError) as exc:
+                                                 request_timeout=TIMEOUT, follow_redirects=False,
+                                                 headers={"Content-Type": "application/json"})
+    except (HTTPClientError, OSError, ValueError) as exc:  # ValueError: a DASHBOARD_URL Tornado cannot fetch
         log.warning("dashboard %s did not take the history request (%s); queueing it here", url, exc)
-        return None
-    return response
+        return False
+    log.info("dashboard %s took the history request (HTTP %d)", url, response.code)
+    return True

@@ -7,7 +7,7 @@ Invalid values (non-finite numbers, strike rows of fewer than 2 numbers, impossi
 DuckDB's error(), so they fail the whole file.
 """
 
-from gexsrv.payloads import EARLIEST_MS, LATEST_MS, SECONDS_BELOW
+from gexsrv.decode import EARLIEST_MS, LATEST_MS, SECONDS_BELOW
 
 
 class InvalidFile(Exception):

@@ -4,7 +4,7 @@ import posixpath
 import re
 import urllib.parse
 
-from gexsrv.payloads import normalize_endpoint
+from gexsrv.decode import normalize_endpoint
 
 PACKAGES = ("classic", "state", "orderflow")
 NAME = re.compile(
@@ -29,9 +29,3 @@ def infer(url_or_path):
 def trade_date(url_or_path):
     found = NAME.match(file_name(url_or_path))
     return found["date"] if found else None
-
-
-def path_part(text):
-    """A ticker or endpoint made safe as one path component (tickers may hold `/` and `.`)."""
-    safe = "".join(ch if ch.isalnum() or ch in "_^-." else "_" for ch in text)
-    return "_" + safe if safe.startswith(".") or not safe else safe

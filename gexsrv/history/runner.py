@@ -5,21 +5,17 @@ resumes the unfinished ones."""
 import asyncio
 import logging
 import os
-import shlex
 
-from gexsrv.history import download, importer, notify, queue, staging
+from gexsrv.history import command, download, importer, queue, staging
 from gexsrv.history.urls import Policy
 
 log = logging.getLogger("gexsrv.history")
 
 
-class JobFailed(Exception):
-    pass
-
-
 class Runner:
-    def __init__(self, conf, store, writer, lake=None, allow_local=False):
+    def __init__(self, conf, store, writer, notifier, lake=None, allow_local=False):
         self.conf = conf
+        self.notifier = notifier
         self.allow_local = allow_local  # file:// jobs: only the CLI queues them
         self.store = store
         self.writer = writer
@@ -74,23 +70,28 @@ class Runner:
         await self.writer.run(queue.update, self.store.con, job_id, fields)
 
     async def run_job(self, job):
-        """Fetch, stage and import one job; return its final row."""
+        """Fetch, stage and import one job (or let HISTORY_DOWNLOAD_COMMAND do it all); return its final row."""
         job_id = job["id"]
         try:
-            path, sha256 = await self._staged(job)
-            earlier = await self.writer.run(queue.completed_with_content, self.store.con, sha256, job_id)
-            if earlier is not None:
-                log.info("job %d: same content as job %d, nothing to import", job_id, earlier)
-                await self._update(job_id, status="completed", snapshots_imported=0, rows_imported=0,
-                                   last_error=f"same content as job {earlier}")
+            if self._command_imports():
+                await self._run_importing_command(job)
             else:
-                await self._import(job, path)
-        except (JobFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
+                await self._stage_and_import(job)
+        except (command.CommandFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
                 staging.BadContent, OSError) as exc:
             await self._update(job_id, status="failed", last_error=str(exc))
-            await notify.alert(self.conf.alert_webhook_url,
-                               f"gexsrv: history job {job_id} failed ({job['url']}): {exc}")
+            self.notifier.alert(f"gexsrv: history job {job_id} failed ({job['url']}): {exc}")
         return queue.get(self.store, job_id)
+
+    async def _stage_and_import(self, job):
+        path, sha256 = await self._staged(job)
+        earlier = await self.writer.run(queue.completed_with_content, self.store.con, sha256, job["id"])
+        if earlier is not None:
+            log.info("job %d: same content as job %d, nothing to import", job["id"], earlier)
+            await self._update(job["id"], status="completed", snapshots_imported=0, rows_imported=0,
+                               last_error=f"same content as job {earlier}")
+        else:
+            await self._import(job, path)
 
     async def _staged(self, job):
         """The job's file under its final staging name, and its sha256 (already there after a restart)."""
@@ -123,24 +124,32 @@ class Runner:
             await self._update(job["id"], attempts=n)
         return await download.fetch(job["url"], lambda: self._new_sink(job), self.policy, self.conf, on_attempt)
 
+    def _command_imports(self):
+        """The original's form of HISTORY_DOWNLOAD_COMMAND: no {path}, so the command imports the file itself."""
+        template = self.conf.history_download_command
+        return bool(template) and not command.writes_file(template)
+
+    def _command_values(self, job):
+        return {"id": job["id"], "url": job["url"], "ticker": job["ticker"], "endpoint": job["endpoint"]}
+
+    async def _run_importing_command(self, job):
+        """Exit 0 completes the job; gexsrv counts no rows, since it did not import them."""
+        await self._update(job["id"], status="downloading", attempts=1)
+        tail = await command.run(self.conf.history_download_command, self._command_values(job),
+                                 self.conf.history_request_timeout)
+        await self._update(job["id"], status="completed")
+        log.info("job %d: the download command downloaded and imported %s itself; its output ends: %s",
+                 job["id"], job["url"], tail or "(no output)")
+
     async def _run_command(self, job):
-        """HISTORY_DOWNLOAD_COMMAND, run without a shell; it writes the file to {path}."""
+        """HISTORY_DOWNLOAD_COMMAND with {path}: it writes the file there, gexsrv stages and imports it."""
         target = os.path.join(self.folder, f".{job['id']}.download{staging.PART_SUFFIX}")
-        values = {"id": job["id"], "url": job["url"], "ticker": job["ticker"], "endpoint": job["endpoint"],
-                  "path": target}
-        argv = [arg.format(**values) for arg in shlex.split(self.conf.history_download_command)]
         os.makedirs(self.folder, exist_ok=True)
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT)
         try:
-            output, _ = await asyncio.wait_for(proc.communicate(), self.conf.history_request_timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            raise JobFailed("the download command timed out")
-        try:
-            if proc.returncode != 0 or not os.path.isfile(target):
-                tail = output.decode(errors="replace").strip()[-500:]
-                raise JobFailed(f"the download command exited with {proc.returncode}: {tail}")
+            await command.run(self.conf.history_download_command, {**self._command_values(job), "path": target},
+                              self.conf.history_request_timeout)
+            if not os.path.isfile(target):
+                raise command.CommandFailed(f"the download command exited with 0 but wrote no file at {target}")
             return await asyncio.to_thread(copy_into, target, self._new_sink(job))
         finally:
             if os.path.exists(target):

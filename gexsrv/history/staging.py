@@ -1,5 +1,7 @@
 """Staged history files: data/source/gexbot/{ticker}_{endpoint}_history.json, always plain (decompressed) JSON.
 
+Names come from gexsrv.pathnames (encoded ticker and endpoint; joined by `~` where `_` would be ambiguous).
+
 A file is written under a temporary name (`.*.part`), fsynced, then published with os.link, which never replaces
 anything: if a different file already holds the name, it stays and the new one gets a name with its hash.
 Half-written files therefore never appear under a final name; `.part` leftovers are removed at start.
@@ -10,7 +12,7 @@ import os
 import zlib
 
 from gexsrv.durable import link_new
-from gexsrv.history.names import path_part
+from gexsrv.pathnames import staged_stem
 
 GZIP_MAGIC = b"\x1f\x8b"
 PART_SUFFIX = ".part"
@@ -139,7 +141,7 @@ def publish(temp_path, folder, ticker, endpoint, sha256):
     The usual name is taken unless a file with other content holds it; then the name carries the content hash.
     A file already holding the same content is reused.
     """
-    stem = f"{path_part(ticker)}_{path_part(endpoint)}_history"
+    stem = staged_stem(ticker, endpoint)
     names = [f"{stem}.json", f"{stem}.{sha256[:16]}.json"]
     try:
         for name in names:

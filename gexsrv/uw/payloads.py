@@ -1,5 +1,5 @@
-"""A /uw body decoded into what happens next: Ignored (control traffic), a GEX Record (topic "gex", stored as
-POST /gex would), or a UwRecord (the universal_webhooks row plus the normalised rows of its topic's table).
+"""A /uw body decoded into what happens next: Ignored (control traffic) or a UwRecord: the universal_webhooks row
+plus the normalised rows of its topic's table, or for topic "gex" the GEX Record that POST /gex would store.
 
 The raw row's id is derived from the sha256 of the canonical body (keys sorted, no whitespace), so a replay
 gets the same id and the same content hash, which the unique index refuses: stored once.
@@ -11,7 +11,8 @@ import uuid
 import msgspec
 from msgspec import Struct
 
-from gexsrv.payloads import PayloadError, decode_gex
+from gexsrv.decode import decode_gex
+from gexsrv.payloads import PayloadError
 from gexsrv.uw import feeds, trades
 from gexsrv.uw.frames import control_reason, decode, decode_frame
 from gexsrv.uw.values import Problems
@@ -31,12 +32,14 @@ class Ignored(Struct):
 
 
 class UwRecord(Struct):
-    """One stored /uw frame: `raw` is its universal_webhooks row, `rows` its rows for `table` (if any)."""
+    """One stored /uw frame: `raw` is its universal_webhooks row, `rows` its rows for `table` (if any), `gex`
+    the GEX record of a topic "gex" frame."""
 
     raw: dict
     table: str | None
     rows: list[dict]
     problems: list[dict]
+    gex: object = None
     kind: str = "uw"
 
     @property
@@ -55,22 +58,22 @@ def _table_for(topic):
     return next(((table, rows) for matches, table, rows in TABLES if topic and matches(topic)), (None, None))
 
 
-def _gex(frame, default_endpoint, received_ms):
-    try:
-        return decode_gex(frame.payload, default_endpoint, received_ms)
-    except PayloadError as exc:
-        raise PayloadError(frame.prefix + exc.field[1:], exc.reason) from None
+def _gex(body, frame, rules, received_ms):
+    """The original's envelope is itself a GEX envelope (its ticker, endpoint, kind and received_at sit beside
+    the payload); in an array frame, the payload is the envelope or the bare payload."""
+    if frame.shape == "envelope":
+        return decode_gex(body, rules, received_ms)
+    return decode_gex(frame.payload, rules, received_ms, prefix=frame.prefix)
 
 
-def decode_uw(body, default_endpoint, received_ms, source_addr=None, user_agent=None):
-    """Ignored, a GEX Record or a UwRecord for one /uw body; PayloadError if the frame itself is malformed."""
+def decode_uw(body, rules, received_ms, source_addr=None, user_agent=None):
+    """Ignored or a UwRecord for one /uw body; PayloadError if the frame or its GEX payload is malformed."""
     frame = decode_frame(body)
     reason = control_reason(frame)
     if reason:
         return Ignored(reason)
     webhook_id, digest = identity(body)
-    if frame.topic == "gex":
-        return _gex(frame, default_endpoint, received_ms)
+    gex = _gex(body, frame, rules, received_ms) if frame.topic == "gex" else None
     table, to_rows = _table_for(frame.topic)
     problems = Problems()
     rows = to_rows(frame, webhook_id, problems) if to_rows else []
@@ -82,4 +85,4 @@ def decode_uw(body, default_endpoint, received_ms, source_addr=None, user_agent=
         "payload": bytes(frame.payload).decode(), "source_addr": source_addr, "user_agent": user_agent,
         "content_sha256": digest, "problems": [f"{p['field']}: {p['error']}" for p in problems],
     }
-    return UwRecord(raw, table, rows, list(problems))
+    return UwRecord(raw, table, rows, list(problems), gex)

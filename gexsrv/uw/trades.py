@@ -1,8 +1,9 @@
 """Option trades (topics option_trades*) as option_trades_events rows.
 
-Two payloads carry them: Unusual Whales trades ({"data": trade}, a bare trade, or a list of either), and the
-original's trade-execution shape {"alert": {...}, "executions": [...]}, stored one row per execution.
-A trade with any problem is left out (its raw row keeps it); the problems say why.
+Two kinds of record carry them, each bare, wrapped in {"data": ...}, or in a list: Unusual Whales trades, and
+the original's orders (topic option_trades_super_algo): {"alert": {...}, "executions": [...]} or flat
+{"symbol", "action", "quantity", "price"}, stored one row per execution. A record with any problem is left out
+(its raw row keeps it); the problems say why.
 """
 
 import uuid
@@ -12,8 +13,8 @@ from msgspec import Raw, Struct
 
 from gexsrv.payloads import PayloadError
 from gexsrv.uw import occ
-from gexsrv.uw.frames import NOTHING, decode, is_object, items
-from gexsrv.uw.values import count, date, number, option_type, text, texts, timestamp_us
+from gexsrv.uw.frames import NOTHING, decode, items
+from gexsrv.uw.values import count, date, first, first_of, number, option_type, texts, timestamp_us
 
 Num = str | float | None
 Count = str | int | float | None
@@ -61,51 +62,92 @@ class Trade(Struct):
     trade_ids: list[str | int] | None = None
 
 
-class Alert(Struct):
+class OrderAlert(Struct):
     symbol: str | None = None
     action: str | None = None
-    quantity: Num = None
+    quantity: Count = None
     price: Num = None
     strike: Num = None
     option_type: str | None = None
+    optionType: str | None = None
     expiration: str | None = None
+    exp: str | None = None
     order_type: str | None = None
+    orderType: str | None = None
 
 
 class Execution(Struct):
     dry_run: bool | None = None
     broker: str | None = None
     venue: str | None = None
-    status: str | None = None
     quantity: Num = None
     price: Num = None
     execution_price: Num = None
 
 
-class TradeExecution(Struct):
-    alert: Alert
-    executions: list[Execution] = []
+class Order(Struct):
+    """The original's option_trades_super_algo record: an alert, or flat fields, and its executions."""
+
+    alert: OrderAlert | None = None
+    symbol: str | None = None
+    ticker: str | None = None
+    action: str | None = None
+    side: str | None = None
+    quantity: Count = None
+    price: Num = None
+    executions: list[Execution] | None = None
 
 
 class Probe(Struct):
+    """Enough of a record to tell the original's order shape from an Unusual Whales trade."""
+
     alert: Raw = NOTHING
+    executions: Raw = NOTHING
+    symbol: Raw = NOTHING
+    ticker: Raw = NOTHING
+    action: Raw = NOTHING
+    side: Raw = NOTHING
+    option_chain_id: Raw = NOTHING
+    option_symbol: Raw = NOTHING
+
+    def is_order(self):
+        if self.alert or self.executions:
+            return True
+        return not (self.option_chain_id or self.option_symbol) and bool(
+            self.symbol or self.ticker or self.action or self.side)
 
 
 TRADE = msgspec.json.Decoder(Trade)
-TRADE_EXECUTION = msgspec.json.Decoder(TradeExecution)
+ORDER = msgspec.json.Decoder(Order)
 PROBE = msgspec.json.Decoder(Probe)
+PROPOSAL_TOPIC = "option_trades_super_algo"
 
 
 def rows(frame, webhook_id, problems):
     """option_trades_events rows of a frame's payload; what cannot be read is added to problems."""
     try:
-        if is_object(frame.payload) and decode(PROBE, frame.payload, frame.prefix).alert:
-            return execution_rows(frame.payload, frame.prefix, webhook_id, problems)
-        return [row for raw, path in items(frame.payload, frame.prefix)
-                if (row := trade_row(raw, path, problems)) is not None]
+        found = items(frame.payload, frame.prefix)
     except PayloadError as exc:
         problems.add(exc.field, exc.reason)
         return []
+    result = []
+    for raw, path in found:
+        try:
+            if decode(PROBE, raw, path).is_order():
+                result.extend(order_rows(raw, path, path[len(frame.prefix):], webhook_id, problems))
+            elif (row := trade_row(raw, path, problems)) is not None:
+                result.append(row)
+        except PayloadError as exc:
+            problems.add(exc.field, exc.reason)
+    return result
+
+
+def proposals(topic, rows):
+    """The rows to announce as trade proposals once stored: the original's orders (the only rows with an
+    execution_status) of option_trades_super_algo frames, not Unusual Whales trades."""
+    if not (topic or "").startswith(PROPOSAL_TOPIC):
+        return []
+    return [row for row in rows if row.get("execution_status")]
 
 
 def _occ(symbol, field, problems):
@@ -155,55 +197,65 @@ def _side(tags):
     return next((SIDES[tag] for tag in tags or () if tag in SIDES), None)
 
 
-def execution_rows(payload, prefix, webhook_id, problems):
-    """One row per execution of {"alert", "executions"}; an alert without executions gives one row of its own.
+def order_rows(raw, path, where, webhook_id, problems):
+    """The original's order as rows, read as it read them (CONTRACT section 6): one row per execution, or one
+    row of the order alone (execution_status "unknown") when it has no executions.
 
-    Such rows have no trade id of their own: theirs is uuid5(raw webhook id, "execution/<index>"), stable
-    across replays because the raw id is derived from the body's content.
+    Such rows have no trade id of their own: theirs is uuid5(raw webhook id, "execution/<index>" or "alert"),
+    prefixed by the record's place in the payload when it is wrapped (".data[1]/execution/0"); stable across
+    replays because the raw id is derived from the body's content.
     """
-    shape = decode(TRADE_EXECUTION, payload, prefix)
+    order = decode(ORDER, raw, path)
+    alert, at = order.alert or OrderAlert(), f"{path}.alert"
     before = len(problems)
-    alert, field = shape.alert, f"{prefix}.alert"
-    contract = _maybe_occ(alert.symbol)
+    symbol = first(alert.symbol, order.symbol, order.ticker)
+    side = first(alert.action, order.action, order.side)
+    if not symbol:
+        problems.add(f"{at if order.alert else path}.symbol", "missing symbol (alert.symbol, symbol or ticker)")
     common = {
-        "symbol": alert.symbol, "side": alert.action, "order_type": alert.order_type,
-        "quantity": number(alert.quantity, f"{field}.quantity", problems),
-        "price": number(alert.price, f"{field}.price", problems),
-        "strike": number(alert.strike, f"{field}.strike", problems),
-        "option_type": option_type(alert.option_type, f"{field}.option_type", problems),
-        "expiration": date(alert.expiration, f"{field}.expiration", problems),
-        "raw_payload": bytes(payload).decode(),
+        "symbol": symbol, "side": side.upper() if side else None,
+        "quantity": count(*first_of((alert.quantity, f"{at}.quantity"), (order.quantity, f"{path}.quantity")),
+                          problems),
+        "price": number(*first_of((alert.price, f"{at}.price"), (order.price, f"{path}.price")), problems),
+        "strike": number(alert.strike, f"{at}.strike", problems),
+        "option_type": option_type(*first_of((alert.option_type, f"{at}.option_type"),
+                                             (alert.optionType, f"{at}.optionType")), problems),
+        "expiration": date(*first_of((alert.expiration, f"{at}.expiration"), (alert.exp, f"{at}.exp")), problems),
+        "order_type": first(alert.order_type, alert.orderType),
+        "raw_payload": bytes(raw).decode(),
     }
-    if contract:
-        common.update(option_symbol=alert.symbol.strip(), underlying_symbol=contract.underlying, root=contract.root)
-        for column, value in (("strike", contract.strike), ("option_type", contract.option_type),
-                              ("expiration", contract.expiry)):
-            common[column] = common[column] if common[column] is not None else value
-    elif alert.symbol:
-        common["underlying_symbol"] = alert.symbol.strip().upper()
-    executions = [_execution(e, f"{prefix}.executions[{i}]", problems) for i, e in enumerate(shape.executions)]
+    common.update(_contract_columns(symbol, common))
+    executions = [_execution(e, f"{path}.executions[{i}]", problems) for i, e in enumerate(order.executions or ())]
     if len(problems) > before:
         return []
-    base = uuid.UUID(webhook_id)
+    base, prefix = uuid.UUID(webhook_id), f"{where}/" if where else ""
     if not executions:
-        return [{**common, "trade_id": str(uuid.uuid5(base, "alert"))}]
-    return [{**common, **e, "trade_id": str(uuid.uuid5(base, f"execution/{i}"))} for i, e in enumerate(executions)]
+        return [{**common, "execution_status": "unknown", "trade_id": str(uuid.uuid5(base, f"{prefix}alert"))}]
+    return [{**common, **e, "trade_id": str(uuid.uuid5(base, f"{prefix}execution/{i}"))}
+            for i, e in enumerate(executions)]
 
 
-def _maybe_occ(symbol):
-    """The alert's symbol may be an OCC symbol or a plain ticker."""
+def _contract_columns(symbol, common):
+    """The symbol may be an OCC symbol, whose parts fill in the strike, type and expiry the order lacks, or a
+    plain ticker."""
     try:
-        return occ.parse(symbol) if symbol else None
+        contract = occ.parse(symbol) if symbol else None
     except ValueError:
-        return None
+        contract = None
+    if contract is None:
+        return {"underlying_symbol": symbol.strip().upper()} if symbol else {}
+    return {"option_symbol": symbol.strip(), "underlying_symbol": contract.underlying, "root": contract.root,
+            "strike": common["strike"] if common["strike"] is not None else contract.strike,
+            "option_type": common["option_type"] or contract.option_type,
+            "expiration": common["expiration"] or contract.expiry}
 
 
 def _execution(execution, field, problems):
-    price_field = "execution_price" if execution.execution_price not in (None, "") else "price"
-    status = execution.status or ("dry_run" if execution.dry_run else "submitted")
+    """One execution's columns, read as the original read its first one."""
     return {
-        "broker": text(execution.broker or execution.venue), "dry_run": execution.dry_run,
-        "execution_status": status,
+        "execution_status": "dry_run" if execution.dry_run else "live", "dry_run": execution.dry_run,
+        "broker": first(execution.broker, execution.venue),
         "execution_qty": number(execution.quantity, f"{field}.quantity", problems),
-        "execution_price": number(getattr(execution, price_field), f"{field}.{price_field}", problems),
+        "execution_price": number(*first_of((execution.price, f"{field}.price"),
+                                            (execution.execution_price, f"{field}.execution_price")), problems),
     }

@@ -91,9 +91,15 @@ def option_type(value, field, problems):
     return found if found else problems.add(field, f"expected call or put, got {value[:40]!r}")
 
 
-def text(value):
-    return None if value is None else str(value)
-
-
 def texts(values):
     return None if values is None else [str(v) for v in values]
+
+
+def first(*values):
+    """The first value that is set (neither None nor ""), else None."""
+    return next((value for value in values if value not in (None, "")), None)
+
+
+def first_of(*candidates):
+    """(value, field) of the first (value, field) candidate whose value is set, else (None, None)."""
+    return next(((value, field) for value, field in candidates if value not in (None, "")), (None, None))

@@ -1,5 +1,6 @@
 """The files of a data dir the checks read: the Parquet lake (gexsrv.lake) and the staged history JSON.
 
+Folder and staged file names are mapped back to tickers and endpoints by gexsrv.pathnames, which made them.
 Lake files are <day>.strikes.parquet (a compacted day) and <day>.<first>-<last>.strikes.parquet (parts). A part
 that a day file lists in its metadata, or whose range an export is still writing, is left out, so a lake caught
 in the middle of an export or a compaction is read as it will be once that finishes.
@@ -11,13 +12,13 @@ import re
 
 import duckdb
 
+from gexsrv import pathnames
 from gexsrv.history import importer
 from gexsrv.validate.options import epoch_ms
 
 LAKE_DIR = os.path.join("parquet", "gexbot")
 STAGED_DIR = os.path.join("source", "gexbot")
 LAKE_NAME = re.compile(r"^(?P<day>\d{8})(?:\.(?P<first>\d+)-(?P<last>\d+))?\.strikes\.parquet$")
-STAGED_NAME = re.compile(r"^(?P<ticker>.+?)_(?P<endpoint>gex_[a-z0-9_]+?)_history(?:\.[0-9a-f]{16})?\.json$")
 PARTS_KEY = "gexsrv_parts"
 LAKE_COLUMNS = {"timestamp": "BIGINT", "ticker": "VARCHAR", "endpoint": "VARCHAR", "strike": "DOUBLE",
                 "gamma": "DOUBLE", "oi_gamma": "DOUBLE", "priors": "DOUBLE[]"}
@@ -44,7 +45,7 @@ def lake_files(data_dir, options, con, writing):
     for path in sorted(glob.glob(os.path.join(glob.escape(os.path.join(data_dir, LAKE_DIR)), "*", "*", "*.parquet"))):
         folder = os.path.dirname(path)
         name = LAKE_NAME.match(os.path.basename(path))
-        if not _wanted(options, os.path.basename(os.path.dirname(folder)), os.path.basename(folder)):
+        if not _wanted(options, *_folder_names(folder)):
             continue
         if name and not _day_within(name["day"], first, last):
             continue
@@ -79,8 +80,13 @@ def _day_within(yyyymmdd, first, last):
     return (first is None or day >= first) and (last is None or day <= last)
 
 
+def _folder_names(folder):
+    """(ticker, endpoint) of a lake folder <ticker>/<endpoint>."""
+    return pathnames.decode(os.path.basename(os.path.dirname(folder))), pathnames.decode(os.path.basename(folder))
+
+
 def lake_day_of(path):
-    """(ticker folder, endpoint folder, epoch day) of a lake file, from its path; None if not a lake name."""
+    """(ticker, endpoint, epoch day) of a lake file, from its path; None if not a lake name."""
     name = LAKE_NAME.match(os.path.basename(path))
     if not name:
         return None
@@ -89,7 +95,7 @@ def lake_day_of(path):
         day = epoch_ms(f"{name['day'][:4]}-{name['day'][4:6]}-{name['day'][6:]}") // DAY_MS
     except ValueError:
         return None
-    return os.path.basename(os.path.dirname(folder)), os.path.basename(folder), day
+    return *_folder_names(folder), day
 
 
 def lake_schema_problems(con, files):
@@ -124,9 +130,9 @@ def staged_files(data_dir, options):
     """(ticker, endpoint, path) of the staged history files within the filters."""
     found = []
     for path in sorted(glob.glob(os.path.join(glob.escape(os.path.join(data_dir, STAGED_DIR)), "*.json"))):
-        name = STAGED_NAME.match(os.path.basename(path))
-        if name and _wanted(options, name["ticker"].upper(), name["endpoint"]):
-            found.append((name["ticker"].upper(), name["endpoint"], path))
+        pair = pathnames.staged_pair(os.path.basename(path))
+        if pair and _wanted(options, *pair):
+            found.append((*pair, path))
     return found
 
 

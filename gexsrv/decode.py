@@ -1,0 +1,314 @@
+"""The one decoding rule for GEX payloads, on every path: POST /gex, POST /uw with topic "gex", the poller and
+history files (CONTRACT sections 1 and 6).
+
+- An explicit `kind` wins. Otherwise a payload with strike rows is a snapshot; one with maxchange windows (or
+  named by a maxchange endpoint) is maxchange; one with `mpos_*`/`mneg_*` is majors; anything else a snapshot.
+- The envelope's fields fill what the payload lacks: ticker, endpoint (or feed), kind and received_at.
+- Every alias the original mapped is mapped. A recognised value that ends in no column (an alias that disagrees
+  with the value stored, a field the kind has no column for, a bad strike row) is listed in the record's
+  `problems`, which the reply carries; nothing recognised is dropped silently.
+- Values are checked here against the columns that will hold them, so one record cannot fail a batch.
+- Lenient where the original was: numeric-string and ISO timestamps, `package/category` endpoints, nulls in
+  priors, strike rows that are skipped (and reported) while the snapshot is kept. Strict where safety needs it:
+  tickers name folders of the Parquet lake.
+"""
+
+import datetime as dt
+import re
+from typing import NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Raw
+
+from gexsrv.payloads import Envelope, GexPayload, PayloadError, StrikeRow
+from gexsrv.records import MajorsRow, MaxChangeRow, Record, SnapshotRow
+
+EARLIEST_MS = 946_684_800_000  # 2000-01-01: anything older is a unit mistake, not GEX data
+LATEST_MS = 4_102_444_800_000  # 2100-01-01
+SECONDS_BELOW = 100_000_000_000  # epoch values under this are seconds (year 5138), above are milliseconds
+NUMERIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+PACKAGES = ("classic", "state", "orderflow")  # gexbot's `package/category` endpoint names
+ENDPOINT_ALIASES = {"zero": "gex_zero", "one": "gex_one", "full": "gex_full"}
+MAXCHANGE_NAMES = ("maxchange", "gex_maxchange")
+ENDPOINT = re.compile(r"^[a-z0-9_]{1,40}$")
+# Letters, digits and $^_.=:!+- ; no path separators or control characters, no `..`, no leading `.` or `-`.
+TICKER = re.compile(r"^(?![.-])(?!.*\.\.)[A-Z0-9$^_.=:!+-]{1,32}$")
+TICKER_RULE = ("must be 1 to 32 letters, digits or $^_.=:!+- characters, not starting with . or - and without "
+               "`..` (a ticker names a folder of the Parquet lake)")
+
+WINDOWS = ("current", "one", "five", "ten", "fifteen", "thirty")
+MAJORS_MARKERS = ("mpos_vol", "mpos_oi", "mneg_vol", "mneg_oi")
+
+# column -> the payload fields that may carry its value; the first one present wins.
+SNAPSHOT_COLUMNS = {
+    "spot_price": ("spot",),
+    "zero_gamma": ("zero_gamma",),
+    "net_gex": ("net_gex", "net_gex_vol", "sum_gex_vol"),
+    "sum_gex_vol": ("sum_gex_vol", "net_gex_vol", "net_gex"),
+    "sum_gex_oi": ("sum_gex_oi", "net_gex_oi"),
+    "min_dte": ("min_dte",),
+    "sec_min_dte": ("sec_min_dte",),
+    "major_pos_vol": ("major_pos_vol", "mpos_vol"),
+    "major_pos_oi": ("major_pos_oi", "mpos_oi"),
+    "major_neg_vol": ("major_neg_vol", "mneg_vol"),
+    "major_neg_oi": ("major_neg_oi", "mneg_oi"),
+    "delta_risk_reversal": ("delta_risk_reversal",),
+}
+MAJORS_COLUMNS = {
+    "spot": ("spot",),
+    "zero_gamma": ("zero_gamma",),
+    "mpos_vol": ("mpos_vol", "major_pos_vol"),
+    "mpos_oi": ("mpos_oi", "major_pos_oi"),
+    "mneg_vol": ("mneg_vol", "major_neg_vol"),
+    "mneg_oi": ("mneg_oi", "major_neg_oi"),
+    "net_gex_vol": ("net_gex_vol", "sum_gex_vol", "net_gex"),
+    "net_gex_oi": ("net_gex_oi", "sum_gex_oi"),
+}
+# the payload's value fields (not its key or envelope fields), checked for what a kind leaves unstored
+VALUE_FIELDS = [name for name in GexPayload.__struct_fields__
+                if name not in ("timestamp", "ticker", "endpoint", "kind", "received_at")]
+
+MAX_ENVELOPES = 3
+
+ENVELOPE = msgspec.json.Decoder(Envelope)
+STRIKES = msgspec.json.Decoder(list[StrikeRow])
+STRIKE = msgspec.json.Decoder(StrikeRow)
+RAW_LIST = msgspec.json.Decoder(list[Raw])
+
+
+class Rules(NamedTuple):
+    """What decoding needs beyond the body: the endpoint of payloads that name none, and the zone of ISO times
+    that carry none (None: the server's local zone, as the original read them)."""
+
+    default_endpoint: str = "gex_zero"
+    naive_zone: dt.tzinfo | None = dt.timezone.utc
+
+    @classmethod
+    def from_settings(cls, settings):
+        return cls(normalize_endpoint(settings.default_endpoint, None, "default_endpoint"),
+                   zone(settings.naive_time_zone))
+
+
+def zone(name):
+    """A tzinfo for `UTC` or an IANA name, None for `local`; ValueError names a zone that does not exist."""
+    if name.lower() == "local":
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use local, UTC or an IANA name such as America/New_York)")
+
+
+def _reason_and_path(exc, prefix):
+    reason, sep, path = str(exc).rpartition(" - at `")
+    if not sep:
+        return str(exc), prefix
+    if reason == "Number out of range":
+        reason = "must be a finite number"
+    return reason, prefix + path.rstrip("`")[1:]
+
+
+def decode_with(decoder, raw, prefix):
+    """decoder.decode(raw), or PayloadError naming the field under prefix."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        reason, path = _reason_and_path(exc, prefix)
+        raise PayloadError(path, reason) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(prefix, f"invalid JSON: {exc}") from None
+
+
+def timestamp_ms(value, field, rules=Rules()):
+    """Epoch seconds or milliseconds (a number or numeric text), or ISO-8601 text, as epoch milliseconds."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = float(text) if NUMERIC.match(text) else _iso_ms(text, field, rules)
+    ms = round(value * 1000) if abs(value) < SECONDS_BELOW else round(value)
+    if not EARLIEST_MS <= ms < LATEST_MS:
+        raise PayloadError(field, "timestamp is outside 2000-01-01 .. 2100-01-01 (expected epoch seconds or ms)")
+    return ms
+
+
+def _iso_ms(text, field, rules):
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError(field, f"expected epoch seconds or milliseconds, or an ISO-8601 time, got {text[:40]!r}")
+    if moment.tzinfo is None and rules.naive_zone is not None:
+        moment = moment.replace(tzinfo=rules.naive_zone)
+    return moment.timestamp() * 1000  # a naive time left here is read in the local zone
+
+
+def endpoint_parts(name, field="$.endpoint"):
+    """(endpoint, names maxchange) of an endpoint as clients write it: `gex_one`, `one`, `classic/one`,
+    `classic/zero/maxchange`, `gex_maxchange`. The endpoint is None when the name gives only the maxchange."""
+    parts = [part for part in name.strip().lower().split("/") if part]
+    if len(parts) > 1 and parts[0] in PACKAGES:
+        parts = parts[1:]
+    maxchange = bool(parts) and parts[-1] in MAXCHANGE_NAMES
+    if maxchange:
+        parts = parts[:-1]
+    if len(parts) > 1:
+        raise PayloadError(field, f"expected an endpoint such as gex_zero or classic/zero, got {name[:40]!r}")
+    endpoint = ENDPOINT_ALIASES.get(parts[0], parts[0]) if parts else None
+    if endpoint is not None and not ENDPOINT.match(endpoint):
+        raise PayloadError(field, f"an endpoint is 1 to 40 letters, digits or _, got {name[:40]!r}")
+    return endpoint, maxchange
+
+
+def normalize_endpoint(name, default, field="$.endpoint"):
+    endpoint = endpoint_parts(name, field)[0] if name else None
+    return endpoint or default
+
+
+def check_ticker(name, field="$.ticker"):
+    ticker = name.strip().upper()
+    if not TICKER.match(ticker):
+        raise PayloadError(field, f"ticker {name[:40]!r} {TICKER_RULE}")
+    return ticker
+
+
+def _present(raw):
+    """A Raw field that holds something other than null."""
+    return bool(raw) and bytes(memoryview(raw)[:4]) != b"null"
+
+
+def _strikes(raw, at, problems):
+    """The strike rows; a row that cannot be stored is skipped and reported, as the original skipped it."""
+    if not _present(raw):
+        return []
+    try:
+        return STRIKES.decode(raw)
+    except msgspec.ValidationError:
+        pass
+    rows = []
+    for i, item in enumerate(decode_with(RAW_LIST, raw, f"{at}.strikes")):
+        try:
+            rows.append(decode_with(STRIKE, item, f"{at}.strikes[{i}]"))
+        except PayloadError as exc:
+            problems.append({"field": exc.field, "error": f"strike row skipped: {exc.reason}"})
+    return rows
+
+
+def _columns(payload, columns):
+    return {column: next((v for f in fields if (v := getattr(payload, f)) is not None), None)
+            for column, fields in columns.items()}
+
+
+def _snapshot(payload, at, problems):
+    max_priors = payload.max_priors
+    return SnapshotRow(
+        **_columns(payload, SNAPSHOT_COLUMNS),
+        max_priors=None if max_priors is None else msgspec.json.encode(max_priors).decode(),
+        strikes=_strikes(payload.strikes, at, problems),
+    )
+
+
+def _majors(payload, at, problems):
+    return MajorsRow(**_columns(payload, MAJORS_COLUMNS))
+
+
+def _maxchange(payload, at, problems):
+    values = {}
+    for window in WINDOWS:
+        pair = getattr(payload, window)
+        values[f"{window}_strike"] = pair and pair.strike
+        values[f"{window}_value"] = pair and pair.value
+    return MaxChangeRow(**values)
+
+
+# kind -> (its row from a payload, {column: payload fields} of its plain columns, other fields it stores)
+KINDS = {
+    "snapshot": (_snapshot, SNAPSHOT_COLUMNS, ("max_priors", "strikes")),
+    "majors": (_majors, MAJORS_COLUMNS, ()),
+    "maxchange": (_maxchange, {}, WINDOWS),
+}
+
+
+def _unstored(payload, kind, row, at):
+    """Problems for the payload's values that the kind's row does not hold."""
+    _, columns, others = KINDS[kind]
+    problems = []
+    for name in VALUE_FIELDS:
+        value = getattr(payload, name)
+        if value is None or (isinstance(value, Raw) and not _present(value)) or name in others:
+            continue
+        holders = [column for column, fields in columns.items() if name in fields]
+        if not holders:
+            problems.append({"field": f"{at}.{name}", "error": f"not stored: a {kind} payload has no column for it"})
+        elif all(getattr(row, column) != value for column in holders):
+            problems.append({"field": f"{at}.{name}", "error": f"not stored: differs from the {holders[0]} "
+                                                               f"stored ({getattr(row, holders[0])})"})
+    return problems
+
+
+def _infer_kind(payload, maxchange_named):
+    if _present(payload.strikes):
+        return "snapshot"
+    if maxchange_named or any(getattr(payload, window) is not None for window in WINDOWS):
+        return "maxchange"
+    if any(getattr(payload, marker) is not None for marker in MAJORS_MARKERS):
+        return "majors"
+    return "snapshot"
+
+
+def _filled(name, payload, envelopes):
+    """(value, path) of a key field: the payload's own, else the nearest envelope's that has it."""
+    for node, at in [payload, *reversed(envelopes)]:
+        value = getattr(node, name, None)
+        if value is not None:
+            return value, f"{at}.{name}"
+    return None, f"{payload[1]}.{name}"
+
+
+def _received(value, field, rules, received_ms, problems):
+    if value is None:
+        return received_ms
+    try:
+        return timestamp_ms(value, field, rules)
+    except PayloadError as exc:
+        problems.append({"field": field, "error": f"{exc.reason}; the server's receive time is stored instead"})
+        return received_ms
+
+
+def _unwrap(body, prefix):
+    """(payload, its path) and the envelopes around it, outermost first, each as (struct, path)."""
+    node, at, envelopes = decode_with(ENVELOPE, body, prefix), prefix, []
+    while node.data or node.payload:
+        if len(envelopes) == MAX_ENVELOPES:
+            raise PayloadError(at, f"more than {MAX_ENVELOPES} envelopes inside each other")
+        envelopes.append((node, at))
+        name = "data" if node.data else "payload"
+        at = f"{at}.{name}"
+        node = decode_with(ENVELOPE, getattr(node, name), at)
+    return (node, at), envelopes
+
+
+def decode_gex(body, rules, received_ms, prefix="$"):
+    """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field."""
+    (payload, at), envelopes = _unwrap(body, prefix)
+    ticker, ticker_at = _filled("ticker", (payload, at), envelopes)
+    if not ticker:
+        raise PayloadError(ticker_at, "Object missing required field `ticker`")
+    endpoint, endpoint_at = _filled("endpoint", (payload, at), envelopes)
+    if endpoint is None:
+        endpoint, endpoint_at = _filled("feed", (payload, at), envelopes)
+    endpoint, maxchange_named = endpoint_parts(endpoint, endpoint_at) if endpoint else (None, False)
+    if payload.timestamp is None:
+        raise PayloadError(f"{at}.timestamp", "Object missing required field `timestamp`")
+    kind = _filled("kind", (payload, at), envelopes)[0] or _infer_kind(payload, maxchange_named)
+    problems = []
+    received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
+    row = KINDS[kind][0](payload, at, problems)
+    return Record(
+        kind=kind,
+        ticker=check_ticker(ticker, ticker_at),
+        endpoint=endpoint or rules.default_endpoint,
+        timestamp_ms=timestamp_ms(payload.timestamp, f"{at}.timestamp", rules),
+        received_ms=_received(received_at, received_at_path, rules, received_ms, problems),
+        row=row,
+        problems=problems + _unstored(payload, kind, row, at),
+    )

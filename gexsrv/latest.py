@@ -1,0 +1,245 @@
+"""The latest GEX data of every ticker, merged as the original's latest.json (CONTRACT section 6), kept in memory.
+
+The writer hands over every GEX record it stored (Writer.observers, on the event loop). Per ticker, the newest
+record of each kind is held, newest by the payload's `timestamp`: a record older than the one held for its ticker
+and kind (a history file replayed through /gex, a late retry) does not replace it, so old data never becomes
+"latest"; one as new or newer does (of equal timestamps, the one stored last wins). Endpoints do not matter:
+the latest snapshot is the latest of gex_zero, gex_one and gex_full alike.
+
+Holding a record is the whole cost on the hot path; the JSON view is built when asked and cached until the
+ticker's next change. At start the view is loaded from DuckDB in a worker thread (load()): the newest snapshot
+(with its strike rows), majors and maxchange of every ticker; records stored meanwhile are kept where newer.
+"""
+
+import asyncio
+import datetime as dt
+import logging
+
+import msgspec
+
+from gexsrv.payloads import StrikeRow
+from gexsrv.records import MajorsRow, MaxChangeRow, Record, SnapshotRow
+
+log = logging.getLogger("gexsrv.latest")
+
+ROWS = {"snapshot": SnapshotRow, "majors": MajorsRow, "maxchange": MaxChangeRow}
+TABLES = {"snapshot": "gex_snapshots", "majors": "gex_majors", "maxchange": "gex_maxchange"}
+# combined field -> (snapshot column, majors column): the snapshot's value first, the majors' where it has none
+MERGED = {
+    "spot": ("spot_price", "spot"),
+    "zero_gamma": ("zero_gamma", "zero_gamma"),
+    "net_gex_vol": ("sum_gex_vol", "net_gex_vol"),
+    "net_gex_oi": ("sum_gex_oi", "net_gex_oi"),
+    "major_pos_vol": ("major_pos_vol", "mpos_vol"),
+    "major_neg_vol": ("major_neg_vol", "mneg_vol"),
+    "major_pos_oi": ("major_pos_oi", "mpos_oi"),
+    "major_neg_oi": ("major_neg_oi", "mneg_oi"),
+}
+WINDOWS = {"current": "Now", "one": "1 min", "five": "5 min", "ten": "10 min", "fifteen": "15 min",
+           "thirty": "30 min"}
+# the snapshot's columns under gexbot's names (net_gex is an alias of sum_gex_vol there)
+SNAPSHOT_FIELDS = {"spot_price": "spot", "zero_gamma": "zero_gamma", "min_dte": "min_dte",
+                   "sec_min_dte": "sec_min_dte", "major_pos_vol": "major_pos_vol", "major_pos_oi": "major_pos_oi",
+                   "major_neg_vol": "major_neg_vol", "major_neg_oi": "major_neg_oi", "sum_gex_vol": "sum_gex_vol",
+                   "sum_gex_oi": "sum_gex_oi", "delta_risk_reversal": "delta_risk_reversal"}
+
+
+def seconds(ms):
+    """Epoch ms as gexbot's epoch seconds: an integer when whole."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def iso(ms):
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parsed_priors(text):
+    """max_priors is kept as JSON text; a legacy row whose text does not parse shows none."""
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+
+
+# ---- each kind's payload, under gexbot's field names ----
+
+def _head(record):
+    return {"timestamp": seconds(record.timestamp_ms), "ticker": record.ticker, "endpoint": record.endpoint}
+
+
+def snapshot_payload(record):
+    row = record.row
+    return {**_head(record), **{name: getattr(row, column) for column, name in SNAPSHOT_FIELDS.items()},
+            "max_priors": parsed_priors(row.max_priors), "strikes": row.strikes}  # a StrikeRow encodes as a list
+
+
+def majors_payload(record):
+    return {**_head(record), **msgspec.structs.asdict(record.row)}
+
+
+def maxchange_payload(record):
+    row = record.row
+    pairs = {window: [getattr(row, f"{window}_strike"), getattr(row, f"{window}_value")] for window in WINDOWS}
+    return {**_head(record), **{window: None if pair[0] is None else pair for window, pair in pairs.items()}}
+
+
+PAYLOADS = {"majors": majors_payload, "maxchange": maxchange_payload, "snapshot": snapshot_payload}
+
+
+def max_change(row):
+    """The maxchange windows under the original's labels."""
+    return {label: {"strike": getattr(row, f"{window}_strike"), "net_gex": getattr(row, f"{window}_value")}
+            for window, label in WINDOWS.items()}
+
+
+def combined(snapshot, majors, maxchange):
+    """The merged block: the snapshot's values first, the majors' where the snapshot has none."""
+    merged = {}
+    for name, (snapshot_column, majors_column) in MERGED.items():
+        value = getattr(snapshot.row, snapshot_column) if snapshot else None
+        merged[name] = getattr(majors.row, majors_column) if value is None and majors else value
+    source = snapshot or majors or maxchange
+    merged.update(
+        timestamp=seconds(source.timestamp_ms),
+        delta_risk_reversal=snapshot.row.delta_risk_reversal if snapshot else None,
+        strikes=snapshot.row.strikes if snapshot else [],
+        max_priors=(parsed_priors(snapshot.row.max_priors) if snapshot else None) or [],
+        max_change=max_change(maxchange.row) if maxchange else {},
+        source_endpoint=source.endpoint,
+        has_snapshot=snapshot is not None,
+    )
+    return merged
+
+
+class Entry:
+    """One ticker: the newest record of each kind, the record applied last, and the encoded view (None: stale)."""
+
+    __slots__ = ("held", "last", "encoded")
+
+    def __init__(self):
+        self.held = {}
+        self.last = None
+        self.encoded = None
+
+    def view(self, ticker):
+        held, last = self.held, self.last
+        return {
+            "ticker": ticker,
+            "updated_at": iso(max(record.received_ms for record in held.values())),
+            **{kind: PAYLOADS[kind](held[kind]) if kind in held else None for kind in PAYLOADS},
+            "metadata": {"last_endpoint": last.endpoint, "last_payload_kind": last.kind,
+                         "received_at": iso(last.received_ms)},
+            "combined": combined(held.get("snapshot"), held.get("majors"), held.get("maxchange")),
+        }
+
+
+class Latest:
+    """The view of every ticker; used on the event loop only."""
+
+    def __init__(self):
+        self.entries = {}  # ticker -> Entry
+        self.version = 0  # counts changes, so a file writer knows when the view changed
+        self.encoded_all = None
+        self.load_state = "pending"  # pending | loading | done | failed: <why>
+
+    def observe(self, record):
+        """The writer's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
+        if record.kind in ROWS:
+            self.offer(record, live=True)
+
+    def offer(self, record, live):
+        """Hold record unless an older one would replace a newer one. A record loaded from the database (not
+        live) replaces only an older one, and is the ticker's `last` only if it was received after that."""
+        entry = self.entries.get(record.ticker)
+        if entry is None:
+            entry = self.entries[record.ticker] = Entry()
+        held = entry.held.get(record.kind)
+        if held is not None and (record.timestamp_ms < held.timestamp_ms
+                                 or (not live and record.timestamp_ms == held.timestamp_ms)):
+            return
+        entry.held[record.kind] = record
+        if live or entry.last is None or record.received_ms >= entry.last.received_ms:
+            entry.last = record
+        entry.encoded = self.encoded_all = None
+        self.version += 1
+
+    def encoded(self, ticker=None):
+        """The JSON view of one ticker (None if unknown), or of every ticker as {TICKER: view}."""
+        if ticker is not None:
+            entry = self.entries.get(ticker)
+            return None if entry is None else self._encoded(ticker, entry)
+        if self.encoded_all is None:
+            parts = [msgspec.json.encode(ticker) + b":" + self._encoded(ticker, self.entries[ticker])
+                     for ticker in sorted(self.entries)]
+            self.encoded_all = b"{" + b",".join(parts) + b"}"
+        return self.encoded_all
+
+    def _encoded(self, ticker, entry):
+        if entry.encoded is None:
+            entry.encoded = msgspec.json.encode(entry.view(ticker))
+        return entry.encoded
+
+    def report(self):
+        return {"tickers": len(self.entries), "load": self.load_state}
+
+    async def load(self, store):
+        """Fill the view from the database, in a worker thread; a failure is logged and the view stays live-only."""
+        self.load_state = "loading"
+        try:
+            records = await asyncio.to_thread(newest_records, store)
+        except Exception as exc:  # the view then holds what is stored from now on; serving goes on
+            log.error("latest view not loaded from the database: %s", exc, exc_info=not isinstance(exc, LoadError))
+            self.load_state = f"failed: {exc}"
+            return
+        for record in records:
+            self.offer(record, live=False)
+        self.load_state = "done"
+        log.info("latest view loaded from the database: %d tickers", len(self.entries))
+
+
+# ---- loading from DuckDB, on a worker thread ----
+
+class LoadError(Exception):
+    """The database cannot be read."""
+
+
+# The newest row per ticker (of equal timestamps, the one received last). max() per ticker and the join on its
+# result keep this a scan of three columns, not a sort of the table; legacy rows have NULL endpoint and received_at.
+NEWEST = """
+    SELECT ticker, endpoint, timestamp, coalesce(received_at, timestamp), {columns} FROM {table}
+    JOIN (SELECT ticker, max(timestamp) AS timestamp FROM {table} GROUP BY ticker) USING (ticker, timestamp)
+    QUALIFY row_number() OVER (PARTITION BY ticker ORDER BY received_at DESC NULLS LAST, endpoint NULLS LAST) = 1"""
+# One query per snapshot, with its key as constants: DuckDB then skips every row group whose timestamp range
+# misses it (measured on 5M legacy strike rows: ~10 ms a ticker), where a join would scan the range between the
+# oldest and the newest ticker's. rowid keeps the payload's order.
+STRIKES = """
+    SELECT strike, gamma, oi_gamma, priors FROM gex_strikes
+    WHERE ticker = ? AND timestamp = ? AND endpoint IS NOT DISTINCT FROM ? ORDER BY rowid"""
+
+
+def newest_records(store):
+    """The newest snapshot (with its strike rows), majors and maxchange of every ticker, as Records."""
+    cursor = store.cursor()
+    if cursor is None:
+        raise LoadError(f"database is {store.state}: {store.error}")
+    try:
+        return [record for kind in ROWS for record in _newest(cursor, kind)]
+    finally:
+        cursor.close()
+
+
+def _newest(cursor, kind):
+    row_type = ROWS[kind]
+    columns = [name for name in row_type.__struct_fields__ if name != "strikes"]
+    sql = NEWEST.format(table=TABLES[kind], columns=", ".join(columns))
+    records = []
+    for ticker, endpoint, timestamp, received, *values in cursor.execute(sql).fetchall():
+        fields = dict(zip(columns, values))
+        if kind == "snapshot":
+            found = cursor.execute(STRIKES, [ticker, timestamp, endpoint]).fetchall()
+            fields["strikes"] = [StrikeRow(*strike) for strike in found]
+        records.append(Record(kind=kind, ticker=ticker, endpoint=endpoint, timestamp_ms=timestamp,
+                              received_ms=received, row=row_type(**fields), problems=[]))
+    return records
