@@ -4,13 +4,13 @@ POST /gex: json.loads the snapshot, insert it into gex_snapshots and its strikes
 commit, reply 202 {"status":"ok","ticker":T}. POST /uw: store the raw body, reply 200 {"status":"received"}.
 Usage: baseline_server.py [--port 0] --db PATH; prints "listening on http://127.0.0.1:PORT" once it accepts.
 """
-import argparse
 import json
-import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
+
+import threaded_http
+from threaded_http import JsonHandler
 
 DDL = """
 CREATE TABLE IF NOT EXISTS gex_snapshots (
@@ -49,9 +49,7 @@ def store_webhook(cur, body):
     cur.execute("INSERT INTO universal_webhooks VALUES (current_timestamp, ?)", [body.decode()])
 
 
-class Handler(BaseHTTPRequestHandler):
-    # HTTP/1.1 keeps connections alive, so the benchmark measures storage rather than TCP setup.
-    protocol_version = "HTTP/1.1"
+class Handler(JsonHandler):
     con = None  # set by main(); one connection, one cursor per thread
     local = threading.local()
 
@@ -60,16 +58,8 @@ class Handler(BaseHTTPRequestHandler):
             self.local.cur = self.con.cursor()
         return self.local.cur
 
-    def reply(self, code, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.read_body()
         if self.path not in ("/gex", "/uw"):
             return self.reply(404, {"error": "not found"})
         try:
@@ -81,33 +71,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, {"error": str(exc)})
         self.reply(202, {"status": "ok", "ticker": ticker})
 
-    def log_message(self, format, *args):
-        pass  # a line per request on stderr would cost more than some of what is measured
-
-
-class Server(ThreadingHTTPServer):
-    # Handler threads that are not daemons are joined by server_close(), so requests in flight finish before the
-    # database closes; a daemon thread cut off inside DuckDB at exit aborts the process (SIGABRT).
-    daemon_threads = False
-
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=8877, help="0 picks a free port (default %(default)s)")
-    ap.add_argument("--db", required=True, help="DuckDB file, created if missing")
-    args = ap.parse_args()
+    args = threaded_http.parse_args(__doc__.splitlines()[0])
     Handler.con = duckdb.connect(args.db)
     Handler.con.execute(DDL)
-    server = Server(("127.0.0.1", args.port), Handler)
-    # SIGTERM stops serve_forever (from another thread: shutdown() waits for it) so the database closes cleanly.
-    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=server.shutdown).start())
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    server.server_close()
-    Handler.con.close()
+    threaded_http.serve(Handler, args.port, Handler.con.close)
 
 
 if __name__ == "__main__":

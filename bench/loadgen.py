@@ -7,6 +7,9 @@ run are given up and counted as "unsent" errors, so a run always ends. --saturat
 each client sends its next request as soon as its last one ends, which finds the highest sustained rate.
 
 Latency percentiles cover every response, whatever its status; errors are listed by status or exception.
+--path adds a query string to the snapshots' URL (`--path "/gex?ack=ingested"`). With --server-pid, the server's
+CPU time (utime + stime in /proc/PID/stat, all its threads) is read when the window opens and when it closes,
+and divided by the responses that arrived in between: server CPU per request.
 Prints a summary, or one JSON line with --json.
 """
 import argparse
@@ -19,6 +22,7 @@ from collections import Counter
 
 import aiohttp
 
+import procstat
 from snapshots import START, GexBodies, UwBodies
 
 TIMEOUT = 10.0  # seconds for one request: a hung server shows up as timeouts, not as a hung run
@@ -27,10 +31,11 @@ HEADERS = {"Content-Type": "application/json"}
 
 
 class Requests:
-    """Request i: its path and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw."""
+    """Request i: its URL and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw; the rest to
+    `path`, which may carry a query string."""
 
-    def __init__(self, url, strikes, mix, seed, start=START):
-        self.gex_url = url.rstrip("/") + "/gex"
+    def __init__(self, url, strikes, mix, seed, start=START, path="/gex"):
+        self.gex_url = url.rstrip("/") + path
         self.uw_url = url.rstrip("/") + "/uw"
         self.gex = GexBodies(strikes, seed, start)
         self.uw = UwBodies(seed, start)
@@ -46,7 +51,7 @@ class Requests:
 
 
 class Tally:
-    """Outcomes of the requests inside the measured window."""
+    """Outcomes of the requests inside the measured window, and two counts over the whole run."""
 
     def __init__(self):
         self.latencies = []  # seconds
@@ -55,6 +60,13 @@ class Tally:
         self.ok = 0
         self.ok_gex = 0
         self.last_end = None
+        self.answered = 0  # responses so far, whatever their status or due time: the divisor of server CPU
+        self.ok_total = 0  # 2xx responses of the whole run, warm-up and drain included: what the server acknowledged
+
+    def response(self, outcome):
+        if isinstance(outcome, int):
+            self.answered += 1
+            self.ok_total += 200 <= outcome < 300
 
     def record(self, outcome, latency, end, is_gex):
         self.sent += 1
@@ -95,6 +107,7 @@ async def paced_client(session, requests, tally, first, n, clients, t0, rate, wi
         url, body = requests(i)
         outcome = await post(session, url, body)
         end = loop.time()
+        tally.response(outcome)
         if due >= window_start:
             tally.record(outcome, end - due, end, url == requests.gex_url)
 
@@ -107,6 +120,7 @@ async def saturating_client(session, requests, tally, counter, window_start, win
         start = loop.time()
         outcome = await post(session, url, body)
         end = loop.time()
+        tally.response(outcome)
         if start >= window_start:
             tally.record(outcome, end - start, end, url == requests.gex_url)
 
@@ -118,18 +132,19 @@ def percentile(sorted_values, p):
     return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
 
 
-def summary(tally, window_start, config, cpu_s):
+def summary(tally, window_start, config, cpu_s, server):
     # The window lasts at least the requested duration, longer when responses trail in after it.
     elapsed = max(config["duration"], (tally.last_end or window_start) - window_start)
     lat = sorted(tally.latencies)
     ms = {name: percentile(lat, p) for name, p in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
     return {
         **config,
-        "sent": tally.sent, "ok": tally.ok, "errors": dict(tally.errors),
+        "sent": tally.sent, "ok": tally.ok, "ok_total": tally.ok_total, "errors": dict(tally.errors),
         "latency_ms": {name: None if v is None else round(v * 1000, 3) for name, v in ms.items()},
         "req_per_s": round(tally.ok / elapsed, 1),
         "strike_rows_per_s": round(tally.ok_gex * config["strikes"] / elapsed, 1),
         "client_cpu_pct": round(100 * cpu_s / elapsed, 1),
+        **server,
     }
 
 
@@ -138,19 +153,34 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+async def server_cpu(pid, tally, window_start, window_end):
+    """The server's CPU per response over the window: CPU time and responses counted at its start and its end."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(window_start - loop.time())
+    cpu0, answered0 = procstat.cpu_seconds(pid), tally.answered
+    await asyncio.sleep(window_end - loop.time())
+    cpu1, answered = procstat.cpu_seconds(pid), tally.answered - answered0
+    if cpu0 is None or cpu1 is None:  # the server died during the run: its crash says so
+        return {"server_cpu_s": None, "server_answered": answered, "server_cpu_ms_per_req": None}
+    return {"server_cpu_s": round(cpu1 - cpu0, 3), "server_answered": answered,
+            "server_cpu_ms_per_req": round(1000 * (cpu1 - cpu0) / answered, 3) if answered else None}
+
+
 async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, warmup=0.0, seed=1, start=START,
-              drain=DRAIN):
+              drain=DRAIN, path="/gex", server_pid=None):
     """Load `url` for warmup + duration seconds; return the results of the last `duration` seconds.
 
     Snapshot timestamps begin at epoch second `start`: a second run against the same server needs a later one,
     or every snapshot is a duplicate. Open-loop requests still unsent `drain` seconds after the end give up.
+    Snapshots go to `path`. With `server_pid`, the result has that process's CPU time per response in the window.
     """
-    requests = Requests(url, strikes, mix, seed, start)  # all JSON encoding happens here, before the clock starts
+    requests = Requests(url, strikes, mix, seed, start, path)  # all JSON encoding happens here, before the clock starts
     tally = Tally()
     config = {
         "mode": "saturate" if saturate else "open-loop", "target_rate": None if saturate else rate,
         "expected": None if saturate else round(rate * duration),
         "clients": clients, "duration": duration, "warmup": warmup, "strikes": strikes, "mix": mix, "seed": seed,
+        "path": path,
     }
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=clients)
@@ -168,9 +198,11 @@ async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, wa
             give_up = window_end + drain
             tasks = [paced_client(session, requests, tally, c, n, clients, t0, rate, window_start, give_up)
                      for c in range(clients)]
+        sampler = asyncio.create_task(server_cpu(server_pid, tally, window_start, window_end)) if server_pid else None
         await asyncio.gather(*tasks)
         cpu_s = cpu_seconds() - cpu0
-    return summary(tally, window_start, config, cpu_s)
+        server = await sampler if sampler else {}
+    return summary(tally, window_start, config, cpu_s, server)
 
 
 def print_summary(r):
@@ -181,6 +213,9 @@ def print_summary(r):
     print("latency ms: " + ", ".join(f"{k} {v}" for k, v in r["latency_ms"].items()))
     print(f"achieved {r['req_per_s']} req/s, {r['strike_rows_per_s']} strike rows/s, "
           f"client CPU {r['client_cpu_pct']}%")
+    if "server_cpu_s" in r:
+        print(f"server CPU {r['server_cpu_s']} s for {r['server_answered']} responses: "
+              f"{r['server_cpu_ms_per_req']} ms per response")
 
 
 def parse_args(argv=None):
@@ -192,6 +227,9 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=float, default=0.0, help="seconds run before measuring (default %(default)s)")
     ap.add_argument("--strikes", type=int, default=300, help="strike rows per snapshot (default %(default)s)")
     ap.add_argument("--mix", type=float, default=0.0, help="fraction of requests sent to /uw (default %(default)s)")
+    ap.add_argument("--path", default="/gex",
+                    help='where snapshots go, with any query string, e.g. "/gex?ack=ingested" (default %(default)s)')
+    ap.add_argument("--server-pid", type=int, help="measure this process's CPU time per response over the window")
     ap.add_argument("--saturate", action="store_true", help="closed loop, as fast as the clients can go")
     ap.add_argument("--seed", type=int, default=1, help="payload random seed (default %(default)s)")
     ap.add_argument("--start", type=int, default=START,
@@ -201,13 +239,15 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.clients < 1 or args.duration <= 0 or args.strikes < 1 or not 0 <= args.mix <= 1:
         ap.error("need --rate > 0, --clients >= 1, --duration > 0, --strikes >= 1 and 0 <= --mix <= 1")
+    if not args.path.startswith("/"):
+        ap.error(f"--path must start with /, got {args.path!r}")
     return args
 
 
 def main(argv=None):
     a = parse_args(argv)
     result = asyncio.run(run(a.url, a.rate, a.clients, a.duration, a.strikes, a.mix, a.saturate, a.warmup, a.seed,
-                             a.start))
+                             a.start, path=a.path, server_pid=a.server_pid))
     if a.json:
         print(json.dumps(result))
     else:

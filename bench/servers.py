@@ -1,7 +1,8 @@
-"""The servers under test as subprocesses: a fresh gexsrv or baseline server over a fresh temporary data dir.
+"""The servers under test as subprocesses: a fresh gexsrv, baseline or original stand-in over a fresh temporary dir.
 
-Each prints `listening on http://127.0.0.1:PORT` once it accepts (gexsrv on stderr, the baseline on stdout);
-both outputs go to a log file, which is polled for that line. Memory is read from /proc/<pid>/status.
+Each prints `listening on http://127.0.0.1:PORT` once it accepts (gexsrv on stderr, the others on stdout);
+both outputs go to a log file, which is polled for that line. Memory is read from /proc/<pid>/status, CPU time
+from /proc/<pid>/stat.
 A server that exits before it is stopped, or exits uncleanly when stopped, is recorded as crashed.
 """
 import json
@@ -15,12 +16,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import procstat
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 START_TIMEOUT = 60.0  # seconds; a busy machine starts Python with DuckDB, Polars and Arrow slowly
 STOP_TIMEOUT = 300.0  # gexsrv exports new strike rows to Parquet before it exits
 CLEAN_EXITS = (0, -signal.SIGTERM)  # stopped by SIGTERM: a clean shutdown, or the signal's default action
+IDLE_EVERY, IDLE_SHARE, IDLE_TIMEOUT = 0.25, 0.1, 60.0  # see ServerProcess.wait_idle
+ORIGINAL_DB = "original.db"  # the original stand-in's SQLite file, in its workdir
 
 
 class ServerProcess:
@@ -80,6 +85,21 @@ class ServerProcess:
             return None
         return {"rss_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"]}
 
+    def wait_idle(self, timeout=IDLE_TIMEOUT):
+        """Wait until the server has used under IDLE_SHARE of a core for IDLE_EVERY seconds: work it put off, such
+        as ingesting what it acknowledged from its journal, is done. False if it was still busy after `timeout`."""
+        deadline = time.monotonic() + timeout
+        last = procstat.cpu_seconds(self.proc.pid)
+        while time.monotonic() < deadline:
+            if last is None:  # gone: nothing left to wait for, and its crash says so
+                return True
+            time.sleep(IDLE_EVERY)
+            now = procstat.cpu_seconds(self.proc.pid)
+            if now is not None and now - last < IDLE_SHARE * IDLE_EVERY:
+                return True
+            last = now
+        return False
+
     def health(self):
         """gexsrv's GET /health, or None for a server without one."""
         try:
@@ -102,15 +122,24 @@ def baseline(workdir):
     return ServerProcess("baseline", argv, workdir)
 
 
-class Fresh:
-    """`with Fresh(gexsrv) as server:` a started server over a new temporary dir, stopped and removed after."""
+def original(workdir):
+    argv = [sys.executable, str(BENCH / "original_server.py"), "--port", "0", "--db", str(workdir / ORIGINAL_DB)]
+    return ServerProcess("original", argv, workdir)
 
-    def __init__(self, make, *flags):
+
+class Fresh:
+    """`with Fresh(gexsrv) as server:` a started server over a new temporary dir, stopped and removed after.
+
+    With `keep`, the dir is made inside that one and left there, for a look at what the server stored.
+    """
+
+    def __init__(self, make, *flags, keep=None):
         self.make = make
         self.flags = flags
+        self.keep = keep
 
     def __enter__(self):
-        self.workdir = Path(tempfile.mkdtemp(prefix="gexsrv-perf-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="gexsrv-perf-", dir=self.keep))
         try:
             self.server = self.make(self.workdir, *self.flags).start()
         except BaseException:
@@ -123,4 +152,5 @@ class Fresh:
         if crash := self.server.crash:
             print(f"{self.server.name} crashed: exit code {crash['exit_code']} {crash['when']}:\n{crash['log_tail']}",
                   file=sys.stderr)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.keep is None:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -14,25 +14,25 @@ from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
 
 
-def health_report(settings, store, buffer, writer, poller, lake, latest, outputs, started):
+def health_report(parts, started):
     async def report():
-        pending = await asyncio.to_thread(store.pending_history_jobs) if store.reader is not None else None
+        store, journal, ingester = parts.store, parts.journal, parts.ingester
+        reads = store.reader is not None
+        pending = await asyncio.to_thread(store.pending_history_jobs) if reads else None
+        quarantined = await asyncio.to_thread(store.quarantined) if reads else None
         return {
-            "status": "ok" if store.state == "writable" else "degraded",
+            "status": "ok" if store.state == "writable" and not journal.error else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - started, 3),
-            "storage": {"state": store.state, "path": store.path, "error": store.error},
-            "buffer": {"depth": len(buffer), "max": buffer.max_records, "rejected": buffer.rejected},
-            "writer": {
-                "busy": writer.busy, "last_flush_at": writer.last_flush_at,
-                "last_flush_ms": writer.last_flush_ms, "last_batch": writer.last_batch,
-                "failed_batches": writer.failed_batches, "recent": writer.report(),
-            },
-            "stored_since_start": dict(writer.stored),
+            "storage": {"state": store.state, "path": store.path, "error": store.error, "quarantined": quarantined},
+            "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(ingester.position),
+                        "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
+            "ingest": ingester.report(),
+            "stored_since_start": dict(ingester.stored),
             "history": {"pending_jobs": pending},
-            "poller": poller.report() if poller else {"enabled": False},
-            "lake": lake.report() if lake else None,
-            "latest": {**latest.report(), "outputs": outputs.report() if outputs else None},
+            "poller": parts.poller.report() if parts.poller else {"enabled": False},
+            "lake": parts.lake.report() if parts.lake else None,
+            "latest": {**parts.latest.report(), "outputs": parts.outputs.report() if parts.outputs else None},
         }
     return report
 
@@ -47,20 +47,20 @@ def request_logger(debug, slow_ms=1000):
     return log
 
 
-def make_app(settings, store, buffer, writer, notifier, latest, outputs=None, poller=None, runner=None):
-    lake = runner.lake if runner else None
-    health = health_report(settings, store, buffer, writer, poller, lake, latest, outputs, time.monotonic())
-    rules = Rules.from_settings(settings)
+def make_app(settings, parts):
+    """The routes, each handler given what it needs; `parts` are the server's running pieces (gexsrv.server)."""
+    health = health_report(parts, time.monotonic())
+    ingest = dict(intake=parts.intake, rules=Rules.from_settings(settings))
     # A trailing slash names the same route, as the original stripped it.
     return Application(
         [
             (r"/health/?", handlers.HealthHandler, dict(health=health)),
-            (r"/gex/?", handlers.GexHandler, dict(buffer=buffer, rules=rules)),
-            (r"/uw/?", UwHandler, dict(buffer=buffer, rules=rules, notifier=notifier)),
-            (r"/gex_history_url/?", HistoryHandler, dict(runner=runner)),
-            (r"/gex_history_url/(\d+)/?", HistoryHandler, dict(runner=runner)),
-            (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(store))),
-            (r"/api/latest/?", LatestHandler, dict(latest=latest)),
+            (r"/gex/?", handlers.GexHandler, ingest),
+            (r"/uw/?", UwHandler, ingest),
+            (r"/gex_history_url/?", HistoryHandler, dict(runner=parts.runner)),
+            (r"/gex_history_url/(\d+)/?", HistoryHandler, dict(runner=parts.runner)),
+            (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(parts.store))),
+            (r"/api/latest/?", LatestHandler, dict(latest=parts.latest)),
         ],
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,

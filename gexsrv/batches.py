@@ -23,7 +23,7 @@ COLUMNS = {row_type: _columns(row_type) for row_type in (SnapshotRow, MajorsRow,
 
 def warm_up():
     """pyarrow sets up its converters on first use (~60 ms here): pay that at start, not in the first request."""
-    rows([], SnapshotRow, "live")
+    rows([], SnapshotRow)
     strikes([])
 
 
@@ -35,14 +35,14 @@ def first_of_each_key(records):
     return sorted(first.values())
 
 
-def rows(records, row_type, source):
+def rows(records, row_type):
     """The key columns, received_at and source, then every column of the records' rows."""
     columns = {
         "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()),
         "ticker": pa.array([r.ticker for r in records], pa.string()),
         "endpoint": pa.array([r.endpoint for r in records], pa.string()),
         "received_at": pa.array([r.received_ms for r in records], pa.int64()),
-        "source": pa.array([source] * len(records), pa.string()),
+        "source": pa.array([r.source for r in records], pa.string()),
     }
     for name, arrow_type in COLUMNS[row_type]:
         columns[name] = pa.array([getattr(r.row, name) for r in records], arrow_type)

@@ -1,4 +1,4 @@
-"""Thin HTTP handlers: read the body, decode it, hand it to the buffer, await the commit, reply in JSON."""
+"""Thin HTTP handlers: read the body, decode it, hand it to the intake (journal, then ingest), reply in JSON."""
 
 import time
 
@@ -6,21 +6,24 @@ import msgspec
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from gexsrv import auth
-from gexsrv.buffer import Overloaded
 from gexsrv.decode import decode_gex
+from gexsrv.intake import Busy, NotDurable, NotIngested, gex_header
 from gexsrv.payloads import PayloadError
-from gexsrv.store import RecordRefused, StorageError
+from gexsrv.store import RecordRefused
+
+ACKS = ("journal", "ingested")
 from gexsrv.validate.options import OptionsError
 
 
 class ApiError(HTTPError):
     """An error reply: `error` is what went wrong, `field` the JSON path it concerns, if any."""
 
-    def __init__(self, status, error, field=None, retry_after=None):
+    def __init__(self, status, error, field=None, retry_after=None, extra=None):
         super().__init__(status, reason=None)
         self.error = error
         self.field = field
         self.retry_after = retry_after
+        self.extra = extra or {}
 
 
 class BaseHandler(RequestHandler):
@@ -54,6 +57,7 @@ class BaseHandler(RequestHandler):
             body["error"] = exc.error
             if exc.field:
                 body["field"] = exc.field
+            body.update(exc.extra)
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
             if exc.status_code == 401:
@@ -119,31 +123,43 @@ class IngestHandler(BaseHandler):
         if problem:
             raise ApiError(401, problem)
 
-    async def commit(self, record):
-        """Wait until the record's group commit is on disk: True if stored, False if it was a duplicate."""
+    def ack(self):
+        """`?ack=journal` (the default): reply once the request is fsynced in the journal; `?ack=ingested`: once
+        its rows are committed in DuckDB."""
+        ack = self.get_query_argument("ack", "journal")
+        if ack not in ACKS:
+            raise ApiError(400, f"ack must be one of {', '.join(ACKS)}, not {ack[:20]!r}", field="ack")
+        return ack
+
+    async def accept(self, items, body):
+        """Journal the request's (record, header) items; their duplicate flags once durable (Intake.accept)."""
+        retry = self.conf.retry_after_seconds
         try:
-            waiter = self.buffer.put(record)
-        except Overloaded as exc:
-            raise ApiError(503, f"server busy: {exc}", retry_after=self.conf.retry_after_seconds)
-        try:
-            return await waiter
-        except StorageError as exc:
-            raise ApiError(503, f"not stored, commit failed: {exc}", retry_after=self.conf.retry_after_seconds)
+            return await self.intake.accept(items, body, self.ack())
+        except Busy as exc:
+            raise ApiError(503, f"server busy, not stored: {exc}", retry_after=retry)
+        except NotDurable as exc:
+            raise ApiError(503, str(exc), retry_after=retry, extra={"outcome": "unknown" if exc.unknown else
+                                                                   "not stored"})
+        except NotIngested as exc:
+            raise ApiError(503, str(exc), retry_after=retry, extra={"outcome": "journaled"})
         except RecordRefused as exc:
-            raise ApiError(422, f"not stored: the database refused this payload on its own: {exc}")
+            raise ApiError(422, "journaled, but the database refused it on its own; it is kept in the quarantine "
+                                f"(gexsrv_quarantine): {exc}")
 
 
-def gex_reply(record, stored):
-    """What a stored GEX record's reply says about it (the original's {"status", "ticker"} and more)."""
+def gex_reply(record, duplicate):
+    """What a GEX record's reply says about it (the original's {"status", "ticker"} and more)."""
     return {"ticker": record.ticker, "endpoint": record.endpoint, "kind": record.kind,
-            "timestamp": record.timestamp_ms, "duplicate": not stored, "problems": record.problems}
+            "timestamp": record.timestamp_ms, "duplicate": duplicate, "problems": record.problems}
 
 
 class GexHandler(IngestHandler):
     async def post(self):
+        body = self.body()
         try:
-            record = decode_gex(self.body(), self.rules, self.received_ms())
+            record = decode_gex(body, self.rules, self.received_ms())
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
-        stored = await self.commit(record)
-        self.reply(202, {"status": "ok", **gex_reply(record, stored)})
+        (duplicate,) = await self.accept([(record, gex_header(record, "/gex"))], body)
+        self.reply(202, {"status": "ok", **gex_reply(record, duplicate)})

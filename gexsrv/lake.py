@@ -48,7 +48,7 @@ def lake_root(data_dir):
     return os.path.join(data_dir, "parquet", "gexbot")
 
 
-# ---- on the writer thread (Writer.run) ----
+# ---- on the store's thread (Store.run) ----
 
 def sequence_high(con):
     """The last number drawn; call it while no transaction inserting strikes is open."""
@@ -178,16 +178,14 @@ def utc_today():
 class Lake:
     """The periodic exporter: runs every `interval` seconds, when kicked (after an import), and at close."""
 
-    def __init__(self, data_dir, store, writer, interval):
+    def __init__(self, data_dir, store, interval):
         self.root = lake_root(data_dir)
         self.store = store
-        self.writer = writer
         self.interval = interval
         self.lock = asyncio.Lock()  # held by history imports for their whole transaction
         self.exporting = asyncio.Lock()
         self.wake = asyncio.Event()
         self.task = None
-        self.writer_stopped = False
         self.stopping = False
         self.exported_rows = 0
         self.last_export_at = None
@@ -201,7 +199,7 @@ class Lake:
         self.wake.set()
 
     async def stop(self):
-        """Stop the periodic exports (before the writer stops), letting a running one finish: its worker
+        """Stop the periodic exports (before ingest stops), letting a running one finish: its worker
         thread cannot be interrupted, and a second export of the same range would only repeat its work."""
         self.stopping = True
         self.wake.set()
@@ -210,9 +208,8 @@ class Lake:
             self.task = None
 
     async def close(self):
-        """The last export; call it after the writer has stopped, so it sees every committed row."""
+        """The last export; call it after ingest has stopped, so it sees every committed row."""
         await self.stop()
-        self.writer_stopped = True
         try:
             await self.export(compaction=False)  # compaction waits for the next start: shutdown stays quick
         except Exception:
@@ -222,10 +219,7 @@ class Lake:
         return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at, "error": self.error}
 
     async def _run(self, fn, *args):
-        """On the writer thread, or directly once that has stopped and nothing else uses the connection."""
-        if self.writer_stopped:
-            return await asyncio.to_thread(fn, *args)
-        return await self.writer.run(fn, *args)
+        return await self.store.run(fn, *args)
 
     async def _loop(self):
         while not self.stopping:

@@ -1,6 +1,6 @@
 """The latest GEX data of every ticker, merged as the original's latest.json (CONTRACT section 6), kept in memory.
 
-The writer hands over every GEX record it stored (Writer.observers, on the event loop). Per ticker, the newest
+Ingest hands over every GEX record it stored (Ingester.observers, on the event loop). Per ticker, the newest
 record of each kind is held, newest by the payload's `timestamp`: a record older than the one held for its ticker
 and kind (a history file replayed through /gex, a late retry) does not replace it, so old data never becomes
 "latest"; one as new or newer does (of equal timestamps, the one stored last wins). Endpoints do not matter:
@@ -145,7 +145,7 @@ class Latest:
         self.load_state = "pending"  # pending | loading | done | failed: <why>
 
     def observe(self, record):
-        """The writer's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
+        """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
         if record.kind in ROWS:
             self.offer(record, live=True)
 

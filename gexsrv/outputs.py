@@ -6,7 +6,7 @@
   spot (a duplicate is not stored, so not repeated), timestamp in epoch seconds; appended once a second.
 
 Observing a record only appends a small struct; the files are written by a periodic task in a worker thread, and once
-more at shutdown, after the writer has stored its last batch.
+more at shutdown, after ingest has stored its last batch.
 """
 
 import asyncio
@@ -75,7 +75,7 @@ class Outputs:
         self.task = asyncio.create_task(self._loop())
 
     async def close(self):
-        """Stop the periodic writes and write what is left; call it after the writer has stopped."""
+        """Stop the periodic writes and write what is left; call it after ingest has stopped."""
         self.stopping.set()
         if self.task:
             await self.task

@@ -10,10 +10,9 @@ import urllib.parse
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
-from gexsrv.buffer import Overloaded
 from gexsrv.decode import decode_gex
+from gexsrv.intake import Busy, NotDurable, gex_header
 from gexsrv.payloads import PayloadError
-from gexsrv.store import RecordRefused, StorageError
 
 log = logging.getLogger("gexsrv.poller")
 
@@ -22,11 +21,11 @@ PATHS = ("classic/zero", "classic/zero/maxchange")
 
 
 class Poller:
-    def __init__(self, api_url, api_key, interval_s, buffer, rules):
+    def __init__(self, api_url, api_key, interval_s, intake, rules):
         self.api_url = api_url.rstrip("/")
         self.rules = rules
         self.api_key = api_key
-        self.buffer = buffer
+        self.intake = intake
         self.timer = PeriodicCallback(self.poll, interval_s * 1000)
         self.client = AsyncHTTPClient()
         self.last_poll_at = None
@@ -54,8 +53,9 @@ class Poller:
             response = await self.client.fetch(self.url(ticker, path), connect_timeout=5, request_timeout=10)
             envelope = b'{"ticker":"%s","endpoint":"%s","data":%s}' % (ticker.encode(), path.encode(), response.body)
             record = decode_gex(envelope, self.rules, round(time.time() * 1000))
-            self.stored += await self.buffer.put(record)
-        except (HTTPClientError, OSError, PayloadError, Overloaded, StorageError, RecordRefused) as exc:
+            (duplicate,) = await self.intake.accept([(record, gex_header(record, "poller"))], envelope)
+            self.stored += duplicate is not True
+        except (HTTPClientError, OSError, PayloadError, Busy, NotDurable) as exc:
             self.errors += 1
             log.warning("poll of %s/%s failed: %s", ticker, path, exc)
 

@@ -66,6 +66,7 @@ class Record(Struct, gc=False):
     received_ms: int
     row: SnapshotRow | MajorsRow | MaxChangeRow
     problems: list
+    source: str = "live"  # live (requests and the poller) | history:<job id>
 
     @property
     def key(self):

@@ -47,6 +47,15 @@ GEX_TABLES = [
         lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL, state VARCHAR NOT NULL, files INTEGER, rows BIGINT,
         created_at TIMESTAMPTZ DEFAULT current_timestamp, finished_at TIMESTAMPTZ)""",
     "CREATE SEQUENCE IF NOT EXISTS gex_strikes_seq",
+    # How far ingest got in the journal (gexsrv.journal): updated in the transaction of every ingest, so each
+    # journaled record is ingested once. One row.
+    """CREATE TABLE IF NOT EXISTS gexsrv_ingest (
+        id INTEGER PRIMARY KEY, segment BIGINT NOT NULL, "offset" BIGINT NOT NULL, seq BIGINT NOT NULL,
+        updated_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+    # Journaled records that could not be ingested on their own: the line as journaled, and why.
+    """CREATE TABLE IF NOT EXISTS gexsrv_quarantine (
+        seq BIGINT PRIMARY KEY, line VARCHAR NOT NULL, error VARCHAR NOT NULL,
+        quarantined_at TIMESTAMPTZ DEFAULT current_timestamp)""",
     """CREATE TABLE IF NOT EXISTS gexsrv_migrations (
         name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT current_timestamp)""",
 ]

@@ -28,9 +28,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: Annotated[bool, _setting("debug logging and tracebacks in error replies")]
     data_dir: Annotated[str, _setting("folder holding gex_data.db, source/ and parquet/")]
     max_body_bytes: Annotated[int, _setting("largest accepted request body, in bytes (413 above)", ge=1)]
-    flush_interval_ms: Annotated[float, _setting("how often the buffer is checked for a flush, in ms", gt=0)]
-    flush_max_records: Annotated[int, _setting("most payloads committed in one transaction", ge=1)]
-    buffer_max_records: Annotated[int, _setting("payloads waiting past which requests get 503", ge=1)]
+    ingest_interval_ms: Annotated[float, _setting("how often journaled records are ingested into DuckDB, in ms", gt=0)]
+    ingest_batch_records: Annotated[int, _setting("records waiting that start an ingest before the interval ends",
+                                                  ge=1)]
+    ingest_max_records: Annotated[int, _setting("most records ingested in one transaction", ge=1)]
+    ingest_memory_mb: Annotated[int, _setting(
+        "request bodies held in memory for ingest, in MiB; past it records are read back from the journal", ge=0)]
+    backlog_max_records: Annotated[int, _setting("journaled records waiting for ingest past which writes get 503",
+                                                 ge=1)]
+    backlog_max_mb: Annotated[int, _setting("journal MiB waiting for ingest past which writes get 503", ge=1)]
+    journal_segment_mb: Annotated[int, _setting("journal segment size that starts a new segment, in MiB", ge=1)]
+    journal_segment_seconds: Annotated[float, _setting("journal segment age that starts a new segment", gt=0)]
+    archive_retention_days: Annotated[float, _setting(
+        "days the compressed journal archive (data/source/live) is kept; 0 keeps it forever", ge=0)]
+    duplicate_horizon_s: Annotated[float, _setting(
+        "seconds of recent keys kept in memory to tell duplicates apart in replies", ge=0)]
+    ack_ingested_timeout_s: Annotated[float, _setting(
+        "longest a ?ack=ingested request waits for ingest before a 503 saying it is journaled", gt=0)]
     retry_after_seconds: Annotated[int, _setting("Retry-After sent with 503 replies", ge=0)]
     duckdb_threads: Annotated[int, _setting("threads DuckDB may use; 1 keeps a core for the event loop", ge=1)]
     duckdb_checkpoint_mb: Annotated[int, _setting("WAL size that triggers a DuckDB checkpoint, in MiB", ge=1)]

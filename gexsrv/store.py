@@ -1,22 +1,30 @@
-"""The DuckDB database: opening or adopting it, and writing one batch of Records in one transaction.
+"""The DuckDB database: opening or adopting it, and writing batches of records in one transaction each.
 
-All methods but open() run on the writer thread (gexsrv.writer), which alone owns the write connection.
+One thread owns the write connection (Store.run); everything that writes runs there, between ingests. Each kind
+of record registers its writer (register()), so the store knows tables only through them.
 """
 
+import asyncio
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
 
-from gexsrv import batches, schema
-from gexsrv.records import MajorsRow, MaxChangeRow, SnapshotRow
-from gexsrv.uw import writer as uw_writer
+from gexsrv import schema
 
 log = logging.getLogger("gexsrv.store")
 
 DB_FILE = "gex_data.db"
+# kind -> its writer: prepare(records) -> tables; write(con, records, tables, careful) -> indexes stored;
+# recent_keys(con, kind, since_ms) -> (key, timestamp ms) of what is stored; newest(con, kind) -> {group: ms}
+WRITERS = {}
+
+
+def register(kind, writer):
+    WRITERS[kind] = writer
 
 
 class StorageError(Exception):
@@ -39,6 +47,7 @@ class Store:
         self.reader_lock = threading.Lock()
         self.state = "closed"  # writable | read-only | failing | closed
         self.error = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-store")
 
     def open(self):
         """Open (or create) and adopt the database; fall back to read-only when it cannot be written."""
@@ -65,7 +74,12 @@ class Store:
             self.state = "failing"
             return None
 
+    async def run(self, fn, *args):
+        """fn(*args) on the thread that owns the write connection."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     def close(self):
+        self.executor.shutdown(wait=True)
         for con in (self.reader, self.con):
             if con is not None:
                 con.close()
@@ -86,71 +100,115 @@ class Store:
         return self.read(
             "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'failed')")[0][0]
 
-    def prepare(self, records, source="live"):
-        """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds
-        it). Any thread may build them: the writer calls this on the event loop, so the writer thread then needs
-        the GIL for DuckDB calls only."""
+    def journal_position(self):
+        """(segment, offset, seq) of the last journal record ingested."""
+        rows = self.con.execute('SELECT segment, "offset", seq FROM gexsrv_ingest').fetchall()
+        return rows[0] if rows else (0, 0, 0)
+
+    def _save_position(self, position):
+        self.con.execute('INSERT OR REPLACE INTO gexsrv_ingest (id, segment, "offset", seq, updated_at) '
+                         "VALUES (1, ?, ?, ?, current_timestamp)", list(position))
+
+    def advance(self, position, quarantined=()):
+        """Record that ingest reached position, keeping the journaled records it could not ingest on their own
+        ((seq, line, error) each) in the quarantine."""
+        self._check_writable()
         try:
-            return self._tables(records, source)
+            self.con.begin()
+            if quarantined:
+                self.con.executemany("INSERT INTO gexsrv_quarantine (seq, line, error) VALUES (?, ?, ?) "
+                                     "ON CONFLICT DO NOTHING", list(quarantined))
+            self._save_position(position)
+            self.con.commit()
+        except duckdb.Error as exc:
+            self._rollback()
+            self.state, self.error = "failing", str(exc)
+            raise StorageError(str(exc)) from exc
+
+    def recent_keys(self, since_ms):
+        """(key, timestamp ms) of what is stored from since_ms on, as records key themselves (gexsrv.keys)."""
+        return [pair for kind, writer in WRITERS.items() for pair in writer.recent_keys(self.con, kind, since_ms)]
+
+    def newest_keys(self):
+        """The newest timestamp stored per (kind, ticker, endpoint)."""
+        return {group: ts for kind, writer in WRITERS.items() for group, ts in writer.newest(self.con, kind).items()}
+
+    def quarantined(self):
+        return self.read("SELECT count(*) FROM gexsrv_quarantine")[0][0]
+
+    def prepare(self, records):
+        """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds
+        it). Any thread may build them: ingest calls this on the event loop, so the thread that owns the
+        connection then needs the GIL for DuckDB calls only."""
+        try:
+            return self._tables(records)
         except pa.ArrowException:
             return None
 
-    def _tables(self, records, source):
+    def _tables(self, records):
         by_kind = {}
         for i, record in enumerate(records):
             by_kind.setdefault(record.kind, []).append(i)
-        return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes], source))
+        return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes]))
                 for kind, indexes in by_kind.items()}
 
-    def write(self, records, source="live", prepared=None):
-        """Commit records in one transaction; return, per record, True if stored, False if a duplicate, or the
-        exception that refused it.
+    def _check_writable(self):
+        if self.con is None or self.state in ("read-only", "closed"):
+            raise StorageError(f"database is {self.state}: {self.error}")
+
+    def write(self, records, prepared=None, position=None):
+        """Commit records in one transaction, with the journal position they reach; return, per record, True if
+        stored, False if a duplicate, or the RecordRefused that refused it.
 
         The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses
         the batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was.
-        A batch that fails otherwise is retried record by record, so only a guilty record is refused; when
-        every record fails alone too, the database is at fault and StorageError is raised.
+        A batch that fails otherwise is retried record by record, so only a guilty record is refused (the
+        position is then left to the caller, which keeps the refused ones: Store.advance); when every record
+        fails alone too, the database is at fault and StorageError is raised.
         """
-        if self.con is None or self.state in ("read-only", "closed"):
-            raise StorageError(f"database is {self.state}: {self.error}")
+        self._check_writable()
         try:
-            stored = self._write(records, source, prepared or self._tables(records, source))
+            stored = self._write(records, prepared or self._tables(records), position)
         except (duckdb.Error, pa.ArrowException) as exc:
             if len(records) == 1:
                 self.state, self.error = "failing", str(exc)
                 raise StorageError(str(exc)) from exc
             log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
-            stored = [self._alone(record, source) for record in records]
+            stored = [self._alone(record) for record in records]
             if all(isinstance(outcome, StorageError) for outcome in stored):
                 raise stored[0]
             stored = [RecordRefused(str(o)) if isinstance(o, StorageError) else o for o in stored]
+            if position is not None and not any(isinstance(o, RecordRefused) for o in stored):
+                self.advance(position)
         self.state, self.error = "writable", None
         return stored
 
-    def _alone(self, record, source):
+    def _alone(self, record):
         try:
-            return self.write([record], source)[0]
+            return self.write([record])[0]
         except StorageError as exc:
             return exc
 
-    def _write(self, records, source, prepared):
+    def _write(self, records, prepared, position):
         try:
             try:
-                return self._commit(records, source, prepared, careful=False)
+                return self._commit(records, prepared, position, careful=False)
             except duckdb.ConstraintException:
                 self._rollback()
-                return self._commit(records, source, prepared, careful=True)
+                return self._commit(records, prepared, position, careful=True)
         except duckdb.Error:
             self._rollback()
             raise
 
-    def _commit(self, records, source, prepared, careful):
+    def _commit(self, records, prepared, position, careful):
         stored = [False] * len(records)
         self.con.begin()
         for kind, (indexes, tables) in prepared.items():
             group = [records[i] for i in indexes]
-            for i in WRITERS[kind].write(self.con, group, source, tables, careful):
+            for i in WRITERS[kind].write(self.con, group, tables, careful):
                 stored[indexes[i]] = True
+        if position is not None:
+            self._save_position(position)
         self.con.commit()
         return stored
 
@@ -159,71 +217,3 @@ class Store:
             self.con.rollback()
         except duckdb.Error:
             log.exception("rollback failed")
-
-
-def insert(con, table, batch, returning=None):
-    """INSERT an Arrow table BY NAME; with `returning`, skip rows whose key exists and return the new keys.
-
-    DuckDB reads the local `batch` by its name (a replacement scan): unlike register(), that adds no catalog
-    entry, which makes a small insert about twice as fast.
-    """
-    if returning is None:
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch")
-        return None
-    return con.execute(
-        f"INSERT INTO {table} BY NAME SELECT * FROM batch ON CONFLICT DO NOTHING RETURNING {returning}"
-    ).fetchall()
-
-
-class Keyed:
-    """The writer of a table keyed on (ticker, endpoint, timestamp); snapshots bring their strike rows along."""
-
-    def __init__(self, table, row_type, with_strikes=False):
-        self.table = table
-        self.row_type = row_type
-        self.with_strikes = with_strikes
-
-    def prepare(self, records, source):
-        first = batches.first_of_each_key(records)
-        chosen = [records[i] for i in first]
-        strikes = batches.strikes(chosen) if self.with_strikes else None
-        return first, batches.rows(chosen, self.row_type, source), strikes
-
-    def write(self, con, records, source, tables, careful):
-        """Insert the prepared tables; return the indexes of the records stored."""
-        first, rows, strikes = tables
-        if not careful:
-            insert(con, self.table, rows)
-            if strikes is not None and strikes.num_rows:
-                insert(con, "gex_strikes", strikes)
-            return first
-        keys = set(insert(con, self.table, rows, returning="ticker, endpoint, timestamp"))
-        new = [i for i in first if (records[i].ticker, records[i].endpoint, records[i].timestamp_ms) in keys]
-        if self.with_strikes and new:
-            strikes = batches.strikes([records[i] for i in new])
-            if strikes.num_rows:
-                insert(con, "gex_strikes", strikes)
-        return new
-
-
-class Unprepared:
-    """A writer that builds its own tables on the writer thread: fn(con, records, source, careful)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def prepare(self, records, source):
-        return None
-
-    def write(self, con, records, source, tables, careful):
-        return self.fn(con, records, source, careful)
-
-
-# kind -> its writer. `careful` is set on the retry after a ConstraintException: the writer must then skip what
-# is already stored.
-WRITERS = {
-    "snapshot": Keyed("gex_snapshots", SnapshotRow, with_strikes=True),
-    "majors": Keyed("gex_majors", MajorsRow),
-    "maxchange": Keyed("gex_maxchange", MaxChangeRow),
-    "uw": Unprepared(uw_writer.write),
-}

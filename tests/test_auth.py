@@ -53,7 +53,7 @@ def test_bearer_token_guards_gex_and_uw(start_server):
     assert headers["www-authenticate"] == 'Bearer realm="gexsrv"'
     assert server.request("OPTIONS", "/uw").status == 204  # CORS preflights carry no credentials
     assert server.post("/uw", FRAME, good).status == 200
-    assert server.post("/gex", snapshot(), good).status == 202
+    assert server.post("/gex?ack=ingested", snapshot(), good).status == 202
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}
 
 
@@ -66,5 +66,5 @@ def test_hmac_signature_guards_gex_and_uw(start_server):
     assert [r.status for r in refused] == [401] * 4
     assert [r.json()["error"] for r in refused[2:]] == ["bad signature", "bad signature"]
     assert server.post("/uw", uw_body, {"X-Signature": sign(uw_body)}).status == 200
-    assert server.post("/gex", gex_body, {"X-Signature": sign(gex_body)}).status == 202
+    assert server.post("/gex?ack=ingested", gex_body, {"X-Signature": sign(gex_body)}).status == 202
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}

@@ -48,7 +48,8 @@ def test_legacy_database_is_adopted_and_its_rows_keep_their_fingerprint(start_se
     assert server.post("/gex", snapshot(ticker="NDX", timestamp=LEGACY_FIRST_MS // 1000 + 1)).status == 202
     server.stop()
     again = start_server(data)  # a second adoption changes nothing either
-    assert again.post("/gex", snapshot(timestamp=LEGACY_FIRST_MS // 1000, n_strikes=4)).json()["duplicate"] is True
+    replay = again.post("/gex?ack=ingested", snapshot(timestamp=LEGACY_FIRST_MS // 1000, n_strikes=4))
+    assert replay.json()["duplicate"] is True
     again.stop()
 
     assert legacy_fingerprint(data / "gex_data.db", tmp_path) == before

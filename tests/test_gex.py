@@ -103,7 +103,7 @@ def test_bad_input_gets_400_naming_the_field_and_stores_nothing(server, body, fi
 def test_same_snapshot_twice_is_stored_once_and_said_to_be_a_duplicate(server):
     first = server.post("/gex", snapshot(n_strikes=3))
     again = server.post("/gex", {"ticker": "spx", "endpoint": "zero", "data": snapshot(n_strikes=3)})
-    other_endpoint = server.post("/gex", snapshot(n_strikes=3, endpoint="gex_one"))
+    other_endpoint = server.post("/gex?ack=ingested", snapshot(n_strikes=3, endpoint="gex_one"))
     assert (first.json()["duplicate"], again.json()["duplicate"], other_endpoint.json()["duplicate"]) == (
         False, True, False)
     assert server.get("/health").json()["stored_since_start"] == {"snapshot": 2, "strike_rows": 6, "duplicates": 1}
@@ -140,19 +140,22 @@ def test_options_gets_204_with_cors_and_unknown_paths_get_json_404(server):
     assert server.request("PUT", "/gex", b"{}").status == 405
 
 
-def test_health_reports_storage_buffer_flushes_and_counts(server):
+def test_health_reports_storage_journal_ingest_and_counts(server):
     before = server.get("/health").json()
-    server.post("/gex", snapshot(n_strikes=7))
+    server.post("/gex?ack=ingested", snapshot(n_strikes=7))
     after = server.get("/health").json()
     assert before["status"] == "ok" and before["storage"]["state"] == "writable"
     assert before["storage"]["path"] == str(server.data_dir / "gex_data.db")
-    assert before["writer"]["last_flush_at"] is None and before["history"] == {"pending_jobs": 0}
-    assert after["writer"]["last_flush_ms"] > 0 and after["writer"]["last_batch"] == 1
-    assert after["buffer"]["depth"] == 0 and after["stored_since_start"] == {"snapshot": 1, "strike_rows": 7}
+    assert before["storage"]["quarantined"] == 0 and before["history"] == {"pending_jobs": 0}
+    assert before["journal"]["next_seq"] == 1 and before["ingest"]["records_waiting"] == 0
+    assert after["journal"]["durable_seq"] == 1 and after["journal"]["fsyncs"] >= 1
+    assert after["ingest"]["position"]["seq"] == 1 and after["ingest"]["records_waiting"] == 0
+    assert after["ingest"]["recent"]["ingests"] == 1 and after["ingest"]["recent"]["records_mean"] == 1
+    assert after["journal"]["bytes_waiting"] == 0 and after["stored_since_start"] == {"snapshot": 1, "strike_rows": 7}
     assert after["uptime_s"] >= before["uptime_s"] and after["version"]
 
 
-def test_database_locked_by_another_process_gives_503_with_retry_after(start_server, tmp_path):
+def test_while_another_process_holds_the_database_writes_are_journaled_and_land_after(start_server, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
@@ -160,14 +163,22 @@ def test_database_locked_by_another_process_gives_503_with_retry_after(start_ser
                                "print('locked', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        server = start_server(data)
+        server = start_server(data, "--ack-ingested-timeout-s", "0.5")
         health = server.get("/health").json()
-        refused = server.post("/gex", snapshot())
+        journaled = server.post("/gex", snapshot())
+        waited = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 1))
     finally:
         holder.kill()
         holder.wait()
         holder.stdout.close()
     assert health["status"] == "degraded" and health["storage"]["state"] == "failing"
     assert "lock" in health["storage"]["error"]
-    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
-    assert "not stored" in refused.json()["error"]
+    assert journaled.status == 202
+    assert waited.status == 503 and waited.headers["Retry-After"] == "1"
+    assert waited.json()["outcome"] == "journaled" and "database is failing" in waited.json()["error"]
+    server.stop()
+    server.start()  # the lock is gone: the journal is replayed into DuckDB before writes are answered
+    assert server.get("/health").json()["ingest"]["position"]["seq"] == 2
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT timestamp // 1000 FROM gex_snapshots ORDER BY 1").fetchall() == [(TS,), (TS + 1,)]

@@ -63,7 +63,7 @@ def test_snapshot_majors_and_maxchange_of_two_tickers_merge_into_the_view(start_
         ("/gex", envelope(ndx_majors, TS + 121, endpoint="gex_full")),
         ("/uw", poller_maxchange("NDX")),
     ]
-    assert [server.post(path, body).status for path, body in sent] == [202, 202, 200, 202, 200]
+    assert [server.post(path + "?ack=ingested", body).status for path, body in sent] == [202, 202, 200, 202, 200]
 
     view = latest(server)
     assert list(view) == ["NDX", "SPX"]
@@ -105,7 +105,7 @@ def test_snapshot_majors_and_maxchange_of_two_tickers_merge_into_the_view(start_
 
 
 def test_unknown_or_empty_ticker_is_refused_with_json(server):
-    assert server.post("/gex", snapshot(ticker="SPX", n_strikes=1)).status == 202
+    assert server.post("/gex?ack=ingested", snapshot(ticker="SPX", n_strikes=1)).status == 202
     missing = server.get("/api/latest?ticker=QQQ")
     assert (missing.status, missing.json()) == (404, {
         "status": "error", "error": "no latest data for ticker 'QQQ' (tickers: SPX)", "field": "ticker"})
@@ -117,9 +117,9 @@ def test_an_older_timestamp_does_not_replace_a_newer_one(start_server):
     server = start_server(None, *NEW_YORK)
     newer = snapshot(ticker="SPX", timestamp=TS + 120, n_strikes=2, spot=7150.0)
     older = snapshot(ticker="SPX", timestamp=TS + 60, n_strikes=2, spot=7100.0)
-    replies = [server.post("/gex", envelope(newer, TS + 121, endpoint="gex_zero")),
-               server.post("/gex", envelope(older, TS + 122, endpoint="gex_one")),
-               server.post("/uw", poller_snapshot("SPX"))]  # timestamp TS, stored under gex_zero
+    replies = [server.post("/gex?ack=ingested", envelope(newer, TS + 121, endpoint="gex_zero")),
+               server.post("/gex?ack=ingested", envelope(older, TS + 122, endpoint="gex_one")),
+               server.post("/uw?ack=ingested", poller_snapshot("SPX"))]  # timestamp TS, stored under gex_zero
     assert [(r.status, r.json()["duplicate"]) for r in replies] == [(202, False), (202, False), (200, False)]
     view = latest(server, "?ticker=SPX")
     assert (view["snapshot"]["timestamp"], view["snapshot"]["endpoint"], view["combined"]["spot"]) == (
@@ -128,7 +128,7 @@ def test_an_older_timestamp_does_not_replace_a_newer_one(start_server):
                                 "received_at": "2026-04-29T20:02:01.000+00:00"}
 
     same_time = snapshot(ticker="SPX", timestamp=TS + 120, n_strikes=2, spot=7160.0)
-    assert server.post("/gex", envelope(same_time, TS + 123, endpoint="gex_full")).status == 202
+    assert server.post("/gex?ack=ingested", envelope(same_time, TS + 123, endpoint="gex_full")).status == 202
     view = latest(server, "?ticker=SPX")  # of equal timestamps, the one stored last
     assert (view["snapshot"]["endpoint"], view["combined"]["spot"], view["metadata"]["last_endpoint"]) == (
         "gex_full", 7160.0, "gex_full")
@@ -142,11 +142,11 @@ def test_an_older_timestamp_does_not_replace_a_newer_one(start_server):
 def test_the_view_is_loaded_back_from_duckdb_after_a_restart(start_server, tmp_path):
     server = start_server(None, *NEW_YORK)
     for ticker, spot in (("SPX", 7138.55), ("NDX", 25000.0)):  # posted in the order received
-        assert server.post("/gex", envelope(snapshot(ticker=ticker, timestamp=TS - 60, n_strikes=4, spot=spot),
+        assert server.post("/gex?ack=ingested", envelope(snapshot(ticker=ticker, timestamp=TS - 60, n_strikes=4, spot=spot),
                                             TS - 59, endpoint="gex_one")).status == 202
-        assert server.post("/uw", poller_maxchange(ticker)).status == 200  # TS, received TS + 1
-        assert server.post("/gex", envelope(majors(ticker, TS + 60, spot), TS + 61, endpoint="gex_zero")).status == 202
-    assert server.post("/gex", envelope(snapshot(ticker="SPX", timestamp=TS - 120, n_strikes=2), TS + 62,
+        assert server.post("/uw?ack=ingested", poller_maxchange(ticker)).status == 200  # TS, received TS + 1
+        assert server.post("/gex?ack=ingested", envelope(majors(ticker, TS + 60, spot), TS + 61, endpoint="gex_zero")).status == 202
+    assert server.post("/gex?ack=ingested", envelope(snapshot(ticker="SPX", timestamp=TS - 120, n_strikes=2), TS + 62,
                                         endpoint="gex_full")).status == 202  # older: stored, not in the view
     before = latest(server)
     assert before["SPX"]["snapshot"]["endpoint"] == "gex_one" and len(before["SPX"]["combined"]["strikes"]) == 4
@@ -181,15 +181,15 @@ def test_a_legacy_database_fills_the_view_and_live_data_replaces_only_older(star
         assert view[ticker]["combined"]["strikes"] == snap["strikes"] and view[ticker]["majors"] is None
 
     spx_ts = newest["SPX"][0] // 1000
-    assert server.post("/gex", snapshot(ticker="SPX", timestamp=spx_ts - 1800, n_strikes=2)).status == 202
+    assert server.post("/gex?ack=ingested", snapshot(ticker="SPX", timestamp=spx_ts - 1800, n_strikes=2)).status == 202
     assert latest(server, "?ticker=SPX") == view["SPX"]
-    assert server.post("/gex", snapshot(ticker="SPX", timestamp=spx_ts + 1, n_strikes=2, spot=1.5)).status == 202
+    assert server.post("/gex?ack=ingested", snapshot(ticker="SPX", timestamp=spx_ts + 1, n_strikes=2, spot=1.5)).status == 202
     assert latest(server, "?ticker=SPX")["combined"]["spot"] == 1.5
 
 
 def post_all(server, bodies, threads=8):
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda body: server.post("/gex", body), bodies))
+        return list(pool.map(lambda body: server.post("/gex?ack=ingested", body), bodies))
 
 
 def burst(seed=11):
@@ -237,7 +237,7 @@ def test_outputs_dir_keeps_latest_json_and_spot_series_through_a_burst(start_ser
     folder = tmp_path / "outputs" / "data" / "raw" / "gex"
     server = start_server(None, "--outputs-dir", str(folder))
     first = snapshot(ticker="SPX", timestamp=TS - 1, n_strikes=3)
-    assert server.post("/gex", first).status == 202
+    assert server.post("/gex?ack=ingested", first).status == 202
     deadline = time.monotonic() + 5
     while not (folder / "latest.json").exists():
         assert time.monotonic() < deadline, "latest.json not written within 5 s"

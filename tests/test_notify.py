@@ -118,7 +118,7 @@ FRAMES = [
 def test_super_algo_orders_are_stored_then_proposed_on_the_discord_channel_and_by_dm(start_server, discord):
     server = start_server(None, "--discord-api-url", discord.url, "--alert-webhook-url", f"{discord.url}/hook",
                           env=DISCORD_ENV)
-    replies = [server.post("/uw", frame) for frame in FRAMES]
+    replies = [server.post("/uw?ack=ingested", frame) for frame in FRAMES]
     assert [(r.status, r.json()["rows"], r.json()["duplicate"]) for r in replies] == [
         (200, 1, False)] * 5 + [(200, 0, True)]
     discord.wait_for(7)

@@ -26,11 +26,11 @@ def test_every_setting_has_a_default_in_conf_and_nothing_else_is_there():
 
 def test_config_file_then_environment_then_flags_override(tmp_path):
     config = tmp_path / "mine.toml"
-    config.write_text('port = 9001\nhost = "0.0.0.0"\nflush_max_records = 64\n')
-    (tmp_path / ".env").write_text("GEXSRV_FLUSH_MAX_RECORDS=32\nGEXBOT_API_KEY=from-dotenv\nGEXSRV_DEBUG=true\n")
+    config.write_text('port = 9001\nhost = "0.0.0.0"\ningest_max_records = 64\n')
+    (tmp_path / ".env").write_text("GEXSRV_INGEST_MAX_RECORDS=32\nGEXBOT_API_KEY=from-dotenv\nGEXSRV_DEBUG=true\n")
     env = {"GEXSRV_PORT": "9002", "GEXSRV_DEBUG": "false"}
     conf = parse(["--config", str(config), "--port", "9003"], environ=env, cwd=tmp_path)
-    assert (conf.port, conf.host, conf.flush_max_records) == (9003, "0.0.0.0", 32)
+    assert (conf.port, conf.host, conf.ingest_max_records) == (9003, "0.0.0.0", 32)
     assert conf.gexbot_api_key == "from-dotenv"
     assert conf.debug is False  # the real environment beats .env
     assert parse(["--debug"], environ={"GEXSRV_DEBUG": "0"}).debug is True
@@ -39,7 +39,7 @@ def test_config_file_then_environment_then_flags_override(tmp_path):
 @pytest.mark.parametrize("argv, environ, message", [
     (["--port", "http"], {}, "Expected `int`, got `str` - at `port`"),
     ([], {"GEXSRV_PORT": "70000"}, "Expected `int` <= 65535"),
-    (["--flush-interval-ms", "0"], {}, "Expected `float` > 0.0"),
+    (["--ingest-interval-ms", "0"], {}, "Expected `float` > 0.0"),
 ])
 def test_invalid_values_stop_with_the_setting_named(argv, environ, message):
     with pytest.raises(SystemExit) as stopped:

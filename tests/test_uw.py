@@ -52,7 +52,7 @@ def test_trades_in_all_three_shapes_land_raw_and_typed_field_by_field(server):
         ["option_trades:SPY", official],
         {"topic": "option_trades_super_algo:SPX", "eventType": "trade", "payload": {"data": [aggregate]}},
     ]
-    replies = [server.post("/uw", body, {"User-Agent": "uw-test/1"}) for body in bodies]
+    replies = [server.post("/uw?ack=ingested", body, {"User-Agent": "uw-test/1"}) for body in bodies]
     assert [r.status for r in replies] == [200] * 3
     ids = [str(uuid.UUID(bytes=bytes.fromhex(canonical_sha256(b))[:16])) for b in bodies]
     assert [r.json() for r in replies] == [
@@ -134,16 +134,17 @@ def test_replays_are_stored_once_even_in_one_batch_and_shared_trades_once(server
     body = phoenix("option_trades_super_algo", {"data": trade()})
     reordered = json.dumps(dict(reversed(list({"x": 1, "frame": body}.items())))).encode()  # same content
     same_trade_other_frame = ["option_trades:ARM", trade()]
-    first = server.post("/uw", body)
+    first = server.post("/uw?ack=ingested", body)
     with ThreadPoolExecutor(8) as pool:
         replays = list(pool.map(lambda _: server.post("/uw", body), range(8)))
         others = list(pool.map(lambda _: server.post("/uw", same_trade_other_frame), range(4)))
     again = server.post("/uw", json.dumps(body, indent=2).encode())
     assert first.json()["duplicate"] is False
     assert [r.json()["duplicate"] for r in replays + [again]] == [True] * 9
-    assert sorted(r.json()["duplicate"] for r in others) == [False, True, True, True]
+    # the first of the others is a frame not seen before: new or older than the index, it cannot tell
+    assert sorted(str(r.json()["duplicate"]) for r in others) == ["None", "True", "True", "True"]
     assert {r.json()["id"] for r in replays + [again, first]} == {first.json()["id"]}
-    assert server.post("/uw", reordered).json()["duplicate"] is False
+    assert server.post("/uw?ack=ingested", reordered).json()["duplicate"] is False
     assert server.post("/uw", b'{"frame": ' + json.dumps(body).encode() + b', "x": 1}').json()["duplicate"] is True
     server.stop()
     with server.db() as db:

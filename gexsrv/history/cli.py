@@ -11,14 +11,12 @@ import time
 from tqdm import tqdm
 
 from gexsrv import settings
-from gexsrv.buffer import Buffer
 from gexsrv.history import names
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
 from gexsrv.decode import normalize_endpoint
 from gexsrv.store import Store
-from gexsrv.writer import Writer
 
 
 def parser():
@@ -57,11 +55,9 @@ async def run(conf, url, ticker, endpoint, progress):
               "/gex_history_url instead (DuckDB lets one process write a database).", file=sys.stderr)
         store.close()
         return 2
-    writer = Writer(store, None, conf.flush_interval_ms, conf.flush_max_records)
-    writer.buffer = Buffer(conf.buffer_max_records, notify=writer.kick)
-    lake = Lake(conf.data_dir, store, writer, conf.lake_export_interval)
+    lake = Lake(conf.data_dir, store, conf.lake_export_interval)
     notifier = Notifier.from_settings(conf)
-    runner = Runner(conf, store, writer, notifier, lake, allow_local=True)
+    runner = Runner(conf, store, notifier, lake, allow_local=True)
     try:
         job, created = await runner.submit(url, ticker, endpoint)
         if not created and job["status"] in ("completed", "importing", "downloading"):
@@ -76,7 +72,6 @@ async def run(conf, url, ticker, endpoint, progress):
         await lake.export()
     finally:
         await notifier.close()
-        await writer.close()
         store.close()
     print(json.dumps(_summary(job, seconds)))
     return 0 if job["status"] == "completed" else 1

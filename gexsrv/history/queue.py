@@ -1,4 +1,4 @@
-"""The gex_history_queue table: one row per job. Writers run on the writer thread (Writer.run) with its
+"""The gex_history_queue table: one row per job. Writers run on the store's thread (Store.run) with its
 connection; readers go through Store.read. Status: pending -> downloading -> importing -> completed | failed."""
 
 FIELDS = ["id", "url", "ticker", "endpoint", "status", "attempts", "last_error", "bytes", "snapshots_imported",

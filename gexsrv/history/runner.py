@@ -13,12 +13,11 @@ log = logging.getLogger("gexsrv.history")
 
 
 class Runner:
-    def __init__(self, conf, store, writer, notifier, lake=None, allow_local=False):
+    def __init__(self, conf, store, notifier, lake=None, allow_local=False):
         self.conf = conf
         self.notifier = notifier
         self.allow_local = allow_local  # file:// jobs: only the CLI queues them
         self.store = store
-        self.writer = writer
         self.lake = lake
         self.policy = Policy.from_settings(conf)
         self.folder = os.path.abspath(staging.source_dir(conf.data_dir))
@@ -30,7 +29,7 @@ class Runner:
     async def start(self):
         for name in staging.clean_leftovers(self.folder):
             log.info("removed the half-written %s left by an earlier run", name)
-        await self.writer.run(queue.resume_unfinished, self.store.con)
+        await self.store.run(queue.resume_unfinished, self.store.con)
         self.task = asyncio.create_task(self._loop())
 
     async def close(self):
@@ -39,7 +38,7 @@ class Runner:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def submit(self, url, ticker, endpoint):
-        job, created = await self.writer.run(queue.add, self.store.con, url, ticker, endpoint)
+        job, created = await self.store.run(queue.add, self.store.con, url, ticker, endpoint)
         if created:
             self.wake.set()
         return job, created
@@ -55,7 +54,7 @@ class Runner:
 
     async def _loop(self):
         while True:
-            job = await self.writer.run(queue.next_pending, self.store.con)
+            job = await self.store.run(queue.next_pending, self.store.con)
             if job is None:
                 self.wake.clear()
                 await self.wake.wait()
@@ -67,7 +66,7 @@ class Runner:
                 await self._update(job["id"], status="failed", last_error=f"internal error: {exc!r}")
 
     async def _update(self, job_id, **fields):
-        await self.writer.run(queue.update, self.store.con, job_id, fields)
+        await self.store.run(queue.update, self.store.con, job_id, fields)
 
     async def run_job(self, job):
         """Fetch, stage and import one job (or let HISTORY_DOWNLOAD_COMMAND do it all); return its final row."""
@@ -85,7 +84,7 @@ class Runner:
 
     async def _stage_and_import(self, job):
         path, sha256 = await self._staged(job)
-        earlier = await self.writer.run(queue.completed_with_content, self.store.con, sha256, job["id"])
+        earlier = await self.store.run(queue.completed_with_content, self.store.con, sha256, job["id"])
         if earlier is not None:
             log.info("job %d: same content as job %d, nothing to import", job["id"], earlier)
             await self._update(job["id"], status="completed", snapshots_imported=0, rows_imported=0,
@@ -157,7 +156,7 @@ class Runner:
 
     async def _import(self, job, path):
         await self._update(job["id"], status="importing")
-        cursor = await self.writer.run(self.store.con.cursor)
+        cursor = await self.store.run(self.store.con.cursor)
         try:
             # the lake exporter reads the strikes' sequence bound only while no import transaction is open
             async with self.lake_lock:

@@ -150,6 +150,15 @@ def proposals(topic, rows):
     return [row for row in rows if row.get("execution_status")]
 
 
+def announcer(notifier):
+    """An ingest observer: each stored order of an option_trades_super_algo frame goes out as a proposal."""
+    def announce(record):
+        if record.kind == "uw":
+            for row in proposals(record.raw["topic"], record.rows):
+                notifier.trade_proposal(row)
+    return announce
+
+
 def _occ(symbol, field, problems):
     try:
         return occ.parse(symbol)

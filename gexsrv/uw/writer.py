@@ -1,8 +1,11 @@
-"""The "uw" WRITERS entry (gexsrv.store): raw rows and their normalised rows, in the caller's transaction.
+"""How /uw records are written, in the caller's transaction: raw rows and their normalised rows. Registers the
+kind "uw" with the store.
 
-Runs on the writer thread. DuckDB reads the local Arrow tables by their variable names (replacement scans).
+Runs on the store's thread; the tables are built there too (/uw traffic is light). DuckDB reads the local Arrow
+tables by their variable names (replacement scans).
 """
 
+from gexsrv import store
 from gexsrv.batches import first_of_each_key
 from gexsrv.uw import batches
 
@@ -14,7 +17,7 @@ def _first_of_each_trade(rows):
     return list(first.values())
 
 
-def write(con, records, source, careful):
+def write(con, records, careful):
     """Store the records whose raw row is new, with their rows; return their indexes.
 
     `careful` (the retry after a constraint error) skips raw rows already stored, and trades whose id is
@@ -40,3 +43,22 @@ def write(con, records, source, careful):
         conflict = " ON CONFLICT DO NOTHING" if careful and table == "option_trades_events" else ""
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM normalized{conflict}")
     return first
+
+
+class UwWriter:
+    def prepare(self, records):
+        return None
+
+    def write(self, con, records, tables, careful):
+        return write(con, records, careful)
+
+    def recent_keys(self, con, kind, since_ms):
+        """Frames are keyed by their content hash, with the time they arrived."""
+        return con.execute("SELECT content_sha256, epoch_ms(received_at) FROM universal_webhooks "
+                           "WHERE received_at >= make_timestamptz(? * 1000)", [since_ms]).fetchall()
+
+    def newest(self, con, kind):
+        return {}  # frames have no order to go by
+
+
+store.register("uw", UwWriter())

@@ -1,0 +1,270 @@
+"""Periodic ingest: what the journal made durable goes into DuckDB in large batches, one transaction each.
+
+Every ingest_interval_ms, or as soon as ingest_batch_records wait, the records made durable since the last ingest
+are written in one transaction that also records the journal position reached (table gexsrv_ingest), so each
+record is ingested once; after a crash the records past that position are read back from the journal, and the
+unique keys make a repeat harmless. Records still held in memory are written from their decoded form, their Arrow
+tables built on the event loop (on the ingest thread the same Python would queue for the GIL behind the loop);
+the rest (after a restart, or once the in-memory budget is spent) are read back from the journal and decoded on
+the ingest thread. A batch that fails is retried record by record (Store.write); a record refused on its own goes
+to the quarantine (gexsrv_quarantine, with its journal line and the error) and never blocks the records behind it.
+The ingest thread is the store's own (Store.run), which owns the write connection.
+"""
+
+import asyncio
+import collections
+import logging
+import statistics
+import time
+
+import msgspec
+from msgspec import Raw, Struct
+from tornado.ioloop import PeriodicCallback
+
+from gexsrv.decode import Rules, decode_gex
+from gexsrv.journal import check_line, seq_of
+from gexsrv.store import RecordRefused, StorageError
+from gexsrv.uw.payloads import decode_uw
+
+log = logging.getLogger("gexsrv.ingest")
+
+
+class Entry(Struct, gc=False):
+    """A journaled record waiting for ingest; `record` is None once it was let go of to save memory."""
+
+    seq: int
+    segment: int  # first seq of its journal segment
+    end: int  # byte offset just past its line
+    received_ms: int
+    size: int
+    record: object = None
+
+
+class Line(Struct):
+    """What ingest reads back from a journal line (gexsrv.handlers writes them)."""
+
+    seq: int
+    kind: str
+    path: str
+    received: int
+    source: str = "live"
+    ticker: str | None = None
+    endpoint: str | None = None
+    ts: int | None = None
+    addr: str | None = None
+    ua: str | None = None
+    body: Raw = Raw()
+
+
+LINE = msgspec.json.Decoder(Line)
+
+
+def decode_line(line, rules):
+    """The record a journal line holds, decoded again by the one rule, its key as the request decided it. A /uw
+    frame with topic gex has two lines: its raw frame (kind uw) and its GEX record."""
+    found = LINE.decode(check_line(line) + b"}")
+    if found.path == "/uw":
+        frame = decode_uw(found.body, rules, found.received, found.addr, found.ua)
+        if found.kind == "uw":
+            return frame
+        record = frame.gex
+    else:
+        record = decode_gex(found.body, rules, found.received)
+    return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
+                                   timestamp_ms=found.ts, source=found.source)
+
+
+class Ingester:
+    def __init__(self, store, journal, rules, interval_ms, batch_records, max_records, memory_bytes):
+        self.store = store
+        self.journal = journal
+        self.rules = rules
+        self.batch_records = batch_records
+        self.max_records = max_records
+        self.memory_bytes = memory_bytes
+        self.timer = PeriodicCallback(self.tick, interval_ms)
+        self.pending = collections.deque()  # Entries in seq order, journaled and not yet ingested
+        self.held_bytes = 0  # body bytes of the pending entries still holding their record
+        self.position = (0, 0, 0)  # (segment, offset, seq) ingested so far
+        self.durable_seq = 0
+        self.busy = False
+        self.waiters = {}  # seq -> future of an ?ack=ingested request
+        self.observers = []  # called with every record stored (not duplicates), on the event loop
+        self.stored = collections.Counter()
+        self.recent = collections.deque(maxlen=1000)  # (seconds, records) of the latest ingests, for /health
+        self.last_error = None
+        self.failures = 0
+        self.retry_at = 0.0
+
+    # ---- start, stop ----
+
+    async def open(self):
+        """Read the recorded position, then ingest everything the journal holds past it (before any write is
+        answered: the replay of a crash)."""
+        self.position = await self.run(self.store.journal_position)
+        self.durable_seq = self.journal.durable_seq
+        replayed = 0
+        while self.position[2] < self.durable_seq:
+            replayed += len(await self.run(self._from_journal, self.position[2] + 1, self.durable_seq))
+        if replayed:
+            log.info("replayed %d journaled records into DuckDB", replayed)
+
+    def start(self):
+        self.journal.listeners.append(self.on_durable)
+        self.timer.start()
+
+    async def close(self):
+        """Ingest everything journaled (while the database takes it)."""
+        self.timer.stop()
+        while self.position[2] < self.journal.durable_seq and self.store.state == "writable":
+            self.retry_at = 0.0
+            self.tick()
+            await asyncio.sleep(0.005)
+        while self.busy:
+            await asyncio.sleep(0.005)
+
+    def run(self, fn, *args):
+        return self.store.run(fn, *args)
+
+    # ---- on the event loop ----
+
+    def add(self, seq, segment, end, received_ms, size, record):
+        """A record just journaled; it is kept for ingest while the in-memory budget lasts."""
+        held = self.held_bytes + size <= self.memory_bytes
+        self.pending.append(Entry(seq, segment, end, received_ms, size, record if held else None))
+        if held:
+            self.held_bytes += size
+
+    def on_durable(self, seq):
+        self.durable_seq = seq
+        if seq - self.position[2] >= self.batch_records and not self.busy:
+            asyncio.get_running_loop().call_soon(self.tick)
+
+    def waiting(self):
+        return self.journal.next_seq - 1 - self.position[2]
+
+    def why_waiting(self):
+        if self.store.state != "writable":
+            return f"the database is {self.store.state}: {self.store.error}"
+        return f"last error: {self.last_error}" if self.last_error else f"{self.waiting()} records wait for ingest"
+
+    def wait(self, seq):
+        """A future resolving to True (stored), False (a duplicate) or raising RecordRefused, once ingested."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiters[seq] = future
+        return future
+
+    def tick(self):
+        if self.busy or self.durable_seq <= self.position[2] or time.monotonic() < self.retry_at:
+            return
+        if self.store.con is None or self.store.state not in ("writable", "failing"):
+            return  # journaled records wait for the database
+        entries = self._take()
+        self.busy = True
+        started = time.perf_counter()
+        if entries and all(e.record is not None for e in entries) and entries[0].seq == self.position[2] + 1:
+            records = [e.record for e in entries]
+            # Arrow built here, on the loop: on the ingest thread the same work would wait for the GIL.
+            prepared = self.store.prepare(records)
+            last = entries[-1]
+            work = self.run(self._write, records, prepared, (last.segment, last.end, last.seq))
+        else:
+            work = self.run(self._from_journal, self.position[2] + 1, entries[-1].seq if entries else self.durable_seq)
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(lambda done: self._done(done, entries, started))
+
+    def _take(self):
+        entries = []
+        while self.pending and len(entries) < self.max_records and self.pending[0].seq <= self.durable_seq:
+            entries.append(self.pending.popleft())
+        return entries
+
+    def _done(self, task, entries, started):
+        self.busy = False
+        error = task.exception()
+        if error is not None:
+            self._failed(entries, error)
+            return
+        self.failures, self.last_error = 0, None
+        outcomes = task.result()
+        self.recent.append((time.perf_counter() - started, len(outcomes)))
+        for entry in entries:
+            if entry.record is not None:
+                self.held_bytes -= entry.size
+        for seq, record, outcome in outcomes:
+            self._count(record, outcome)
+            future = self.waiters.pop(seq, None)
+            if future is not None and not future.done():
+                (future.set_exception if isinstance(outcome, Exception) else future.set_result)(outcome)
+        if self.durable_seq - self.position[2] >= self.batch_records:
+            self.tick()
+
+    def _failed(self, entries, error):
+        """The database took nothing: keep the entries, try again after a growing pause."""
+        self.pending.extendleft(reversed(entries))
+        self.failures += 1
+        self.last_error = str(error)
+        pause = min(0.1 * 2 ** self.failures, 30.0)
+        self.retry_at = time.monotonic() + pause
+        log.error("ingest of %d records failed (%s); retrying in %.1f s", len(entries), error, pause)
+
+    def _count(self, record, outcome):
+        if isinstance(outcome, Exception):
+            self.stored["quarantined"] += 1
+        elif outcome:
+            for observe in self.observers:
+                observe(record)
+            self.stored[record.kind] += 1
+            if record.kind == "snapshot":
+                self.stored["strike_rows"] += len(record.row.strikes)
+        else:
+            self.stored["duplicates"] += 1
+
+    # ---- on the ingest thread ----
+
+    def _write(self, records, prepared, position, lines=None):
+        """Commit records and the position; return (seq, record, outcome) for each."""
+        outcomes = self.store.write(records, prepared, position)
+        refused = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, RecordRefused)]
+        if refused:
+            self.store.advance(position, [self._quarantined(records, position, i, o, lines) for i, o in refused])
+        self.position = position
+        first = position[2] - len(records) + 1
+        return [(first + i, record, outcome) for i, (record, outcome) in enumerate(zip(records, outcomes))]
+
+    def _quarantined(self, records, position, index, error, lines):
+        seq = position[2] - len(records) + 1 + index
+        line = lines[index] if lines else self._line(seq)
+        return seq, line.decode(), str(error)
+
+    def _line(self, seq):
+        return next(line for _, _, line in self.journal.read(self.position, seq, self.max_records)
+                    if seq_of(line) == seq)
+
+    def _from_journal(self, first_seq, upto_seq):
+        """Read records first_seq..upto_seq (at most max_records) back from the journal, decode and write them."""
+        found = self.journal.read(self.position, upto_seq, self.max_records)
+        if not found or seq_of(found[0][2]) != first_seq:
+            raise StorageError(f"journal record {first_seq} is missing from {self.journal.folder}")
+        lines = [line for _, _, line in found]
+        records = [decode_line(line, self.rules) for line in lines]
+        segment, end, _ = found[-1]
+        return self._write(records, self.store.prepare(records), (segment, end, first_seq + len(found) - 1), lines)
+
+    # ---- reports ----
+
+    def report(self):
+        recent = sorted(s for s, _ in self.recent)
+        oldest = self.pending[0].received_ms if self.pending else None
+        return {
+            "position": {"segment": self.position[0], "offset": self.position[1], "seq": self.position[2]},
+            "records_waiting": self.waiting(),
+            "lag_s": round(time.time() - oldest / 1000, 3) if oldest else 0.0,
+            "held_mb": round(self.held_bytes / 2**20, 1),
+            "last_error": self.last_error,
+            "recent": {"ingests": len(recent),
+                       "ms_p50": round(1000 * recent[len(recent) // 2], 2) if recent else None,
+                       "ms_max": round(1000 * recent[-1], 2) if recent else None,
+                       "records_mean": round(statistics.fmean(n for _, n in self.recent), 1) if recent else None},
+            "stored_since_start": dict(self.stored),
+        }

@@ -1,0 +1,317 @@
+"""The write-ahead journal: every accepted request, appended as one NDJSON line and fsynced before its reply.
+
+data/journal/<first seq>.ndjson holds lines like
+
+    {"seq":41,"kind":"snapshot","path":"/gex",...,"body":{...the request body...},"crc":2753346152}
+
+`body` is the request body byte for byte, except that line breaks (insignificant whitespace in valid JSON, which
+is all that reaches the journal) are spaces. `crc` is the CRC-32 of the line's bytes before `,"crc":`, so a record
+cut short by a crash is recognised. Lines are appended on the event loop (one write each); a thread calls
+fdatasync, one call covering every line written since the previous one (group fsync), and only then are the
+lines' futures resolved, so a reply waits for exactly one fsync that covers it. Segments rotate by size and age.
+
+At open, every segment is read back: a torn line at the very end of the last segment (a crash mid-append: never
+acknowledged) is cut off; any other damaged line stops the start with JournalCorrupt naming segment and offset.
+"""
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gexsrv.durable import fsync_dir
+
+log = logging.getLogger("gexsrv.journal")
+
+SUFFIX = ".ndjson"
+CRC_MARK = b',"crc":'
+ENCODER = msgspec.json.Encoder()
+LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
+
+
+class JournalCorrupt(Exception):
+    """A damaged record that is not a torn tail: the journal cannot be trusted past it."""
+
+
+class JournalError(Exception):
+    """A record could not be appended or made durable; `unknown` says whether it may be on disk anyway."""
+
+    def __init__(self, message, unknown=False):
+        super().__init__(message)
+        self.unknown = unknown
+
+
+def segment_name(first_seq):
+    return f"{first_seq:016d}{SUFFIX}"
+
+
+def encode_line(header, body):
+    """One journal line: the header's fields, the body as JSON, and the CRC of both."""
+    head = ENCODER.encode(header)[:-1] + b',"body":' + body.translate(LINE_BREAKS).strip()
+    return head + CRC_MARK + str(zlib.crc32(head)).encode() + b"}\n"
+
+
+def check_line(line):
+    """The line without its CRC when the CRC matches, else None."""
+    cut = line.rfind(CRC_MARK)
+    if cut < 0 or not line.endswith(b"}\n"):
+        return None
+    try:
+        crc = int(line[cut + len(CRC_MARK):-2])
+    except ValueError:
+        return None
+    return line[:cut] if zlib.crc32(line[:cut]) == crc else None
+
+
+def seq_of(line):
+    """The seq of a journal line, which encode_line writes first: `{"seq":N,`."""
+    return int(line[7:line.index(b",", 7)])
+
+
+def lines_of(data, base_offset=0):
+    """(offset, line) of every complete line in data; a last line without its newline is left out."""
+    offset = 0
+    while True:
+        end = data.find(b"\n", offset)
+        if end < 0:
+            return
+        yield base_offset + offset, data[offset:end + 1]
+        offset = end + 1
+
+
+@dataclass
+class Segment:
+    path: str
+    first_seq: int
+    fd: int = -1
+    size: int = 0  # bytes of whole, good lines
+    created: float = field(default_factory=time.monotonic)
+    dirty: bool = False  # written since its last fdatasync
+    closing: bool = False  # rotated away: closed once synced
+    dir_synced: bool = False
+
+
+def scan_segment(path, is_last):
+    """(last seq, good size) of a segment; cuts a torn tail of the last segment; JournalCorrupt otherwise."""
+    with open(path, "rb") as f:
+        data = f.read()
+    last_seq, good = None, 0
+    for offset, line in lines_of(data):
+        body = check_line(line)
+        if body is None:
+            if is_last and offset + len(line) == len(data):
+                break
+            raise JournalCorrupt(f"damaged journal record in {path} at byte offset {offset}: its checksum "
+                                 "does not match; move the segment aside and restore it, or cut it at that offset "
+                                 "knowingly (records after it would be lost)")
+        seq = seq_of(line)
+        if last_seq is not None and seq != last_seq + 1:
+            raise JournalCorrupt(f"journal record {seq} in {path} at byte offset {offset} follows {last_seq}")
+        last_seq, good = seq, offset + len(line)
+    if good < len(data):
+        if not is_last:
+            raise JournalCorrupt(f"journal segment {path} ends with {len(data) - good} bytes of a torn record, "
+                                 "but it is not the last segment")
+        log.warning("cutting a torn record (%d bytes, never acknowledged) off the end of %s", len(data) - good, path)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+            os.fsync(f.fileno())
+    return last_seq, good
+
+
+class Journal:
+    def __init__(self, folder, segment_bytes, segment_seconds):
+        self.folder = folder
+        self.segment_bytes = segment_bytes
+        self.segment_seconds = segment_seconds
+        self.segments = []  # unarchived, oldest first; the last one takes appends
+        self.next_seq = 1
+        self.durable_seq = 0
+        self.waiters = collections.deque()  # (seq, future), in seq order
+        self.listeners = []  # called with the durable seq after each fsync, on the loop
+        self.lock = threading.Condition()
+        self.written_seq = 0
+        self.thread = None
+        self.loop = None
+        self.stopping = False
+        self.error = None
+        self.bytes_written = 0
+        self.fsyncs = 0
+
+    # ---- start and stop ----
+
+    def open(self, ingested_seq=0):
+        """Read every segment back (see the module doc), and continue after the last record found, or after
+        ingested_seq when every segment was archived."""
+        os.makedirs(self.folder, exist_ok=True)
+        names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
+        last = ingested_seq
+        for i, name in enumerate(names):
+            path = os.path.join(self.folder, name)
+            seq, size = scan_segment(path, is_last=i == len(names) - 1)
+            self.segments.append(Segment(path, int(name[:-len(SUFFIX)]), size=size, closing=True, dir_synced=True))
+            last = seq if seq is not None else last
+        self.next_seq = last + 1
+        self.durable_seq = self.written_seq = last
+
+    def start(self):
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.Thread(target=self._sync_loop, name="gexsrv-journal-fsync", daemon=True)
+        self.thread.start()
+
+    async def close(self):
+        """Make every appended line durable, then stop the fsync thread and close the files."""
+        with self.lock:
+            self.stopping = True
+            self.lock.notify()
+        if self.thread:
+            await asyncio.to_thread(self.thread.join)
+        for segment in self.segments:
+            if segment.fd >= 0:
+                os.close(segment.fd)
+                segment.fd = -1
+
+    # ---- appending, on the event loop ----
+
+    def append(self, header, body):
+        """Append one record; return (seq, segment, end offset, future resolving once it is on disk).
+        JournalError if it cannot be written (nothing of it stays: the file is cut back to its last good line)."""
+        if self.error:
+            raise JournalError(f"the journal is failing: {self.error}")
+        segment = self._segment_for_append()
+        seq = self.next_seq
+        line = encode_line({"seq": seq, **header}, body)
+        self._write(segment, line)
+        self.next_seq += 1
+        self.bytes_written += len(line)
+        future = self.loop.create_future()
+        self.waiters.append((seq, future))
+        with self.lock:
+            segment.dirty = True
+            self.written_seq = seq
+            self.lock.notify()
+        return seq, segment.first_seq, segment.size, future
+
+    def _segment_for_append(self):
+        current = self.segments[-1] if self.segments else None
+        if current is None or current.closing or current.size >= self.segment_bytes or (
+                time.monotonic() - current.created >= self.segment_seconds and current.size):
+            current = self._rotate()
+        return current
+
+    def _rotate(self):
+        path = os.path.join(self.folder, segment_name(self.next_seq))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        segment = Segment(path, self.next_seq, fd=fd, size=os.fstat(fd).st_size)
+        with self.lock:
+            for older in self.segments:
+                older.closing = True
+            self.segments.append(segment)
+        return segment
+
+    def _write(self, segment, line):
+        try:
+            if os.fstat(segment.fd).st_size != segment.size:
+                os.ftruncate(segment.fd, segment.size)  # the rest of a write that failed earlier
+            view = memoryview(line)
+            while view:
+                view = view[os.write(segment.fd, view):]
+        except OSError as exc:
+            self._cut_back(segment)
+            raise JournalError(f"cannot append to {segment.path}: {exc.strerror or exc}") from exc
+        segment.size += len(line)
+
+    def _cut_back(self, segment):
+        try:
+            os.ftruncate(segment.fd, segment.size)
+        except OSError as exc:  # tried again before the next write; a restart cuts it as a torn tail
+            log.error("cannot cut %s back to %d bytes after a failed write: %s", segment.path, segment.size, exc)
+
+    # ---- group fsync, on its own thread ----
+
+    def _sync_loop(self):
+        while True:
+            with self.lock:
+                while self.written_seq == self.durable_seq and not self.stopping:
+                    self.lock.wait()
+                if self.written_seq == self.durable_seq and self.stopping:
+                    return
+                target = self.written_seq
+                dirty = [s for s in self.segments if s.dirty or not s.dir_synced]
+                for segment in dirty:
+                    segment.dirty = False
+            try:
+                for segment in dirty:
+                    if not segment.dir_synced:
+                        fsync_dir(self.folder)
+                        segment.dir_synced = True
+                    os.fdatasync(segment.fd)
+                self.fsyncs += 1
+            except OSError as exc:
+                self.loop.call_soon_threadsafe(self._failed, target, exc)
+                return
+            self._close_rotated()
+            self.durable_seq = target
+            self.loop.call_soon_threadsafe(self._durable, target)
+
+    def _close_rotated(self):
+        with self.lock:
+            done = [s for s in self.segments if s.closing and not s.dirty and s.fd >= 0]
+        for segment in done:
+            os.close(segment.fd)
+            segment.fd = -1
+
+    def _durable(self, seq):
+        while self.waiters and self.waiters[0][0] <= seq:
+            _, future = self.waiters.popleft()
+            if not future.done():
+                future.set_result(True)
+        for listener in self.listeners:
+            listener(seq)
+
+    def _failed(self, seq, exc):
+        """fdatasync failed: whether the lines since the last good one reached the disk is unknown."""
+        self.error = f"fdatasync failed: {exc}"
+        log.error("journal %s; appends are refused until the server restarts", self.error)
+        error = JournalError(f"the journal could not confirm the write ({exc}); it may or may not be stored, "
+                             "and sending it again is safe", unknown=True)
+        for _, future in self.waiters:
+            if not future.done():
+                future.set_exception(error)
+        self.waiters.clear()
+
+    # ---- reading, for ingest and replay ----
+
+    def read(self, position, upto_seq, limit):
+        """[(segment, offset just past the line, line)] of the records after position (segment, offset, seq),
+        up to and including upto_seq, at most limit of them."""
+        out = []
+        for segment in list(self.segments):
+            if segment.first_seq < position[0]:
+                continue
+            start = position[1] if segment.first_seq == position[0] else 0
+            with open(segment.path, "rb") as f:
+                f.seek(start)
+                data = f.read(max(segment.size - start, 0))
+            for offset, line in lines_of(data, start):
+                if seq_of(line) > upto_seq or len(out) == limit:
+                    return out
+                out.append((segment.first_seq, offset + len(line), line))
+        return out
+
+    def bytes_after(self, position):
+        """Journal bytes past position (segment, offset, seq): what ingest has yet to take."""
+        return sum(s.size - (position[1] if s.first_seq == position[0] else 0)
+                   for s in list(self.segments) if s.first_seq >= position[0])
+
+    def report(self):
+        return {
+            "segments": len(self.segments), "next_seq": self.next_seq, "durable_seq": self.durable_seq,
+            "bytes_written": self.bytes_written, "fsyncs": self.fsyncs, "error": self.error,
+        }
