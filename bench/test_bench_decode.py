@@ -1,4 +1,4 @@
-"""Decoding one /gex body (msgspec) into a Record, and a group commit's Records into Arrow tables."""
+"""Decoding one /gex body (msgspec) into a Record, and an ingest's Records into the Arrow tables DuckDB reads."""
 import pytest
 
 from conftest import FLUSH, STRIKES, bodies, records
@@ -18,15 +18,14 @@ def test_decode_snapshot(benchmark):
 @pytest.mark.parametrize("n", [1, FLUSH])
 def test_snapshots_to_arrow(benchmark, n):
     batch = records(n)
-    table = benchmark(batches.rows, batch, SnapshotRow, "live")
+    table = benchmark(batches.rows, batch, SnapshotRow)
     assert table.num_rows == n
     assert table.column("timestamp").to_pylist() == [r.timestamp_ms for r in batch]
 
 
 @pytest.mark.parametrize("n", [1, FLUSH])
-def test_strikes_to_arrow(benchmark, n):
+def test_strike_source_to_arrow(benchmark, n):
     batch = records(n)
-    table = benchmark(batches.strikes, batch)
-    assert table.num_rows == n * STRIKES
-    assert table.column("strike").to_pylist()[-1] == batch[-1].row.strikes[-1].strike
-    assert table.column("ticker").to_pylist()[-1] == batch[-1].ticker
+    table = benchmark(batches.strike_source, batch)
+    assert table.num_rows == n
+    assert table.column("body").to_pylist()[-1] == batch[-1].body.decode()

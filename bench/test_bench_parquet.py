@@ -7,15 +7,22 @@ import polars as pl
 import pytest
 
 from conftest import FLUSH, STRIKES, records
-from gexsrv import batches, lake
+from gexsrv import gexwrite, lake  # noqa: F401  (gexwrite registers the GEX kinds)
 from gexsrv.store import Store
 
 ROWS = FLUSH * STRIKES
 
 
 @pytest.fixture(scope="module")
-def frame():
-    return pl.from_arrow(batches.strikes(records(FLUSH)))
+def frame(tmp_path_factory):
+    """FLUSH snapshots' strike rows as the store keeps them."""
+    store = Store(str(tmp_path_factory.mktemp("frame")))
+    store.open()
+    batch = records(FLUSH)
+    store.write(batch)
+    frame = pl.from_arrow(store.con.sql("SELECT * EXCLUDE (seq) FROM gex_strikes").to_arrow_table())
+    store.close()
+    return frame
 
 
 def test_write_parquet_zstd(benchmark, frame):

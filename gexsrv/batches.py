@@ -4,7 +4,6 @@ A row Struct's fields are its table's columns (gexsrv.records), so one function 
 """
 
 import msgspec
-import numpy as np
 import pyarrow as pa
 
 from gexsrv.records import MajorsRow, MaxChangeRow, SnapshotRow
@@ -24,7 +23,7 @@ COLUMNS = {row_type: _columns(row_type) for row_type in (SnapshotRow, MajorsRow,
 def warm_up():
     """pyarrow sets up its converters on first use (~60 ms here): pay that at start, not in the first request."""
     rows([], SnapshotRow)
-    strikes([])
+    strike_source([])
 
 
 def first_of_each_key(records):
@@ -49,17 +48,13 @@ def rows(records, row_type):
     return pa.table(columns)
 
 
-def strikes(records):
-    """One row per strike of every snapshot; the key columns repeat each snapshot's."""
-    counts = np.fromiter((len(r.row.strikes) for r in records), np.int64, len(records))
-    owner = np.repeat(np.arange(len(records)), counts)
-    keys = pa.table({
+def strike_source(records):
+    """What DuckDB reads the snapshots' strike rows from (gexsrv.gexwrite): key, body, payload path, rows skipped."""
+    return pa.table({
         "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()),
         "ticker": pa.array([r.ticker for r in records], pa.string()),
         "endpoint": pa.array([r.endpoint for r in records], pa.string()),
-    }).take(owner)
-    strike_rows = [row for r in records for row in r.row.strikes]
-    return keys.append_column("strike", pa.array([row.strike for row in strike_rows], F64)) \
-        .append_column("gamma", pa.array([row.gamma for row in strike_rows], F64)) \
-        .append_column("oi_gamma", pa.array([row.oi_gamma for row in strike_rows], F64)) \
-        .append_column("priors", pa.array([row.priors for row in strike_rows], pa.list_(F64)))
+        "body": pa.array([r.body for r in records], pa.string()),
+        "path": pa.array([r.at for r in records], pa.string()),
+        "skip": pa.array([r.skipped for r in records], pa.list_(pa.int64())),
+    })

@@ -176,7 +176,7 @@ def _present(raw):
     return bool(raw) and bytes(memoryview(raw)[:4]) != b"null"
 
 
-def _strikes(raw, at, problems):
+def _strikes(raw, at, problems, skipped):
     """The strike rows; a row that cannot be stored is skipped and reported, as the original skipped it."""
     if not _present(raw):
         return []
@@ -190,6 +190,7 @@ def _strikes(raw, at, problems):
             rows.append(decode_with(STRIKE, item, f"{at}.strikes[{i}]"))
         except PayloadError as exc:
             problems.append({"field": exc.field, "error": f"strike row skipped: {exc.reason}"})
+            skipped.append(i)
     return rows
 
 
@@ -198,20 +199,20 @@ def _columns(payload, columns):
             for column, fields in columns.items()}
 
 
-def _snapshot(payload, at, problems):
+def _snapshot(payload, at, problems, skipped):
     max_priors = payload.max_priors
     return SnapshotRow(
         **_columns(payload, SNAPSHOT_COLUMNS),
         max_priors=None if max_priors is None else msgspec.json.encode(max_priors).decode(),
-        strikes=_strikes(payload.strikes, at, problems),
+        strikes=_strikes(payload.strikes, at, problems, skipped),
     )
 
 
-def _majors(payload, at, problems):
+def _majors(payload, at, problems, skipped):
     return MajorsRow(**_columns(payload, MAJORS_COLUMNS))
 
 
-def _maxchange(payload, at, problems):
+def _maxchange(payload, at, problems, skipped):
     values = {}
     for window in WINDOWS:
         pair = getattr(payload, window)
@@ -228,15 +229,20 @@ KINDS = {
 }
 
 
+# kind -> {payload field: the columns that may hold its value}
+HOLDERS = {kind: {name: [column for column, fields in columns.items() if name in fields] for name in VALUE_FIELDS}
+           for kind, (_, columns, _) in KINDS.items()}
+
+
 def _unstored(payload, kind, row, at):
     """Problems for the payload's values that the kind's row does not hold."""
-    _, columns, others = KINDS[kind]
+    others, holders_of = KINDS[kind][2], HOLDERS[kind]
     problems = []
     for name in VALUE_FIELDS:
         value = getattr(payload, name)
-        if value is None or (isinstance(value, Raw) and not _present(value)) or name in others:
+        if value is None or name in others or (isinstance(value, Raw) and not _present(value)):
             continue
-        holders = [column for column, fields in columns.items() if name in fields]
+        holders = holders_of[name]
         if not holders:
             problems.append({"field": f"{at}.{name}", "error": f"not stored: a {kind} payload has no column for it"})
         elif all(getattr(row, column) != value for column in holders):
@@ -300,9 +306,9 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     if payload.timestamp is None:
         raise PayloadError(f"{at}.timestamp", "Object missing required field `timestamp`")
     kind = _filled("kind", (payload, at), envelopes)[0] or _infer_kind(payload, maxchange_named)
-    problems = []
+    problems, skipped = [], []
     received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
-    row = KINDS[kind][0](payload, at, problems)
+    row = KINDS[kind][0](payload, at, problems, skipped)
     return Record(
         kind=kind,
         ticker=check_ticker(ticker, ticker_at),
@@ -311,4 +317,7 @@ def decode_gex(body, rules, received_ms, prefix="$"):
         received_ms=_received(received_at, received_at_path, rules, received_ms, problems),
         row=row,
         problems=problems + _unstored(payload, kind, row, at),
+        at=at,
+        skipped=tuple(skipped),
+        strike_rows=len(row.strikes) if kind == "snapshot" else 0,
     )

@@ -1,8 +1,29 @@
 """How GEX Records reach their tables: Arrow tables INSERTed BY NAME, a snapshot's strike rows with it. Registers
-the kinds snapshot, majors and maxchange with the store."""
+the kinds snapshot, majors and maxchange with the store.
+
+A snapshot's strike rows are read from its request body by DuckDB (C++, without the GIL): on the event loop their
+Python objects would cost as much again as decoding them. The decoder's verdict rides along: where the payload sits
+(`at`) and which rows it skipped (`skipped`); tests/test_gexwrite.py holds both readings to identical rows.
+"""
+
+import pyarrow as pa
 
 from gexsrv import batches, store
 from gexsrv.records import MajorsRow, MaxChangeRow, SnapshotRow
+
+# One row per strike of the bodies in `strike_source` (batches.strike_source): [strike, gamma, oi_gamma, priors].
+# Read twice, as numbers and as lists, so that each row's priors line up with its numbers.
+STRIKES = """
+    INSERT INTO gex_strikes BY NAME
+    SELECT timestamp, ticker, endpoint, r1[1] AS strike, r1[2] AS gamma, r1[3] AS oi_gamma, r2[4] AS priors
+    FROM (SELECT timestamp, ticker, endpoint, skip, unnest(s1) AS r1, unnest(s2) AS r2,
+                 generate_subscripts(s1, 1) AS i
+          FROM (SELECT timestamp, ticker, endpoint, skip, json_transform(s, '[["DOUBLE"]]') AS s1,
+                       json_transform(s, '[[["DOUBLE"]]]') AS s2
+                FROM (SELECT timestamp, ticker, endpoint, skip, json_extract(body, path || '.strikes') AS s
+                      FROM strike_source{only})))
+    WHERE NOT list_contains(skip, i - 1)"""
+NEW_ONLY = " SEMI JOIN new_keys USING (ticker, endpoint, timestamp)"
 
 
 def insert(con, table, batch, returning=None):
@@ -30,25 +51,24 @@ class Keyed:
     def prepare(self, records):
         first = batches.first_of_each_key(records)
         chosen = [records[i] for i in first]
-        strikes = batches.strikes(chosen) if self.with_strikes else None
+        strikes = batches.strike_source(chosen) if self.with_strikes else None
         return first, batches.rows(chosen, self.row_type), strikes
 
     def write(self, con, records, tables, careful):
         """Insert the prepared tables; return the indexes of the records stored. `careful` (the retry after a
         unique-key error) skips the keys already stored."""
-        first, rows, strikes = tables
+        first, rows, strike_source = tables
         if not careful:
             insert(con, self.table, rows)
-            if strikes is not None and strikes.num_rows:
-                insert(con, "gex_strikes", strikes)
+            if strike_source is not None:
+                con.execute(STRIKES.format(only=""))
             return first
-        keys = set(insert(con, self.table, rows, returning="ticker, endpoint, timestamp"))
-        new = [i for i in first if (records[i].ticker, records[i].endpoint, records[i].timestamp_ms) in keys]
-        if self.with_strikes and new:
-            strikes = batches.strikes([records[i] for i in new])
-            if strikes.num_rows:
-                insert(con, "gex_strikes", strikes)
-        return new
+        keys = insert(con, self.table, rows, returning="ticker, endpoint, timestamp")
+        if strike_source is not None and keys:
+            new_keys = pa.table(dict(zip(("ticker", "endpoint", "timestamp"), map(list, zip(*keys)))))
+            con.execute(STRIKES.format(only=NEW_ONLY))
+        keys = set(keys)
+        return [i for i in first if (records[i].ticker, records[i].endpoint, records[i].timestamp_ms) in keys]
 
     def recent_keys(self, con, kind, since_ms):
         # legacy rows have no endpoint: gexsrv never writes such a key

@@ -71,7 +71,7 @@ def decode_line(line, rules):
     else:
         record = decode_gex(found.body, rules, found.received)
     return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
-                                   timestamp_ms=found.ts, source=found.source)
+                                   timestamp_ms=found.ts, source=found.source).held(bytes(found.body))
 
 
 class Ingester:
@@ -216,7 +216,7 @@ class Ingester:
                 observe(record)
             self.stored[record.kind] += 1
             if record.kind == "snapshot":
-                self.stored["strike_rows"] += len(record.row.strikes)
+                self.stored["strike_rows"] += record.strike_rows
         else:
             self.stored["duplicates"] += 1
 

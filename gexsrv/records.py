@@ -1,6 +1,7 @@
 """What a decoded GEX payload stores: one Record per payload, its row's fields named and typed as the columns that
 hold them (gexsrv.schema), so a value that fits its field fits its column."""
 
+import msgspec
 from msgspec import Struct
 
 from gexsrv.payloads import StrikeRow
@@ -57,7 +58,11 @@ class MaxChangeRow(Struct, gc=False):
 
 class Record(Struct, gc=False):
     """One decoded GEX payload: its key, when it arrived (epoch ms) and its row. `problems` lists what of the
-    payload was not stored and why ({"field": JSON path, "error": ...}); the reply carries them."""
+    payload was not stored and why ({"field": JSON path, "error": ...}); the reply carries them.
+
+    Ingest takes the strike rows from the body itself, parsed by DuckDB off the event loop (gexsrv.gexwrite): `at`
+    is the JSON path of the payload in the body and `skipped` the indexes of the strike rows left out. A record
+    waiting for ingest keeps its body and lets go of its StrikeRow objects (`held`)."""
 
     kind: str  # snapshot | majors | maxchange
     ticker: str
@@ -67,6 +72,16 @@ class Record(Struct, gc=False):
     row: SnapshotRow | MajorsRow | MaxChangeRow
     problems: list
     source: str = "live"  # live (requests and the poller) | history:<job id>
+    at: str = "$"
+    skipped: tuple = ()
+    strike_rows: int = 0
+    body: bytes = b""
+
+    def held(self, body):
+        """This record as ingest holds it: with its body, without the StrikeRow objects."""
+        if self.kind != "snapshot":
+            return self
+        return msgspec.structs.replace(self, row=msgspec.structs.replace(self.row, strikes=[]), body=body)
 
     @property
     def key(self):

@@ -93,7 +93,8 @@ def build(settings):
     notifier = Notifier.from_settings(settings)
     latest = Latest()
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
-    ingester.observers += [latest.observe, trades.announcer(notifier)] + ([outputs.observe] if outputs else [])
+    intake.observers += [latest.observe] + ([outputs.observe] if outputs else [])
+    ingester.observers.append(trades.announcer(notifier))
     lake = Lake(settings.data_dir, store, settings.lake_export_interval)
     poller = None
     if settings.gexbot_api_key:

@@ -15,7 +15,9 @@ TS = 1777492800
 
 
 def record(ts, ticker="SPX"):
-    return decode_gex(json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode(), Rules(), 0)
+    """A decoded snapshot as ingest holds it: with its body, from which the strike rows are read."""
+    body = json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode()
+    return decode_gex(body, Rules(), 0).held(body)
 
 
 @pytest.fixture
