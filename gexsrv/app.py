@@ -28,6 +28,7 @@ def health_report(parts, started):
             "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(ingester.position),
                         "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
             "ingest": ingester.report(),
+            "archive": parts.archiver.report(),
             "stored_since_start": dict(ingester.stored),
             "history": {"pending_jobs": pending},
             "poller": parts.poller.report() if parts.poller else {"enabled": False},

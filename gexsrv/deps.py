@@ -13,6 +13,7 @@ REQUIRED = [
     ("msgspec", "msgspec", "0.18"),
     ("dotenv", "python-dotenv", "1.0"),
     ("tqdm", "tqdm", "4.60"),
+    ("zstandard", "zstandard", "0.22"),
 ]
 
 

@@ -249,8 +249,10 @@ class Journal:
         while True:
             with self.lock:
                 while self.written_seq == self.durable_seq and not self.stopping:
-                    self.lock.wait()
+                    self._close_rotated()  # a segment sealed while idle (seal_idle)
+                    self.lock.wait(1.0)
                 if self.written_seq == self.durable_seq and self.stopping:
+                    self._close_rotated()
                     return
                 target = self.written_seq
                 dirty = [s for s in self.segments if s.dirty or not s.dir_synced]
@@ -266,16 +268,17 @@ class Journal:
             except OSError as exc:
                 self.loop.call_soon_threadsafe(self._failed, target, exc)
                 return
-            self._close_rotated()
+            with self.lock:
+                self._close_rotated()
             self.durable_seq = target
             self.loop.call_soon_threadsafe(self._durable, target)
 
     def _close_rotated(self):
-        with self.lock:
-            done = [s for s in self.segments if s.closing and not s.dirty and s.fd >= 0]
-        for segment in done:
-            os.close(segment.fd)
-            segment.fd = -1
+        """Close the files of rotated segments with nothing left to sync; call it holding the lock."""
+        for segment in self.segments:
+            if segment.closing and not segment.dirty and segment.fd >= 0:
+                os.close(segment.fd)
+                segment.fd = -1
 
     def _durable(self, seq):
         while self.waiters and self.waiters[0][0] <= seq:
@@ -319,6 +322,31 @@ class Journal:
         """Journal bytes past position (segment, offset, seq): what ingest has yet to take."""
         return sum(s.size - (position[1] if s.first_seq == position[0] else 0)
                    for s in list(self.segments) if s.first_seq >= position[0])
+
+    # ---- what the archive takes (gexsrv.archive), on the event loop ----
+
+    def archivable(self, ingested_seq):
+        """Closed segments whose every record is ingested; never the newest, whose name carries the next seq."""
+        with self.lock:
+            done = []
+            for segment, following in zip(self.segments, self.segments[1:]):
+                if following.first_seq - 1 > ingested_seq or not segment.closing or segment.fd >= 0:
+                    break
+                done.append(segment)
+        return done
+
+    def seal_idle(self, ingested_seq):
+        """Close the current segment once it is old enough and wholly ingested, so it can be archived."""
+        current = self.segments[-1] if self.segments else None
+        if (current and not current.closing and current.size and self.next_seq - 1 <= ingested_seq
+                and time.monotonic() - current.created >= self.segment_seconds):
+            with self.lock:
+                current.closing = True
+                self.lock.notify()
+
+    def forget(self, segment):
+        with self.lock:
+            self.segments.remove(segment)
 
     def report(self):
         return {

@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 
 from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
 from gexsrv.app import make_app
+from gexsrv.archive import Archiver, archive_dir
 from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
 from gexsrv.ingest import Ingester
@@ -70,6 +71,7 @@ class Parts:
     store: Store
     journal: Journal
     ingester: Ingester
+    archiver: Archiver
     intake: Intake
     keys: RecentKeys
     notifier: Notifier
@@ -87,6 +89,8 @@ def build(settings):
                       settings.journal_segment_seconds)
     ingester = Ingester(store, journal, rules, settings.ingest_interval_ms, settings.ingest_batch_records,
                         settings.ingest_max_records, settings.ingest_memory_mb << 20)
+    archiver = Archiver(journal, lambda: ingester.position[2], archive_dir(settings.data_dir),
+                        settings.archive_retention_days)
     keys = RecentKeys(settings.duplicate_horizon_s)
     intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
                     settings.ack_ingested_timeout_s)
@@ -99,7 +103,7 @@ def build(settings):
     poller = None
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
-    return Parts(store, journal, ingester, intake, keys, notifier, latest, outputs, lake,
+    return Parts(store, journal, ingester, archiver, intake, keys, notifier, latest, outputs, lake,
                  Runner(settings, store, notifier, lake), poller)
 
 
@@ -123,6 +127,7 @@ async def serve(settings):
     parts.journal.start()
     parts.ingester.start()
     parts.intake.start()
+    await parts.archiver.start()
     loading = asyncio.create_task(parts.latest.load(parts.store))  # in the background: serving starts at once
     if parts.outputs:
         parts.outputs.start()
@@ -142,6 +147,7 @@ async def serve(settings):
     await parts.runner.close()
     await parts.lake.stop()
     await parts.ingester.close()
+    await parts.archiver.close()
     await parts.journal.close()
     await server.close_all_connections()
     await loading

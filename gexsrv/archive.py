@@ -1,0 +1,149 @@
+"""The raw archive: every journal segment, once closed and wholly ingested, is compressed (zstd) into
+data/source/live/<YYYYMMDD>/<first seq>.ndjson.zst and then removed from the journal. It is the raw record of what
+arrived, readable as it is: `read_ndjson('data/source/live/*/*.zst')` in DuckDB, or `zstdcat`.
+
+The day is the UTC day the segment's first record arrived. A file is published with os.link (never replacing one)
+after an fsync; only then is the journal segment removed. Archives older than `retention_days` (0: keep forever)
+are deleted.
+"""
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import shutil
+
+import msgspec
+import zstandard
+from tornado.ioloop import PeriodicCallback
+
+from gexsrv.durable import fsync_dir, link_new
+from gexsrv.journal import SUFFIX
+
+log = logging.getLogger("gexsrv.archive")
+
+LEVEL = 3
+
+
+class FirstLine(msgspec.Struct):
+    received: int
+
+
+FIRST_LINE = msgspec.json.Decoder(FirstLine)
+
+
+def archive_dir(data_dir):
+    return os.path.join(data_dir, "source", "live")
+
+
+def day_of(path):
+    """YYYYMMDD (UTC) of the first record of a journal segment."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    received = FIRST_LINE.decode(first[:first.rindex(b',"crc":')] + b"}").received
+    return dt.datetime.fromtimestamp(received / 1000, dt.timezone.utc).strftime("%Y%m%d")
+
+
+def compress(path, root):
+    """Compress one journal segment into the archive and remove it from the journal; return the archive path."""
+    folder = os.path.join(root, day_of(path))
+    os.makedirs(folder, exist_ok=True)
+    final = os.path.join(folder, os.path.basename(path) + ".zst")
+    temp = final + ".tmp"
+    with open(path, "rb") as src, open(temp, "wb") as dst:
+        zstandard.ZstdCompressor(level=LEVEL).copy_stream(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+    try:
+        if not link_new(temp, final) and not _same(final, path):
+            raise FileExistsError(f"{final} exists with other content; {path} stays in the journal")
+    finally:
+        os.unlink(temp)
+    os.unlink(path)
+    fsync_dir(os.path.dirname(path))
+    return final
+
+
+def _same(archived, path):
+    """Whether an archive already holds exactly this segment (a repeat after a crash between link and unlink)."""
+    with open(archived, "rb") as f, open(path, "rb") as g:
+        reader = zstandard.ZstdDecompressor().stream_reader(f)
+        while True:
+            a, b = reader.read(1 << 20), g.read(1 << 20)
+            if a != b:
+                return False
+            if not a:
+                return True
+
+
+def expire(root, retention_days, today=None):
+    """Delete archive day folders older than retention_days; return the days deleted."""
+    if not retention_days or not os.path.isdir(root):
+        return []
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    cutoff = (today - dt.timedelta(days=retention_days)).strftime("%Y%m%d")
+    gone = sorted(day for day in os.listdir(root) if day.isdigit() and len(day) == 8 and day < cutoff)
+    for day in gone:
+        shutil.rmtree(os.path.join(root, day))
+    return gone
+
+
+def size(root):
+    """Bytes and files in the archive."""
+    total = files = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.endswith(SUFFIX + ".zst"):
+                total += os.path.getsize(os.path.join(folder, name))
+                files += 1
+    return total, files
+
+
+class Archiver:
+    """Every few seconds, archives the segments ingest is done with, one at a time, off the event loop."""
+
+    def __init__(self, journal, ingested_seq, root, retention_days, every_s=2.0):
+        self.journal = journal
+        self.ingested_seq = ingested_seq  # () -> the last seq ingested
+        self.root = root
+        self.retention_days = retention_days
+        self.timer = PeriodicCallback(self.kick, every_s * 1000)
+        self.task = None
+        self.bytes, self.files = 0, 0
+        self.error = None
+
+    async def start(self):
+        self.bytes, self.files = await asyncio.to_thread(size, self.root)
+        self.timer.start()
+
+    def kick(self):
+        """Close an idle, wholly ingested segment, and archive every segment that is done."""
+        ingested_seq = self.ingested_seq()
+        self.journal.seal_idle(ingested_seq)
+        if self.task is None or self.task.done():
+            done = self.journal.archivable(ingested_seq)
+            if done:
+                self.task = asyncio.ensure_future(self._archive(done))
+
+    async def _archive(self, segments):
+        try:
+            for segment in segments:
+                final = await asyncio.to_thread(compress, segment.path, self.root)
+                self.journal.forget(segment)
+                self.bytes += os.path.getsize(final)
+                self.files += 1
+            gone = await asyncio.to_thread(expire, self.root, self.retention_days)
+            if gone:
+                self.bytes, self.files = await asyncio.to_thread(size, self.root)
+            self.error = None
+        except OSError as exc:  # the segment stays in the journal and is tried again after the next ingest
+            self.error = str(exc)
+            log.error("archiving journal segments failed: %s", exc)
+
+    async def close(self):
+        self.timer.stop()
+        if self.task:
+            await self.task
+
+    def report(self):
+        return {"bytes": self.bytes, "files": self.files, "error": self.error}
