@@ -23,7 +23,7 @@ def bodies(n, strikes=STRIKES, start=START):
 def records(n, strikes=STRIKES, start=START):
     """Decoded Records as ingest holds them: with their bodies, which DuckDB reads the strike rows from."""
     received_ms = int(time.time() * 1000)
-    return [decode_gex(body, Rules(), received_ms).held(body) for body in bodies(n, strikes, start)]
+    return [decode_gex(body, Rules(), received_ms).held() for body in bodies(n, strikes, start)]
 
 
 class FreshKeys:

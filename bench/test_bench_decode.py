@@ -28,4 +28,4 @@ def test_strike_source_to_arrow(benchmark, n):
     batch = records(n)
     table = benchmark(batches.strike_source, batch)
     assert table.num_rows == n
-    assert table.column("body").to_pylist()[-1] == batch[-1].body.decode()
+    assert table.column("strikes").to_pylist()[-1] == batch[-1].strikes_json.decode()

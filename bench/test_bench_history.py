@@ -5,9 +5,10 @@ The file comes from bench/make_history_file.py; rows/s is in the benchmark's ext
 import itertools
 import os
 
+import make_history_file
 import pytest
 
-import make_history_file
+from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
 from gexsrv.history.importer import import_file
 from gexsrv.store import Store
 
@@ -39,6 +40,6 @@ def test_history_import(benchmark, history_file, tmp_path):
     finally:
         for store in stores:
             store.close()
-    assert result == (SNAPSHOTS, SNAPSHOTS * STRIKES)
+    assert result == (SNAPSHOTS, SNAPSHOTS * STRIKES, {"count": 0, "examples": []})
     assert rows == (SNAPSHOTS * STRIKES, SNAPSHOTS)
     benchmark.extra_info["strike_rows_per_s"] = round(SNAPSHOTS * STRIKES / benchmark.stats.stats.median)

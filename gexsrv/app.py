@@ -10,21 +10,31 @@ from gexsrv import __version__, handlers
 from gexsrv.api import LatestHandler
 from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryHandler
+from gexsrv.store import StorageError
 from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
+
+
+async def read_or_none(read):
+    """/health reports storage trouble; it never fails because of it."""
+    try:
+        return await asyncio.to_thread(read)
+    except StorageError:
+        return None
 
 
 def health_report(parts, started):
     async def report():
         store, journal, ingester = parts.store, parts.journal, parts.ingester
-        reads = store.reader is not None
-        pending = await asyncio.to_thread(store.pending_history_jobs) if reads else None
-        quarantined = await asyncio.to_thread(store.quarantined) if reads else None
+        pending = await read_or_none(store.pending_history_jobs)
+        quarantined = await read_or_none(store.quarantined)
         return {
-            "status": "ok" if store.state == "writable" and not journal.error else "degraded",
+            "status": "ok" if store.state == "writable" and parts.supervisor.since is None and not journal.error
+                      else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - started, 3),
-            "storage": {"state": store.state, "path": store.path, "error": store.error, "quarantined": quarantined},
+            "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause,
+                        "quarantined": quarantined, **parts.supervisor.report()},
             "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(ingester.position),
                         "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
             "ingest": ingester.report(),

@@ -49,12 +49,11 @@ def rows(records, row_type):
 
 
 def strike_source(records):
-    """What DuckDB reads the snapshots' strike rows from (gexsrv.gexwrite): key, body, payload path, rows skipped."""
+    """What DuckDB reads the snapshots' strike rows from (gexsrv.gexwrite): key, their JSON text, rows skipped."""
     return pa.table({
         "timestamp": pa.array([r.timestamp_ms for r in records], pa.int64()),
         "ticker": pa.array([r.ticker for r in records], pa.string()),
         "endpoint": pa.array([r.endpoint for r in records], pa.string()),
-        "body": pa.array([r.body for r in records], pa.string()),
-        "path": pa.array([r.at for r in records], pa.string()),
+        "strikes": pa.array([r.strikes_json or None for r in records], pa.string()),
         "skip": pa.array([r.skipped for r in records], pa.list_(pa.int64())),
     })

@@ -35,7 +35,13 @@ def run_serve(argv):
         level=logging.DEBUG if conf.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(server.serve(conf))
+    try:
+        asyncio.run(server.serve(conf))
+    except server.StartupError as exc:
+        if conf.debug:
+            raise
+        print(f"gexsrv: cannot start: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_import(argv):

@@ -71,6 +71,7 @@ VALUE_FIELDS = [name for name in GexPayload.__struct_fields__
                 if name not in ("timestamp", "ticker", "endpoint", "kind", "received_at")]
 
 MAX_ENVELOPES = 3
+TOO_DEEP = "nested too deeply to read (arrays or objects inside each other past the decoder's limit)"
 
 ENVELOPE = msgspec.json.Decoder(Envelope)
 STRIKES = msgspec.json.Decoder(list[StrikeRow])
@@ -119,6 +120,8 @@ def decode_with(decoder, raw, prefix):
         raise PayloadError(path, reason) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(prefix, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(prefix, TOO_DEEP) from None
 
 
 def timestamp_ms(value, field, rules=Rules()):
@@ -293,8 +296,19 @@ def _unwrap(body, prefix):
     return (node, at), envelopes
 
 
+def check_utf8(data, field="$"):
+    """msgspec does not look inside what it skips: text that is not UTF-8 there would reach the journal and
+    DuckDB, which refuse it. Only request bodies are checked (bytes); what was read back from the journal is."""
+    if isinstance(data, bytes) and not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError as exc:
+            raise PayloadError(field, f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
 def decode_gex(body, rules, received_ms, prefix="$"):
     """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field."""
+    check_utf8(body, prefix)
     (payload, at), envelopes = _unwrap(body, prefix)
     ticker, ticker_at = _filled("ticker", (payload, at), envelopes)
     if not ticker:
@@ -317,7 +331,7 @@ def decode_gex(body, rules, received_ms, prefix="$"):
         received_ms=_received(received_at, received_at_path, rules, received_ms, problems),
         row=row,
         problems=problems + _unstored(payload, kind, row, at),
-        at=at,
+        strikes_json=bytes(payload.strikes) if kind == "snapshot" and _present(payload.strikes) else b"",
         skipped=tuple(skipped),
         strike_rows=len(row.strikes) if kind == "snapshot" else 0,
     )

@@ -1,9 +1,9 @@
 """How GEX Records reach their tables: Arrow tables INSERTed BY NAME, a snapshot's strike rows with it. Registers
 the kinds snapshot, majors and maxchange with the store.
 
-A snapshot's strike rows are read from its request body by DuckDB (C++, without the GIL): on the event loop their
-Python objects would cost as much again as decoding them. The decoder's verdict rides along: where the payload sits
-(`at`) and which rows it skipped (`skipped`); tests/test_gexwrite.py holds both readings to identical rows.
+A snapshot's strike rows are read from their JSON text by DuckDB (C++, without the GIL): on the event loop their
+Python objects would cost as much again as decoding them. The text is the very bytes the decoder read, and its
+verdict rides along (`skipped`: the rows it left out); tests/test_gexwrite.py holds both readings to identical rows.
 """
 
 import pyarrow as pa
@@ -18,10 +18,9 @@ STRIKES = """
     SELECT timestamp, ticker, endpoint, r1[1] AS strike, r1[2] AS gamma, r1[3] AS oi_gamma, r2[4] AS priors
     FROM (SELECT timestamp, ticker, endpoint, skip, unnest(s1) AS r1, unnest(s2) AS r2,
                  generate_subscripts(s1, 1) AS i
-          FROM (SELECT timestamp, ticker, endpoint, skip, json_transform(s, '[["DOUBLE"]]') AS s1,
-                       json_transform(s, '[[["DOUBLE"]]]') AS s2
-                FROM (SELECT timestamp, ticker, endpoint, skip, json_extract(body, path || '.strikes') AS s
-                      FROM strike_source{only})))
+          FROM (SELECT timestamp, ticker, endpoint, skip, json_transform(strikes, '[["DOUBLE"]]') AS s1,
+                       json_transform(strikes, '[[["DOUBLE"]]]') AS s2
+                FROM strike_source{only}))
     WHERE NOT list_contains(skip, i - 1)"""
 NEW_ONLY = " SEMI JOIN new_keys USING (ticker, endpoint, timestamp)"
 

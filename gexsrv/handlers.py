@@ -1,5 +1,6 @@
 """Thin HTTP handlers: read the body, decode it, hand it to the intake (journal, then ingest), reply in JSON."""
 
+import contextlib
 import time
 
 import msgspec
@@ -9,7 +10,7 @@ from gexsrv import auth
 from gexsrv.decode import decode_gex
 from gexsrv.intake import Busy, NotDurable, NotIngested, gex_header
 from gexsrv.payloads import PayloadError
-from gexsrv.store import RecordRefused
+from gexsrv.store import RecordRefused, StorageError
 
 ACKS = ("journal", "ingested")
 from gexsrv.validate.options import OptionsError
@@ -24,6 +25,15 @@ class ApiError(HTTPError):
         self.field = field
         self.retry_after = retry_after
         self.extra = extra or {}
+
+
+@contextlib.contextmanager
+def database_or_503(retry_after):
+    """A StorageError inside becomes 503 + Retry-After: the database is away for now (gexsrv.supervisor)."""
+    try:
+        yield
+    except StorageError as exc:
+        raise ApiError(503, f"the database is not available now: {exc}", retry_after=retry_after) from None
 
 
 class BaseHandler(RequestHandler):

@@ -21,7 +21,7 @@ import msgspec
 from msgspec import Raw, Struct
 from tornado.ioloop import PeriodicCallback
 
-from gexsrv.decode import Rules, decode_gex
+from gexsrv.decode import decode_gex
 from gexsrv.journal import check_line, seq_of
 from gexsrv.store import RecordRefused, StorageError
 from gexsrv.uw.payloads import decode_uw
@@ -71,7 +71,7 @@ def decode_line(line, rules):
     else:
         record = decode_gex(found.body, rules, found.received)
     return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
-                                   timestamp_ms=found.ts, source=found.source).held(bytes(found.body))
+                                   timestamp_ms=found.ts, source=found.source).held()
 
 
 class Ingester:
@@ -94,20 +94,32 @@ class Ingester:
         self.recent = collections.deque(maxlen=1000)  # (seconds, records) of the latest ingests, for /health
         self.last_error = None
         self.failures = 0
-        self.retry_at = 0.0
+        self.on_failure = lambda error: None  # told when the database took nothing (Supervisor.trouble)
 
     # ---- start, stop ----
 
     async def open(self):
-        """Read the recorded position, then ingest everything the journal holds past it (before any write is
-        answered: the replay of a crash)."""
-        self.position = await self.run(self.store.journal_position)
-        self.durable_seq = self.journal.durable_seq
-        replayed = 0
-        while self.position[2] < self.durable_seq:
-            replayed += len(await self.run(self._from_journal, self.position[2] + 1, self.durable_seq))
+        """Read the recorded position, then ingest everything the journal holds past it: the replay of a crash
+        at start (before any write is answered), and how ingest resumes once the database is back."""
+        self.busy = True
+        try:
+            self.position = await self.run(self.store.journal_position)
+            self.durable_seq = self.journal.durable_seq
+            replayed = 0
+            while self.position[2] < self.durable_seq:
+                replayed += len(await self.run(self._from_journal, self.position[2] + 1, self.durable_seq))
+        finally:
+            self.busy = False
+        self._forget_ingested()
+        self.last_error = None
         if replayed:
             log.info("replayed %d journaled records into DuckDB", replayed)
+
+    def _forget_ingested(self):
+        while self.pending and self.pending[0].seq <= self.position[2]:
+            entry = self.pending.popleft()
+            if entry.record is not None:
+                self.held_bytes -= entry.size
 
     def start(self):
         self.journal.listeners.append(self.on_durable)
@@ -117,7 +129,6 @@ class Ingester:
         """Ingest everything journaled (while the database takes it)."""
         self.timer.stop()
         while self.position[2] < self.journal.durable_seq and self.store.state == "writable":
-            self.retry_at = 0.0
             self.tick()
             await asyncio.sleep(0.005)
         while self.busy:
@@ -155,10 +166,8 @@ class Ingester:
         return future
 
     def tick(self):
-        if self.busy or self.durable_seq <= self.position[2] or time.monotonic() < self.retry_at:
-            return
-        if self.store.con is None or self.store.state not in ("writable", "failing"):
-            return  # journaled records wait for the database
+        if self.busy or self.durable_seq <= self.position[2] or self.store.state != "writable":
+            return  # nothing to do, or journaled records wait for the database
         entries = self._take()
         self.busy = True
         started = time.perf_counter()
@@ -185,7 +194,7 @@ class Ingester:
         if error is not None:
             self._failed(entries, error)
             return
-        self.failures, self.last_error = 0, None
+        self.last_error = None
         outcomes = task.result()
         self.recent.append((time.perf_counter() - started, len(outcomes)))
         for entry in entries:
@@ -200,13 +209,12 @@ class Ingester:
             self.tick()
 
     def _failed(self, entries, error):
-        """The database took nothing: keep the entries, try again after a growing pause."""
+        """The database took nothing: keep the entries; ingest resumes (open()) once the database is back."""
         self.pending.extendleft(reversed(entries))
         self.failures += 1
         self.last_error = str(error)
-        pause = min(0.1 * 2 ** self.failures, 30.0)
-        self.retry_at = time.monotonic() + pause
-        log.error("ingest of %d records failed (%s); retrying in %.1f s", len(entries), error, pause)
+        log.error("ingest of %d records failed: %s", len(entries), error)
+        self.on_failure(error)
 
     def _count(self, record, outcome):
         if isinstance(outcome, Exception):

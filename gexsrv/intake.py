@@ -75,7 +75,7 @@ class Intake:
     def append(self, record, header, body):
         """Journal one record; return (seq, future resolving once durable)."""
         seq, segment, end, durable = self.journal.append(header, body)
-        self.ingester.add(seq, segment, end, header["received"], len(body), record.held(body))
+        self.ingester.add(seq, segment, end, header["received"], len(body), record.held())
         self.keys.add(record.key, self._when(record))
         return seq, durable
 

@@ -16,6 +16,7 @@ acknowledged) is cut off; any other damaged line stops the start with JournalCor
 
 import asyncio
 import collections
+import fcntl
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from gexsrv.durable import fsync_dir
 log = logging.getLogger("gexsrv.journal")
 
 SUFFIX = ".ndjson"
+LOCK_NAME = "LOCK"
 CRC_MARK = b',"crc":'
 ENCODER = msgspec.json.Encoder()
 LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
@@ -37,6 +39,10 @@ LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
 
 class JournalCorrupt(Exception):
     """A damaged record that is not a torn tail: the journal cannot be trusted past it."""
+
+
+class JournalBusy(Exception):
+    """Another process holds the journal."""
 
 
 class JournalError(Exception):
@@ -100,11 +106,12 @@ class Segment:
     broken: bool = False  # a write failed: the file may hold a part of a line past `size`
 
 
-def scan_segment(path, is_last):
-    """(last seq, good size) of a segment; cuts a torn tail of the last segment; JournalCorrupt otherwise."""
+def scan_segment(path, is_last, after=None):
+    """(last seq, good size) of a segment whose first record follows seq `after` (None: any); cuts a torn tail
+    of the last segment; JournalCorrupt otherwise."""
     with open(path, "rb") as f:
         data = f.read()
-    last_seq, good = None, 0
+    last_seq, good = after, 0
     for offset, line in lines_of(data):
         body = check_line(line)
         if body is None:
@@ -144,24 +151,50 @@ class Journal:
         self.loop = None
         self.stopping = False
         self.error = None
+        self.lock_file = None
         self.bytes_written = 0
         self.fsyncs = 0
 
     # ---- start and stop ----
 
     def open(self, ingested_seq=0):
-        """Read every segment back (see the module doc), and continue after the last record found, or after
-        ingested_seq when every segment was archived."""
+        """Take the journal for this process, read every segment back (see the module doc), and continue after
+        the last record found, or after ingested_seq when there is none."""
         os.makedirs(self.folder, exist_ok=True)
+        self._lock_folder()
+        try:
+            self._read_back(ingested_seq)
+        except BaseException:
+            self.lock_file.close()
+            raise
+
+    def _read_back(self, ingested_seq):
         names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
-        last = ingested_seq
+        last = None
         for i, name in enumerate(names):
             path = os.path.join(self.folder, name)
-            seq, size = scan_segment(path, is_last=i == len(names) - 1)
+            last, size = scan_segment(path, is_last=i == len(names) - 1, after=last)
+            if not size:  # its first record was torn: the next append makes this segment again
+                os.unlink(path)
+                continue
             self.segments.append(Segment(path, int(name[:-len(SUFFIX)]), size=size, closing=True, dir_synced=True))
-            last = seq if seq is not None else last
-        self.next_seq = last + 1
-        self.durable_seq = self.written_seq = last
+        self.next_seq = (ingested_seq if last is None else last) + 1
+        self.durable_seq = self.written_seq = self.next_seq - 1
+
+    def _lock_folder(self):
+        """One process appends to a journal: a second server on the same data dir would interleave lines."""
+        self.lock_file = open(os.path.join(self.folder, LOCK_NAME), "a+")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock_file.seek(0)
+            holder = self.lock_file.read().strip() or "unknown"
+            self.lock_file.close()
+            raise JournalBusy(f"the journal {self.folder} is in use by another gexsrv (pid {holder}); two servers "
+                              "cannot share a data dir: stop the other one, or give this one its own --data-dir")
+        self.lock_file.truncate(0)
+        self.lock_file.write(str(os.getpid()))
+        self.lock_file.flush()
 
     def start(self):
         self.loop = asyncio.get_running_loop()
@@ -179,6 +212,8 @@ class Journal:
             if segment.fd >= 0:
                 os.close(segment.fd)
                 segment.fd = -1
+        if self.lock_file:
+            self.lock_file.close()
 
     # ---- appending, on the event loop ----
 

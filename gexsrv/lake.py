@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import threading
 
 import polars as pl
 import pyarrow as pa
@@ -182,7 +183,9 @@ class Lake:
         self.root = lake_root(data_dir)
         self.store = store
         self.interval = interval
-        self.lock = asyncio.Lock()  # held by history imports for their whole transaction
+        # held by a history import around each of its transactions: a sequence number drawn by a transaction still
+        # open could fall below the bound read meanwhile, and its rows would never be exported
+        self.lock = threading.Lock()
         self.exporting = asyncio.Lock()
         self.wake = asyncio.Event()
         self.task = None
@@ -218,8 +221,9 @@ class Lake:
     def report(self):
         return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at, "error": self.error}
 
-    async def _run(self, fn, *args):
-        return await self.store.run(fn, *args)
+    def _sequence_high(self, con):
+        with self.lock:
+            return sequence_high(con)
 
     async def _loop(self):
         while not self.stopping:
@@ -248,20 +252,19 @@ class Lake:
 
     async def _export(self, compaction):
         async with self.exporting:
-            con = self.store.con
-            ranges = await self._run(unfinished_ranges, con)
+            use = self.store.use
+            ranges = await use(unfinished_ranges)
             if not ranges:
-                async with self.lock:
-                    high = await self._run(sequence_high, con)
-                planned = await self._run(plan_range, con, high)
+                high = await use(self._sequence_high)
+                planned = await use(plan_range, high)
                 ranges = [planned] if planned else []
             for lo, hi in ranges:
-                cursor = await self._run(con.cursor)
+                cursor = await use(lambda con: con.cursor())
                 try:
                     files, rows = await asyncio.to_thread(export_range, cursor, self.root, lo, hi)
                 finally:
                     cursor.close()
-                await self._run(finish_range, con, lo, files, rows)
+                await use(finish_range, lo, files, rows)
                 self.exported_rows += rows
                 log.info("exported strike rows %d..%d to Parquet: %d rows in %d files", lo + 1, hi, rows, files)
             if compaction:

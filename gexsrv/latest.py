@@ -143,6 +143,7 @@ class Latest:
         self.version = 0  # counts changes, so a file writer knows when the view changed
         self.encoded_all = None
         self.load_state = "pending"  # pending | loading | done | failed: <why>
+        self.loading = None
 
     def observe(self, record):
         """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
@@ -183,6 +184,15 @@ class Latest:
 
     def report(self):
         return {"tickers": len(self.entries), "load": self.load_state}
+
+    def start_loading(self, store):
+        """Load in the background (serving goes on meanwhile), unless loaded or loading already."""
+        if self.load_state != "done" and (self.loading is None or self.loading.done()):
+            self.loading = asyncio.create_task(self.load(store))
+
+    async def close(self):
+        if self.loading:
+            await self.loading
 
     async def load(self, store):
         """Fill the view from the database, in a worker thread; a failure is logged and the view stays live-only."""

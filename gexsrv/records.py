@@ -60,9 +60,9 @@ class Record(Struct, gc=False):
     """One decoded GEX payload: its key, when it arrived (epoch ms) and its row. `problems` lists what of the
     payload was not stored and why ({"field": JSON path, "error": ...}); the reply carries them.
 
-    Ingest takes the strike rows from the body itself, parsed by DuckDB off the event loop (gexsrv.gexwrite): `at`
-    is the JSON path of the payload in the body and `skipped` the indexes of the strike rows left out. A record
-    waiting for ingest keeps its body and lets go of its StrikeRow objects (`held`)."""
+    Ingest takes the strike rows from their own JSON text (`strikes_json`, the very bytes the decoder read),
+    parsed by DuckDB off the event loop (gexsrv.gexwrite); `skipped` lists the indexes of the rows the decoder
+    left out. A record waiting for ingest lets go of its StrikeRow objects (`held`)."""
 
     kind: str  # snapshot | majors | maxchange
     ticker: str
@@ -72,16 +72,15 @@ class Record(Struct, gc=False):
     row: SnapshotRow | MajorsRow | MaxChangeRow
     problems: list
     source: str = "live"  # live (requests and the poller) | history:<job id>
-    at: str = "$"
+    strikes_json: bytes = b""
     skipped: tuple = ()
     strike_rows: int = 0
-    body: bytes = b""
 
-    def held(self, body):
-        """This record as ingest holds it: with its body, without the StrikeRow objects."""
+    def held(self):
+        """This record as ingest holds it: without the StrikeRow objects, whose JSON text it keeps."""
         if self.kind != "snapshot":
             return self
-        return msgspec.structs.replace(self, row=msgspec.structs.replace(self.row, strikes=[]), body=body)
+        return msgspec.structs.replace(self, row=msgspec.structs.replace(self.row, strikes=[]))
 
     @property
     def key(self):

@@ -23,6 +23,7 @@ ADDED_COLUMNS = [
     ("gex_strikes", "endpoint", "VARCHAR"),
     ("gex_strikes", "seq", "BIGINT"),  # insertion order for the Parquet exporter (gexsrv.lake); legacy rows NULL
     ("gex_history_queue", "finished_at", "TIMESTAMPTZ"),
+    ("gex_history_queue", "problems", "VARCHAR"),  # JSON: what the decoding rule left out, {count, examples}
 ]
 
 GEX_TABLES = [

@@ -5,11 +5,13 @@ The flow of a write, one module each: handlers -> decode -> intake -> journal ->
 """
 
 import asyncio
+import errno
 import gc
 import logging
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 
 from tornado.httpserver import HTTPServer
@@ -22,7 +24,7 @@ from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
 from gexsrv.ingest import Ingester
 from gexsrv.intake import Intake
-from gexsrv.journal import Journal
+from gexsrv.journal import Journal, JournalBusy, JournalCorrupt
 from gexsrv.keys import RecentKeys
 from gexsrv.lake import Lake
 from gexsrv.latest import Latest
@@ -30,6 +32,7 @@ from gexsrv.notify import Notifier
 from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
 from gexsrv.store import Store
+from gexsrv.supervisor import Supervisor
 from gexsrv.uw import trades, writer  # noqa: F401
 
 log = logging.getLogger("gexsrv")
@@ -47,11 +50,10 @@ def tune_interpreter():
     gc.set_threshold(50_000, 20, 100)
 
 
-def listen(app, settings):
-    """Bind and serve; return the HTTPServer and the address it listens on."""
+def listen(app, settings, sockets):
+    """Serve on the bound sockets; return the HTTPServer and the address it listens on."""
     # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
     server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
-    sockets = bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[:2]
 
@@ -72,6 +74,7 @@ class Parts:
     journal: Journal
     ingester: Ingester
     archiver: Archiver
+    supervisor: Supervisor
     intake: Intake
     keys: RecentKeys
     notifier: Notifier
@@ -95,6 +98,8 @@ def build(settings):
     intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
                     settings.ack_ingested_timeout_s)
     notifier = Notifier.from_settings(settings)
+    supervisor = Supervisor(store, notifier)
+    ingester.on_failure = supervisor.trouble
     latest = Latest()
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
     intake.observers += [latest.observe] + ([outputs.observe] if outputs else [])
@@ -103,37 +108,79 @@ def build(settings):
     poller = None
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
-    return Parts(store, journal, ingester, archiver, intake, keys, notifier, latest, outputs, lake,
-                 Runner(settings, store, notifier, lake), poller)
+    parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
+                  Runner(settings, store, notifier, lake), poller)
+    supervisor.recovered.append(lambda: when_writable(parts))
+    return parts
+
+
+class StartupError(Exception):
+    """Why the server cannot start, in one sentence with the fix."""
+
+
+def usable_data_dir(data_dir):
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise StartupError(f"the data dir {data_dir} cannot be written ({exc.strerror or exc}); fix its permissions "
+                           "or choose another with --data-dir") from None
+
+
+def bind(settings):
+    try:
+        return bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {settings.port} on {settings.host} is already in use by another program; stop "
+                               "it, or choose another port with --port") from None
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc}); choose "
+                           "another --host or --port") from None
 
 
 async def recover(parts):
     """Open the database and the journal, and ingest what the journal holds past the last ingest."""
     parts.store.open()
+    if parts.store.cause == "damaged":
+        raise StartupError(f"{parts.store.path} is not a readable DuckDB database ({parts.store.error}); gexsrv "
+                           "never overwrites it: restore it from a backup, or move it aside to start afresh")
     position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else (0, 0, 0)
-    parts.journal.open(position[2])
+    try:
+        parts.journal.open(position[2])
+    except (JournalCorrupt, JournalBusy) as exc:
+        raise StartupError(str(exc)) from None
     if parts.store.state == "writable":
-        await parts.ingester.open()
-        parts.keys.load(await parts.store.run(parts.store.recent_keys, parts.keys.start_ms),
-                        await parts.store.run(parts.store.newest_keys))
+        await when_writable(parts)
+
+
+async def when_writable(parts):
+    """What needs the database writable: run at start, and again each time it is back after an incident."""
+    await parts.ingester.open()
+    parts.keys.load(await parts.store.run(parts.store.recent_keys, parts.keys.start_ms),
+                    await parts.store.run(parts.store.newest_keys))
+    if parts.lake.task is None:
+        await parts.lake.start()
+    if parts.runner.task is None:
+        await parts.runner.start()
+    parts.latest.start_loading(parts.store)
 
 
 async def serve(settings):
+    usable_data_dir(settings.data_dir)
+    sockets = bind(settings)
     parts = build(settings)
     await recover(parts)
-    server, (host, port) = listen(make_app(settings, parts), settings)
+    server, (host, port) = listen(make_app(settings, parts), settings, sockets)
     batches.warm_up()
     tune_interpreter()
     parts.journal.start()
     parts.ingester.start()
     parts.intake.start()
+    parts.supervisor.start()
     await parts.archiver.start()
-    loading = asyncio.create_task(parts.latest.load(parts.store))  # in the background: serving starts at once
     if parts.outputs:
         parts.outputs.start()
-    if parts.store.state == "writable":
-        await parts.lake.start()
-        await parts.runner.start()
     if parts.poller:
         parts.poller.start()
     log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, parts.store.path, parts.store.state)
@@ -149,8 +196,9 @@ async def serve(settings):
     await parts.ingester.close()
     await parts.archiver.close()
     await parts.journal.close()
+    await parts.supervisor.close()
     await server.close_all_connections()
-    await loading
+    await parts.latest.close()
     if parts.outputs:
         await parts.outputs.close()
     if parts.store.state == "writable":

@@ -27,6 +27,18 @@ def register(kind, writer):
     WRITERS[kind] = writer
 
 
+def cause_of(exc):
+    """What kind of trouble an error opening the database is: locked | damaged | permission | io."""
+    text = str(exc).lower()
+    if "lock" in text:
+        return "locked"
+    if "not a valid duckdb database" in text or "corrupt" in text or isinstance(exc, duckdb.SerializationException):
+        return "damaged"
+    if "permission denied" in text or "read-only file system" in text:
+        return "permission"
+    return "io"
+
+
 class StorageError(Exception):
     """The database could not take a write; the batch was rolled back and can be retried."""
 
@@ -47,49 +59,79 @@ class Store:
         self.reader_lock = threading.Lock()
         self.state = "closed"  # writable | read-only | failing | closed
         self.error = None
+        self.cause = None  # why it is not writable: locked | damaged | permission | io
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-store")
 
     def open(self):
-        """Open (or create) and adopt the database; fall back to read-only when it cannot be written."""
+        """Open (or create) and adopt the database for writing, on a fresh connection; when that fails, open it for
+        reading if possible. Raises nothing: state, error and cause say how it went."""
+        self._disconnect()
         try:
             os.makedirs(self.data_dir, exist_ok=True)
-            self.con = duckdb.connect(self.path, config=self.config)
-            schema.apply(self.con)
-            self.state = "writable"
+            con = duckdb.connect(self.path, config=self.config)
+            try:
+                schema.apply(con)
+            except duckdb.Error:
+                con.close()
+                raise
         except (duckdb.Error, OSError) as exc:
-            log.error("cannot open %s for writing (%s); writes will get 503", self.path, exc)
-            self.error = str(exc)
-            self.state = "read-only"
-            self.con = self._open_read_only()
-        if self.con is not None:
-            self.reader = self.con.cursor()
+            self.state, self.error, self.cause = "failing", str(exc).strip(), cause_of(exc)
+            log.error("cannot open %s for writing: %s", self.path, self.error)
+            self._open_read_only()
+            return
+        self.con, self.reader = con, con.cursor()
+        self.state, self.error, self.cause = "writable", None, None
 
     def _open_read_only(self):
-        if self.con is not None:
-            return self.con
+        """Readers (reports, job listings) still work on a database that cannot be written, unless it is locked."""
+        if self.cause in ("locked", "damaged") or not os.path.exists(self.path):
+            return
         try:
-            return duckdb.connect(self.path, read_only=True) if os.path.exists(self.path) else None
+            self.con = duckdb.connect(self.path, read_only=True)
         except duckdb.Error as exc:
-            log.error("cannot open %s at all: %s", self.path, exc)
-            self.state = "failing"
-            return None
+            log.error("cannot open %s for reading either: %s", self.path, exc)
+            return
+        self.reader = self.con.cursor()
+        self.state = "read-only"
+
+    def _disconnect(self):
+        with self.reader_lock:
+            for con in (self.reader, self.con):
+                if con is not None:
+                    try:
+                        con.close()
+                    except duckdb.Error:  # a connection broken by a fatal error may refuse even this
+                        log.warning("closing a broken DuckDB connection failed", exc_info=True)
+            self.con = self.reader = None
 
     async def run(self, fn, *args):
         """fn(*args) on the thread that owns the write connection."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    async def use(self, fn, *args):
+        """fn(write connection, *args) on that thread; StorageError when the database cannot be written."""
+        def call():
+            self._check_writable()
+            try:
+                return fn(self.con, *args)
+            except duckdb.Error as exc:
+                raise StorageError(str(exc)) from exc
+        return await self.run(call)
+
     def close(self):
         self.executor.shutdown(wait=True)
-        for con in (self.reader, self.con):
-            if con is not None:
-                con.close()
-        self.con = self.reader = None
+        self._disconnect()
         self.state = "closed"
 
     def read(self, sql, params=()):
-        """Rows of a read-only query, from any thread."""
+        """Rows of a read-only query, from any thread; StorageError when the database cannot be read."""
         with self.reader_lock:
-            return self.reader.execute(sql, params).fetchall()
+            if self.reader is None:
+                raise StorageError(f"the database cannot be read now ({self.state}: {self.error})")
+            try:
+                return self.reader.execute(sql, params).fetchall()
+            except duckdb.Error as exc:
+                raise StorageError(f"the database cannot be read now: {exc}") from exc
 
     def cursor(self):
         """A read connection of its own, for long reports (GET /integrity) that must not hold reader_lock."""
@@ -137,83 +179,109 @@ class Store:
         return self.read("SELECT count(*) FROM gexsrv_quarantine")[0][0]
 
     def prepare(self, records):
-        """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds
-        it). Any thread may build them: ingest calls this on the event loop, so the thread that owns the
-        connection then needs the GIL for DuckDB calls only."""
-        try:
-            return self._tables(records)
-        except pa.ArrowException:
-            return None
-
-    def _tables(self, records):
-        by_kind = {}
-        for i, record in enumerate(records):
-            by_kind.setdefault(record.kind, []).append(i)
-        return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes]))
-                for kind, indexes in by_kind.items()}
+        """The Arrow tables of a batch (see prepare()), built by the caller's thread: ingest builds them on the
+        event loop, so the store's thread then needs the GIL for DuckDB calls only."""
+        return prepare(records)
 
     def _check_writable(self):
         if self.con is None or self.state in ("read-only", "closed"):
             raise StorageError(f"database is {self.state}: {self.error}")
 
     def write(self, records, prepared=None, position=None):
-        """Commit records in one transaction, with the journal position they reach; return, per record, True if
-        stored, False if a duplicate, or the RecordRefused that refused it.
-
-        The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses
-        the batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was.
-        A batch that fails otherwise is retried record by record, so only a guilty record is refused (the
-        position is then left to the caller, which keeps the refused ones: Store.advance); when every record
-        fails alone too, the database is at fault and StorageError is raised.
-        """
+        """Commit records with the journal position they reach (see write()); return, per record, True if stored,
+        False if a duplicate, or the RecordRefused that refused it. When a record was refused, the position is
+        left to the caller, which keeps the refused ones (Store.advance)."""
         self._check_writable()
+        save = (lambda: self._save_position(position)) if position is not None else None
         try:
-            stored = self._write(records, prepared or self._tables(records), position)
+            outcomes, whole = write(self.con, records, prepared, save)
         except (duckdb.Error, pa.ArrowException) as exc:
-            if len(records) == 1:
-                self.state, self.error = "failing", str(exc)
-                raise StorageError(str(exc)) from exc
-            log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
-            stored = [self._alone(record) for record in records]
-            if all(isinstance(outcome, StorageError) for outcome in stored):
-                raise stored[0]
-            stored = [RecordRefused(str(o)) if isinstance(o, StorageError) else o for o in stored]
-            if position is not None and not any(isinstance(o, RecordRefused) for o in stored):
-                self.advance(position)
+            self.state, self.error = "failing", str(exc)
+            raise StorageError(str(exc)) from exc
+        if not whole and position is not None and not any(isinstance(o, RecordRefused) for o in outcomes):
+            self.advance(position)
         self.state, self.error = "writable", None
-        return stored
+        return outcomes
 
-    def _alone(self, record):
-        try:
-            return self.write([record])[0]
-        except StorageError as exc:
-            return exc
 
-    def _write(self, records, prepared, position):
-        try:
-            try:
-                return self._commit(records, prepared, position, careful=False)
-            except duckdb.ConstraintException:
-                self._rollback()
-                return self._commit(records, prepared, position, careful=True)
-        except duckdb.Error:
-            self._rollback()
+def prepare(records):
+    """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds it)."""
+    try:
+        return _tables(records)
+    except pa.ArrowException:
+        return None
+
+
+def _tables(records):
+    by_kind = {}
+    for i, record in enumerate(records):
+        by_kind.setdefault(record.kind, []).append(i)
+    return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes]))
+            for kind, indexes in by_kind.items()}
+
+
+# What a record's own values cause (a NOT NULL or unique column, a value out of range or of the wrong type): the
+# same record fails again however often it is tried, while the database takes others.
+REFUSALS = (duckdb.ConstraintException, duckdb.ConversionException, duckdb.OutOfRangeException,
+            duckdb.TypeMismatchException, pa.ArrowException)
+
+
+def write(con, records, prepared=None, before_commit=None):
+    """Commit records on con in one transaction (before_commit() runs inside it); return (outcomes, whole).
+
+    The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses the
+    batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was. A batch
+    that fails otherwise is retried record by record, so only a guilty record is refused (RecordRefused in its
+    place; `whole` is then False and before_commit did not run); when every record fails alone too, and not all
+    for their own values (REFUSALS), the database is at fault and its error is raised.
+    """
+    try:
+        return _write(con, records, prepared or _tables(records), before_commit), True
+    except (duckdb.Error, pa.ArrowException) as exc:
+        if len(records) == 1 and not isinstance(exc, REFUSALS):
             raise
+        log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
+    outcomes = [_alone(con, record) for record in records]
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    if len(failed) == len(outcomes) and not all(isinstance(o, REFUSALS) for o in failed):
+        raise next(o for o in failed if not isinstance(o, REFUSALS))
+    return [RecordRefused(str(o)) if isinstance(o, Exception) else o for o in outcomes], False
 
-    def _commit(self, records, prepared, position, careful):
-        stored = [False] * len(records)
-        self.con.begin()
-        for kind, (indexes, tables) in prepared.items():
-            group = [records[i] for i in indexes]
-            for i in WRITERS[kind].write(self.con, group, tables, careful):
-                stored[indexes[i]] = True
-        if position is not None:
-            self._save_position(position)
-        self.con.commit()
-        return stored
 
-    def _rollback(self):
+def _alone(con, record):
+    try:
+        return _write(con, [record], _tables([record]), None)[0]
+    except (duckdb.Error, pa.ArrowException) as exc:
+        return exc
+
+
+def _write(con, records, prepared, before_commit):
+    try:
         try:
-            self.con.rollback()
-        except duckdb.Error:
-            log.exception("rollback failed")
+            return _commit(con, records, prepared, before_commit, careful=False)
+        except duckdb.ConstraintException:
+            _rollback(con)
+            return _commit(con, records, prepared, before_commit, careful=True)
+    except duckdb.Error:
+        _rollback(con)
+        raise
+
+
+def _commit(con, records, prepared, before_commit, careful):
+    stored = [False] * len(records)
+    con.begin()
+    for kind, (indexes, tables) in prepared.items():
+        group = [records[i] for i in indexes]
+        for i in WRITERS[kind].write(con, group, tables, careful):
+            stored[indexes[i]] = True
+    if before_commit is not None:
+        before_commit()
+    con.commit()
+    return stored
+
+
+def _rollback(con):
+    try:
+        con.rollback()
+    except duckdb.Error:
+        log.exception("rollback failed")

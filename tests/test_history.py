@@ -9,9 +9,10 @@ import time
 import duckdb
 import polars as pl
 import pytest
-
 from filesrv import FileServer
 from make_history_file import snapshots
+
+from gexsrv.history import importer
 
 DAY = "2025-10-21"
 NAME = f"{DAY}_SPX_classic_gex_zero.json"
@@ -152,8 +153,7 @@ def in_last(data, old, new):
     ("truncated", lambda data: data[: len(data) // 2]),
     ("nan", lambda data: in_last(data, b'"spot": ', b'"spot": NaN, "was":')),
     ("huge", lambda data: in_last(data, b'"zero_gamma": ', b'"zero_gamma": 1e999, "was":')),
-    ("short row", lambda data: in_last(data, b'"strikes": [', b'"strikes": [[1], ')),
-    ("text strike", lambda data: data.replace(b'"strikes": [[', b'"strikes": [["7000", ', 1)),
+    ("no timestamp", lambda data: in_last(data, b'"timestamp": ', b'"time": ')),
 ])
 def test_invalid_file_fails_with_nothing_half_imported(hist, files, name, spoil):
     good = write_history(files.folder / "good.json").read_bytes()
@@ -166,6 +166,37 @@ def test_invalid_file_fails_with_nothing_half_imported(hist, files, name, spoil)
     with server.db() as db:
         assert db.execute("SELECT count(*) FROM gex_snapshots").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 0
+
+
+def test_bad_strike_rows_are_skipped_and_reported_as_post_gex_would(hist, files):
+    """The one decoding rule: a strike row the original skipped is skipped here too, the snapshot kept."""
+    data = write_history(files.folder / "good.json").read_bytes()
+    data = in_last(data, b'"strikes": [', b'"strikes": [[1], ').replace(b'"strikes": [[', b'"strikes": [["x"], [', 1)
+    (files.folder / NAME).write_bytes(data)
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", SNAPS, SNAPS * STRIKES)
+    assert job["problems"] == {"count": 2, "examples": [
+        {"field": "$.strikes[0][0]", "error": "strike row skipped: Expected `float`, got `str`", "snapshot": 0},
+        {"field": "$.strikes[0]", "error": "strike row skipped: Expected `array` of at least length 2, got 1",
+         "snapshot": SNAPS - 1}]}
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM gex_strikes").fetchone() == (
+            SNAPS * STRIKES, SNAPS)
+
+
+def test_json_lines_and_more_snapshots_than_a_chunk_import_whole(hist, files):
+    count = importer.CHUNK + 100
+    made = list(snapshots(count, 3, "SPX", dt.date.fromisoformat(DAY)))
+    (files.folder / NAME).write_bytes(b"\n".join(json.dumps(s).encode() for s in made) + b"\n")
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"], timeout=60)
+    assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", count, count * 3)
+    server.stop()
+    with server.db() as db:
+        stored = db.execute("SELECT timestamp // 1000, spot_price, source FROM gex_snapshots ORDER BY 1").fetchall()
+    assert stored == [(s["timestamp"], s["spot"], "history:1") for s in made]
 
 
 def test_same_url_or_same_content_is_not_imported_twice(hist, files):

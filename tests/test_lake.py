@@ -204,8 +204,9 @@ def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it
     part = data / "parquet" / "gexbot" / "SPX" / "gex_zero" / "20251021.1-4.strikes.parquet"
     part.parent.mkdir(parents=True)
     pl.DataFrame({"timestamp": [1761053400000], "ticker": ["SPX"], "strike": [1.0]}).write_parquet(part)
-    server = start_server(data, "--lake-export-interval", "0.2")
-    assert server.post("/gex", snapshot(timestamp=DAY_20251021, n_strikes=4)).status == 202
+    server = start_server(data, "--lake-export-interval", "1")
+    # ingested before the first export, which would otherwise compact the planted part away as a finished day
+    assert server.post("/gex?ack=ingested", snapshot(timestamp=DAY_20251021, n_strikes=4)).status == 202
     health = lake_health(server, lambda h: h["error"])
     assert "PartConflict" in health["error"] and str(part) in health["error"], health
     assert health["exported_rows"] == 0

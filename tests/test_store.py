@@ -17,7 +17,7 @@ TS = 1777492800
 def record(ts, ticker="SPX"):
     """A decoded snapshot as ingest holds it: with its body, from which the strike rows are read."""
     body = json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode()
-    return decode_gex(body, Rules(), 0).held(body)
+    return decode_gex(body, Rules(), 0).held()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 from tqdm import tqdm
 
-from gexsrv import settings
+from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
 from gexsrv.history import names
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake

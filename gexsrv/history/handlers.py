@@ -6,7 +6,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-from gexsrv.handlers import ApiError, IngestHandler
+from gexsrv.handlers import ApiError, IngestHandler, database_or_503
 from gexsrv.history import command, forward, names
 from gexsrv.history.urls import Refused
 from gexsrv.decode import check_ticker, normalize_endpoint
@@ -68,15 +68,17 @@ class HistoryHandler(IngestHandler):
             ticker, endpoint = check_ticker(ticker), normalize_endpoint(endpoint, None)
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
-        job, created = await self.runner.submit(request.url, ticker, endpoint)
+        with database_or_503(self.conf.retry_after_seconds):
+            job, created = await self.runner.submit(request.url, ticker, endpoint)
         self.reply(202, {"status": "queued", "via": "local", "id": job["id"], "ticker": job["ticker"],
                          "endpoint": job["endpoint"], "job_status": job["status"], "duplicate": not created})
 
     def get(self, job_id=None):
-        if job_id is None:
-            self.reply(200, {"jobs": self.runner.recent()})
-            return
-        job = self.runner.job(int(job_id))
+        with database_or_503(self.conf.retry_after_seconds):
+            if job_id is None:
+                self.reply(200, {"jobs": self.runner.recent()})
+                return
+            job = self.runner.job(int(job_id))
         if job is None:
             raise ApiError(404, f"no history job {job_id}")
         self.reply(200, job)

@@ -1,151 +1,111 @@
-"""A staged history file -> gex_snapshots and gex_strikes, parsed by DuckDB in C++ (no Python objects per row).
+"""A staged history file -> the Records POST /gex would make of its snapshots (gexsrv.decode, the one rule),
+written in chunks.
 
-Runs on its own cursor, in a worker thread, in ONE transaction: a truncated or invalid file raises and nothing
-of it stays. Snapshots whose (ticker, endpoint, timestamp) is already stored are skipped (ON CONFLICT DO NOTHING,
-on the unique index gex_snapshots_key), and so are their strikes; existing rows are never changed.
-Invalid values (non-finite numbers, strike rows of fewer than 2 numbers, impossible timestamps) raise through
-DuckDB's error(), so they fail the whole file.
+The whole file is read first: every snapshot is decoded, and one the rule refuses fails the file with nothing
+stored. Then the snapshots are written CHUNK at a time, one transaction each on a cursor of the caller's, so a
+full-day import leaves room for live ingest between its transactions; a chunk a concurrent write conflicts with
+is tried again. Keys already stored are skipped (the first stored wins), so an interrupted import resumes by
+running it again. Ticker and endpoint are the job's; source is history:<job id>. What the rule left out of a
+snapshot (a bad strike row, an alias that disagrees) is counted and its first examples kept, as a reply's
+`problems` would be.
+
+File shapes: a JSON array of snapshots, {"data": [...]}, one snapshot object, or JSON Lines (one per line).
 """
 
-from gexsrv.decode import EARLIEST_MS, LATEST_MS, SECONDS_BELOW
+import contextlib
+import time
+
+import duckdb
+import msgspec
+from msgspec import Raw
+
+from gexsrv import store
+from gexsrv.decode import Rules, check_utf8, decode_gex
+from gexsrv.payloads import PayloadError
+
+CHUNK = 2_000
+NO_LOCK = contextlib.nullcontext()
+ATTEMPTS = 3
+EXAMPLES = 20
 
 
 class InvalidFile(Exception):
     """The file is not a history file gexsrv can import; nothing of it was stored."""
 
 
-NUMBERS = ["spot", "zero_gamma", "net_gex", "sum_gex_vol", "sum_gex_oi", "major_pos_vol", "major_pos_oi",
-           "major_neg_vol", "major_neg_oi", "delta_risk_reversal"]
-FIELDS = {"timestamp": "VARCHAR", "min_dte": "INTEGER", "sec_min_dte": "INTEGER", "max_priors": "JSON",
-          "strikes": "JSON[]", **{name: "DOUBLE" for name in NUMBERS}}
-JSON_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+class Wrapped(msgspec.Struct):
+    data: list[Raw] | None = None
 
 
-def _columns_literal():
-    return "{" + ", ".join(f"{name}: '{sqltype}'" for name, sqltype in FIELDS.items()) + "}"
+ARRAY = msgspec.json.Decoder(list[Raw])
+WRAPPED = msgspec.json.Decoder(Wrapped)
+ANY = msgspec.json.Decoder()
 
 
-def _struct_type():
-    return "STRUCT(" + ", ".join(f"{name} {sqltype}" for name, sqltype in FIELDS.items()) + ")[]"
-
-
-def _quote(text):
-    return "'" + text.replace("'", "''") + "'"
-
-
-def shape(path):
-    """'array' for the usual [...] file, else 'data' for {"data": [...]} or 'object' for one snapshot."""
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith(b"["):
-        return "array"
-    if head.startswith(b"{"):
-        return "object"  # refined by the caller, which asks DuckDB whether `data` is there
-    raise InvalidFile("the file is neither a JSON array nor a JSON object")
-
-
-def scan(cur, path):
-    """A FROM clause yielding one row per snapshot with FIELDS plus `ordinality` (its position in the file)."""
-    kind = shape(path)
-    if kind == "object":
-        has_data = cur.execute(
-            f"SELECT data IS NOT NULL FROM read_json({_quote(path)}, format='unstructured', columns={{data: 'JSON'}})"
-        ).fetchone()[0]
-        kind = "data" if has_data else "object"
-    if kind == "array":
-        return f"read_json({_quote(path)}, format='array', columns={_columns_literal()}) WITH ORDINALITY"
-    if kind == "object":
-        return f"read_json({_quote(path)}, format='unstructured', columns={_columns_literal()}) WITH ORDINALITY"
-    return (f"(SELECT unnest(t.u), t.ordinality FROM read_json({_quote(path)}, format='unstructured', "
-            f"columns={{data: '{_struct_type()}'}}) r, unnest(r.data) WITH ORDINALITY AS t(u, ordinality))")
-
-
-def _finite(expr, what):
-    return (f"CASE WHEN NOT isfinite({expr}) THEN error('snapshot ' || ordinality || ': {what} is not a finite "
-            f"number') ELSE {expr} END")
-
-
-TIMESTAMP_MS = f"""(CASE
-    WHEN TRY_CAST(timestamp AS DOUBLE) IS NULL THEN epoch_ms(TRY_CAST(timestamp AS TIMESTAMPTZ))
-    WHEN NOT isfinite(TRY_CAST(timestamp AS DOUBLE)) THEN NULL
-    WHEN abs(TRY_CAST(timestamp AS DOUBLE)) < {SECONDS_BELOW} THEN round(TRY_CAST(timestamp AS DOUBLE) * 1000)
-    ELSE round(TRY_CAST(timestamp AS DOUBLE)) END)::BIGINT"""
-
-ROWS = f"""
-    SELECT ordinality AS ord,
-        CASE WHEN {TIMESTAMP_MS} BETWEEN {EARLIEST_MS} AND {LATEST_MS - 1} THEN {TIMESTAMP_MS}
-             ELSE error('snapshot ' || ordinality || ': timestamp ' || coalesce(timestamp, 'null')
-                        || ' is missing or outside 2000-01-01 .. 2100-01-01') END AS timestamp,
-        {", ".join(f"{_finite(name, name)} AS {name}" for name in NUMBERS)},
-        min_dte, sec_min_dte,
-        CASE WHEN max_priors IS NULL THEN NULL
-             WHEN json_type(max_priors) = 'ARRAY' AND list_bool_and(list_transform(
-                  max_priors::DOUBLE[][], lambda pair: len(pair) = 2 AND list_bool_and(
-                  list_transform(pair, lambda x: isfinite(x)))))
-             THEN json(max_priors)::VARCHAR
-             ELSE error('snapshot ' || ordinality || ': max_priors must be [strike, value] pairs') END AS max_priors
-    FROM {{scan}}"""
-
-SNAPSHOTS = """
-    INSERT INTO gex_snapshots BY NAME
-    SELECT timestamp, $ticker AS ticker, $endpoint AS endpoint, spot AS spot_price, zero_gamma,
-        coalesce(sum_gex_vol, net_gex) AS net_gex, coalesce(sum_gex_vol, net_gex) AS sum_gex_vol, sum_gex_oi,
-        min_dte, sec_min_dte, major_pos_vol, major_pos_oi, major_neg_vol, major_neg_oi, delta_risk_reversal,
-        max_priors, epoch_ms(now())::BIGINT AS received_at, $source AS source
-    FROM hist_rows
-    WHERE ord IN (SELECT ord FROM hist_first)
-    ON CONFLICT DO NOTHING
-    RETURNING timestamp"""
-
-
-def _strike_value(expr, what, optional):
-    missing = f"WHEN {expr} IS NULL OR json_type({expr}) = 'NULL' THEN NULL " if optional else ""
-    return (f"CASE {missing}WHEN json_type({expr}) IN {JSON_NUMBER} AND isfinite({expr}::DOUBLE) "
-            f"THEN {expr}::DOUBLE ELSE error('snapshot ' || s.ordinality || ': strike row ' || r::VARCHAR "
-            f"|| ' has no finite {what}') END")
-
-
-STRIKES = f"""
-    INSERT INTO gex_strikes BY NAME
-    SELECT n.timestamp, $ticker AS ticker, $endpoint AS endpoint,
-        {_strike_value("(r->0)", "strike", False)} AS strike,
-        {_strike_value("(r->1)", "gamma", False)} AS gamma,
-        {_strike_value("(r->2)", "oi_gamma", True)} AS oi_gamma,
-        CASE WHEN (r->3) IS NULL OR json_type((r->3)) = 'NULL' THEN NULL
-             WHEN json_type((r->3)) = 'ARRAY'
-                  AND list_bool_and(list_transform(((r->3))::DOUBLE[], lambda x: isfinite(x))) IS NOT false
-             THEN ((r->3))::DOUBLE[]
-             ELSE error('snapshot ' || s.ordinality || ': strike row ' || r::VARCHAR
-                        || ' has priors that are not finite numbers') END AS priors
-    FROM {{scan}} s JOIN hist_new n ON s.ordinality = n.ord, unnest(s.strikes) AS u(r)"""
-
-
-def import_file(cur, path, ticker, endpoint, source):
-    """Import one staged file in one transaction; return (snapshots stored, strike rows stored)."""
-    cur.execute("SET TimeZone = 'UTC'")  # a timestamp string without an offset means UTC
-    cur.begin()
+def snapshots(data):
+    """The snapshots of a file's bytes, each as raw JSON."""
+    head = data[:64].lstrip()
     try:
-        source_sql = scan(cur, path)
-        cur.execute(f"CREATE TEMP TABLE hist_rows AS {ROWS.format(scan=source_sql)}")
-        # the first snapshot of each timestamp wins when a file repeats one
-        cur.execute("CREATE TEMP TABLE hist_first AS SELECT min(ord) AS ord FROM hist_rows GROUP BY timestamp")
-        stored = cur.execute(SNAPSHOTS, {"ticker": ticker, "endpoint": endpoint, "source": source}).fetchall()
-        cur.execute("CREATE TEMP TABLE hist_new AS SELECT h.ord, h.timestamp FROM hist_rows h "
-                    "JOIN hist_first USING (ord) SEMI JOIN (SELECT unnest($stored) AS timestamp) USING (timestamp)",
-                    {"stored": [ts for (ts,) in stored]})
-        keys = {"ticker": ticker, "endpoint": endpoint}
-        strikes = cur.execute(STRIKES.format(scan=source_sql), keys).fetchone()[0] if stored else 0
-        for table in ("hist_rows", "hist_first", "hist_new"):
-            cur.execute(f"DROP TABLE {table}")
-        cur.commit()
-    except Exception as exc:
-        cur.rollback()
-        if isinstance(exc, InvalidFile):
-            raise
-        raise InvalidFile(_short(exc)) from exc
-    return len(stored), strikes
+        if head.startswith(b"["):
+            return ARRAY.decode(data)
+        if not head.startswith(b"{"):
+            raise InvalidFile("the file is neither JSON (an array or an object) nor JSON Lines")
+        lines = [line for line in data.splitlines() if line.strip()]
+        if len(lines) > 1:
+            return [Raw(line) for line in lines]
+        wrapped = WRAPPED.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InvalidFile(f"invalid JSON: {exc}") from None
+    return wrapped.data if wrapped.data is not None else [Raw(data)]
 
 
-def _short(exc):
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.removeprefix("Invalid Input Error: ")
+def decode_all(items, ticker, endpoint, source, rules):
+    """Every snapshot as a Record (without its strike objects), and the problems found; InvalidFile if the rule
+    refuses one."""
+    received = round(time.time() * 1000)
+    records, problems = [], []
+    for i, raw in enumerate(items):
+        try:
+            record = decode_gex(raw, rules, received)
+        except PayloadError as exc:
+            raise InvalidFile(f"snapshot {i}: {exc.reason} - at `{exc.field}`") from None
+        if record.kind != "snapshot":
+            raise InvalidFile(f"snapshot {i}: a {record.kind} payload, not a snapshot")
+        problems += [{**problem, "snapshot": i} for problem in record.problems]
+        records.append(msgspec.structs.replace(record, ticker=ticker, endpoint=endpoint, source=source,
+                                               problems=[]).held())
+    return records, problems
+
+
+def write_chunk(cursor, chunk, lock):
+    """Commit one chunk, holding lock; return (snapshots stored, strike rows stored)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with lock:
+                outcomes, _ = store.write(cursor, chunk)
+            break
+        except duckdb.TransactionException:  # a live ingest wrote the same key meanwhile: the retry skips it
+            if attempt == ATTEMPTS:
+                raise
+    stored = [r for r, outcome in zip(chunk, outcomes) if outcome is True]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    if refused:
+        raise InvalidFile(f"the database refused {len(refused)} snapshots of this chunk: {refused[0]}")
+    return len(stored), sum(r.strike_rows for r in stored)
+
+
+def import_file(cursor, path, ticker, endpoint, source, progress=None, rules=Rules(), lock=NO_LOCK):
+    """Import one staged file; return (snapshots stored, strike rows stored, problems (count, first examples)).
+    progress(snapshots, strike rows) is called after each chunk; lock is held around each transaction (the
+    lake exporter's, gexsrv.lake)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    check_utf8(data)
+    records, problems = decode_all(snapshots(data), ticker, endpoint, source, rules)
+    stored = rows = 0
+    for start in range(0, len(records), CHUNK):
+        chunk_stored, chunk_rows = write_chunk(cursor, records[start:start + CHUNK], lock)
+        stored, rows = stored + chunk_stored, rows + chunk_rows
+        if progress:
+            progress(stored, rows)
+    return stored, rows, {"count": len(problems), "examples": problems[:EXAMPLES]}

@@ -1,14 +1,17 @@
 """The gex_history_queue table: one row per job. Writers run on the store's thread (Store.run) with its
 connection; readers go through Store.read. Status: pending -> downloading -> importing -> completed | failed."""
 
+import json
+
 FIELDS = ["id", "url", "ticker", "endpoint", "status", "attempts", "last_error", "bytes", "snapshots_imported",
-          "rows_imported", "sha256", "file_path", "created_at", "updated_at", "finished_at"]
+          "rows_imported", "sha256", "file_path", "created_at", "updated_at", "finished_at", "problems"]
 SELECT = "SELECT " + ", ".join(FIELDS) + " FROM gex_history_queue"
 UNFINISHED = ("pending", "downloading", "importing")
 
 
 def _as_dict(row):
     job = dict(zip(FIELDS, row))
+    job["problems"] = json.loads(job["problems"]) if job["problems"] else None
     for name in ("created_at", "updated_at", "finished_at"):
         if job[name] is not None:
             job[name] = job[name].isoformat()

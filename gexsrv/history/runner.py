@@ -3,13 +3,22 @@ stages and imports them, and marks each completed or failed. Jobs live in gex_hi
 resumes the unfinished ones."""
 
 import asyncio
+import contextlib
 import logging
 import os
+import threading
 
+import duckdb
+import msgspec
+
+from gexsrv.decode import Rules
 from gexsrv.history import command, download, importer, queue, staging
 from gexsrv.history.urls import Policy
+from gexsrv.store import StorageError
 
 log = logging.getLogger("gexsrv.history")
+
+STORAGE_PAUSE_S = 2.0
 
 
 class Runner:
@@ -22,14 +31,16 @@ class Runner:
         self.policy = Policy.from_settings(conf)
         self.folder = os.path.abspath(staging.source_dir(conf.data_dir))
         self.progress = {}  # job id -> the Sink being written, for live byte counts
+        self.imported = {}  # job id -> (snapshots, strike rows) committed so far by its running import
+        self.rules = Rules.from_settings(conf)
         self.wake = asyncio.Event()
         self.task = None
-        self.lake_lock = lake.lock if lake else asyncio.Lock()
+        self.lake_lock = lake.lock if lake else threading.Lock()
 
     async def start(self):
         for name in staging.clean_leftovers(self.folder):
             log.info("removed the half-written %s left by an earlier run", name)
-        await self.store.run(queue.resume_unfinished, self.store.con)
+        await self.store.use(queue.resume_unfinished)
         self.task = asyncio.create_task(self._loop())
 
     async def close(self):
@@ -38,7 +49,8 @@ class Runner:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def submit(self, url, ticker, endpoint):
-        job, created = await self.store.run(queue.add, self.store.con, url, ticker, endpoint)
+        """Queue a job (StorageError while the database cannot be written)."""
+        job, created = await self.store.use(queue.add, url, ticker, endpoint)
         if created:
             self.wake.set()
         return job, created
@@ -47,6 +59,8 @@ class Runner:
         job = queue.get(self.store, job_id)
         if job and job_id in self.progress:
             job["bytes"] = self.progress[job_id].size
+        if job and job_id in self.imported:
+            job["snapshots_imported"], job["rows_imported"] = self.imported[job_id]
         return job
 
     def recent(self):
@@ -54,19 +68,30 @@ class Runner:
 
     async def _loop(self):
         while True:
-            job = await self.store.run(queue.next_pending, self.store.con)
-            if job is None:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
             try:
-                await self.run_job(job)
-            except Exception as exc:  # a bug in one job must not stop the queue
-                log.exception("history job %d crashed", job["id"])
-                await self._update(job["id"], status="failed", last_error=f"internal error: {exc!r}")
+                await self._next()
+            except StorageError as exc:  # the job waits for the database; it is taken up again when it is back
+                log.warning("history jobs wait: %s", exc)
+                await asyncio.sleep(STORAGE_PAUSE_S)
+                with contextlib.suppress(StorageError):
+                    await self.store.use(queue.resume_unfinished)
+
+    async def _next(self):
+        job = await self.store.use(queue.next_pending)
+        if job is None:
+            self.wake.clear()
+            await self.wake.wait()
+            return
+        try:
+            await self.run_job(job)
+        except StorageError:
+            raise
+        except Exception as exc:  # a bug in one job must not stop the queue
+            log.exception("history job %d crashed", job["id"])
+            await self._update(job["id"], status="failed", last_error=f"internal error: {exc!r}")
 
     async def _update(self, job_id, **fields):
-        await self.store.run(queue.update, self.store.con, job_id, fields)
+        await self.store.use(queue.update, job_id, fields)
 
     async def run_job(self, job):
         """Fetch, stage and import one job (or let HISTORY_DOWNLOAD_COMMAND do it all); return its final row."""
@@ -84,7 +109,7 @@ class Runner:
 
     async def _stage_and_import(self, job):
         path, sha256 = await self._staged(job)
-        earlier = await self.store.run(queue.completed_with_content, self.store.con, sha256, job["id"])
+        earlier = await self.store.use(queue.completed_with_content, sha256, job["id"])
         if earlier is not None:
             log.info("job %d: same content as job %d, nothing to import", job["id"], earlier)
             await self._update(job["id"], status="completed", snapshots_imported=0, rows_imported=0,
@@ -156,16 +181,26 @@ class Runner:
 
     async def _import(self, job, path):
         await self._update(job["id"], status="importing")
-        cursor = await self.store.run(self.store.con.cursor)
+        cursor = await self.store.use(lambda con: con.cursor())
+        loop = asyncio.get_running_loop()
+
+        def progress(snapshots, rows):  # after each chunk, from the import's thread
+            loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
+
         try:
-            # the lake exporter reads the strikes' sequence bound only while no import transaction is open
-            async with self.lake_lock:
-                snapshots, rows = await asyncio.to_thread(
-                    importer.import_file, cursor, path, job["ticker"], job["endpoint"], f"history:{job['id']}")
+            snapshots, rows, problems = await asyncio.to_thread(
+                importer.import_file, cursor, path, job["ticker"], job["endpoint"], f"history:{job['id']}",
+                progress, self.rules, self.lake_lock)
+        except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
+            raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:
-            cursor.close()
-        await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows)
-        log.info("job %d: imported %d snapshots, %d strike rows from %s", job["id"], snapshots, rows, path)
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+            self.imported.pop(job["id"], None)
+        await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows,
+                           problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
+        log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
+                 path, problems["count"])
         if self.lake:
             self.lake.kick()
 

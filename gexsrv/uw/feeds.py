@@ -6,9 +6,10 @@ Each row keeps its whole record as JSON in `data`, so fields not typed here are 
 import msgspec
 from msgspec import Struct
 
+from gexsrv.decode import decode_with
 from gexsrv.payloads import PayloadError
 from gexsrv.uw import occ
-from gexsrv.uw.frames import decode, items
+from gexsrv.uw.frames import items
 from gexsrv.uw.values import count, date, number, option_type, timestamp_us
 
 Num = str | float | None
@@ -66,7 +67,7 @@ def _each(frame, decoder, to_row, problems):
     for raw, path in found:
         before = len(problems)
         try:
-            row = to_row(decode(decoder, raw, path), path, problems)
+            row = to_row(decode_with(decoder, raw, path), path, problems)
         except PayloadError as exc:
             problems.add(exc.field, exc.reason)
             continue

@@ -9,9 +9,8 @@
 import msgspec
 from msgspec import Raw, Struct
 
-from gexsrv.payloads import PayloadError
-
-NOTHING = Raw()  # an absent field; msgspec allows no `Raw | None`
+from gexsrv.decode import decode_with
+from gexsrv.payloads import NOTHING, PayloadError
 
 
 class Phoenix(Struct, array_like=True):
@@ -66,42 +65,24 @@ WRAPPER = msgspec.json.Decoder(Wrapper)
 LIST = msgspec.json.Decoder(list[Raw])
 
 
-def reason_and_path(exc, prefix):
-    """msgspec's "<reason> - at `$.a.b`" as (reason, path under prefix)."""
-    reason, sep, path = str(exc).rpartition(" - at `")
-    if not sep:
-        return str(exc), prefix
-    return reason, prefix + path.rstrip("`")[1:]
-
-
-def decode(decoder, raw, prefix):
-    """decoder.decode(raw), or PayloadError naming the field under prefix."""
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise PayloadError(*reversed(reason_and_path(exc, prefix))) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(prefix, f"invalid JSON: {exc}") from None
-
-
 def _text(value):
     return None if value is None else str(value)
 
 
 def decode_frame(body):
     """The Frame of a /uw body; PayloadError for invalid JSON or an array that is neither frame shape."""
-    outer = decode(OUTER, body, "$")
+    outer = decode_with(OUTER, body, "$")
     if isinstance(outer, Envelope):
         event = outer.eventType or outer.event_type or outer.event
         if outer.payload:
             return Frame("envelope", outer.topic, event, outer.payload, "$.payload")
         return Frame("envelope", outer.topic, event, Raw(body), "$")
     if len(outer) == 5:
-        frame = decode(PHOENIX, body, "$")
+        frame = decode_with(PHOENIX, body, "$")
         return Frame("phoenix", frame.topic, frame.event, frame.payload, "$[4]",
                      _text(frame.join_ref), _text(frame.ref))
     if len(outer) == 2:
-        frame = decode(CHANNEL, body, "$")
+        frame = decode_with(CHANNEL, body, "$")
         return Frame("channel", frame.channel, None, frame.payload, "$[1]")
     raise PayloadError("$", f"expected a Phoenix frame [join_ref, ref, topic, event, payload] or a "
                             f"[channel, payload] frame, got an array of {len(outer)} items")
@@ -123,7 +104,7 @@ def control_reason(frame):
     if frame.topic == "phoenix":
         return "control frame: phoenix topic"
     if frame.shape == "channel" and is_object(frame.payload):
-        reply = decode(JOIN_REPLY, frame.payload, frame.prefix)
+        reply = decode_with(JOIN_REPLY, frame.payload, frame.prefix)
         if reply.status and reply.response and not (reply.data or reply.id):
             return "control frame: join reply"
     return None
@@ -134,10 +115,10 @@ def items(payload, prefix):
     an array of them."""
     raw, path = payload, prefix
     if is_object(payload):
-        wrapper = decode(WRAPPER, payload, prefix)
+        wrapper = decode_with(WRAPPER, payload, prefix)
         if not wrapper.data:
             return [(payload, prefix)]
         raw, path = wrapper.data, f"{prefix}.data"
     if _first_char(raw) == b"[":
-        return [(item, f"{path}[{i}]") for i, item in enumerate(decode(LIST, raw, path))]
+        return [(item, f"{path}[{i}]") for i, item in enumerate(decode_with(LIST, raw, path))]
     return [(raw, path)]

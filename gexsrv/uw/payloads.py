@@ -11,10 +11,9 @@ import uuid
 import msgspec
 from msgspec import Struct
 
-from gexsrv.decode import decode_gex
-from gexsrv.payloads import PayloadError
+from gexsrv.decode import check_utf8, decode_gex, decode_with
 from gexsrv.uw import feeds, trades
-from gexsrv.uw.frames import control_reason, decode, decode_frame
+from gexsrv.uw.frames import control_reason, decode_frame
 from gexsrv.uw.values import Problems
 
 ANY = msgspec.json.Decoder()
@@ -46,14 +45,14 @@ class UwRecord(Struct):
     def key(self):
         return self.raw["content_sha256"]
 
-    def held(self, body):
+    def held(self):
         """This record as ingest holds it (its rows are all it needs)."""
         return self
 
 
 def identity(body):
     """(raw row id, content sha256) of a body; PayloadError if any part of it is not valid JSON."""
-    canonical = msgspec.json.encode(decode(ANY, body, "$"), order="sorted")
+    canonical = msgspec.json.encode(decode_with(ANY, body, "$"), order="sorted")
     digest = hashlib.sha256(canonical).digest()
     return str(uuid.UUID(bytes=digest[:16])), digest.hex()
 
@@ -72,6 +71,7 @@ def _gex(body, frame, rules, received_ms):
 
 def decode_uw(body, rules, received_ms, source_addr=None, user_agent=None):
     """Ignored or a UwRecord for one /uw body; PayloadError if the frame or its GEX payload is malformed."""
+    check_utf8(body)
     frame = decode_frame(body)
     reason = control_reason(frame)
     if reason:

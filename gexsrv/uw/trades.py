@@ -11,9 +11,10 @@ import uuid
 import msgspec
 from msgspec import Raw, Struct
 
-from gexsrv.payloads import PayloadError
+from gexsrv.decode import decode_with
+from gexsrv.payloads import NOTHING, PayloadError
 from gexsrv.uw import occ
-from gexsrv.uw.frames import NOTHING, decode, items
+from gexsrv.uw.frames import items
 from gexsrv.uw.values import count, date, first, first_of, number, option_type, texts, timestamp_us
 
 Num = str | float | None
@@ -133,7 +134,7 @@ def rows(frame, webhook_id, problems):
     result = []
     for raw, path in found:
         try:
-            if decode(PROBE, raw, path).is_order():
+            if decode_with(PROBE, raw, path).is_order():
                 result.extend(order_rows(raw, path, path[len(frame.prefix):], webhook_id, problems))
             elif (row := trade_row(raw, path, problems)) is not None:
                 result.append(row)
@@ -169,7 +170,7 @@ def _occ(symbol, field, problems):
 def trade_row(raw, path, problems):
     """One Unusual Whales trade as a row, or None (with problems) if any of it is unreadable."""
     try:
-        trade = decode(TRADE, raw, path)
+        trade = decode_with(TRADE, raw, path)
     except PayloadError as exc:
         return problems.add(exc.field, exc.reason)
     before = len(problems)
@@ -214,7 +215,7 @@ def order_rows(raw, path, where, webhook_id, problems):
     prefixed by the record's place in the payload when it is wrapped (".data[1]/execution/0"); stable across
     replays because the raw id is derived from the body's content.
     """
-    order = decode(ORDER, raw, path)
+    order = decode_with(ORDER, raw, path)
     alert, at = order.alert or OrderAlert(), f"{path}.alert"
     before = len(problems)
     symbol = first(alert.symbol, order.symbol, order.ticker)

@@ -11,10 +11,11 @@ import time
 
 import duckdb
 
-from gexsrv.validate import crosscheck, links, report, rules, structure, timeline
+from gexsrv.validate import crosscheck, journaled, links, report, rules, structure, timeline
 from gexsrv.validate.sources import Context
 
-CHECKS = structure.CHECKS + rules.CHECKS + timeline.CHECKS + crosscheck.CHECKS + links.CHECKS
+CHECKS = (structure.CHECKS + rules.CHECKS + timeline.CHECKS + crosscheck.CHECKS + links.CHECKS
+          + journaled.CHECKS)
 DB_FILE = "gex_data.db"
 
 

@@ -13,7 +13,7 @@ import re
 import duckdb
 
 from gexsrv import pathnames
-from gexsrv.history import importer
+from gexsrv.validate import staged
 from gexsrv.validate.options import epoch_ms
 
 LAKE_DIR = os.path.join("parquet", "gexbot")
@@ -137,19 +137,19 @@ def staged_files(data_dir, options):
 
 
 def staged_snapshots_sql(con, files):
-    """One row per staged snapshot, read as the importer reads it (all three file shapes, same timestamp rules).
+    """One row per staged snapshot, as gexsrv.validate.staged reads it.
 
     Returns (sql, problems): the files that are no history file at all are left out and listed as (path, why).
     """
     parts, problems = [], []
     for ticker, endpoint, path in files:
         try:
-            scan = importer.scan(con, path)
-        except (importer.InvalidFile, duckdb.Error, OSError) as exc:
+            scan = staged.scan(con, path)
+        except (staged.Unreadable, duckdb.Error, OSError) as exc:
             problems.append((path, str(exc).splitlines()[0]))
             continue
         parts.append(f"SELECT {lit(ticker)} AS ticker, {lit(endpoint)} AS endpoint, "
-                     f"{importer.TIMESTAMP_MS} AS timestamp, * EXCLUDE (timestamp) FROM {scan}")
+                     f"{staged.TIMESTAMP_MS} AS timestamp, * EXCLUDE (timestamp) FROM {scan}")
     return " UNION ALL ".join(parts), problems
 
 

@@ -18,7 +18,8 @@ class Options(msgspec.Struct, kw_only=True, frozen=True):
     endpoint: Annotated[list[str], _opt("only these endpoints; 'legacy' means rows with no endpoint")] = []
     since: Annotated[str, _opt("only data at or after this UTC date/time (YYYY-MM-DD, ISO-8601 or epoch ms)")] = ""
     until: Annotated[str, _opt("only data before this UTC time; a bare date includes that whole day")] = ""
-    sample: Annotated[int, _opt("snapshots compared field by field across sources", ge=0, le=100_000)] = 20
+    sample: Annotated[int, _opt("snapshots (and archived journal records) compared field by field across sources",
+                                ge=0, le=100_000)] = 20
     seed: Annotated[int, _opt("seed of the spot-check sample (same seed, same sample)")] = 0
     band: Annotated[float, _opt("zero gamma and major levels must lie within spot * (1 +- band)", gt=0)] = 0.2
     max_gap_s: Annotated[float, _opt("longest pause between rows inside a trading session, seconds", gt=0)] = 300.0

@@ -1,0 +1,332 @@
+"""The write-ahead journal end to end, with real processes and files: SIGKILL at random moments under load, a
+replay of 100,000 journaled records, what each ack promises, 503 on a full ingest backlog, and the quarantine."""
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from helpers import request, snapshot
+
+from gexsrv.decode import Rules, decode_gex
+from gexsrv.intake import gex_header
+from gexsrv.journal import encode_line, segment_name
+
+TS = 1777492800  # 2026-04-29 20:00:00 UTC
+# Nothing is ingested while the server runs: an hour between ingests, and no batch ever large enough.
+NO_INGEST = ("--ingest-interval-ms", "3600000", "--ingest-batch-records", "100000000")
+
+
+def journal_lines(data_dir):
+    """Every line of the journal's segments, oldest first."""
+    segments = sorted((Path(data_dir) / "journal").glob("*.ndjson"))
+    return [line for path in segments for line in path.read_bytes().splitlines(keepends=True)]
+
+
+def journal_line(seq, header, body):
+    return b"".join(encode_line({"seq": seq, **header}, body))
+
+
+def gex_line(seq, payload, **changes):
+    """The journal line the server writes for a POST /gex of payload (its header as gexsrv.intake makes it),
+    with changes to the header."""
+    body = json.dumps(payload).encode()
+    header = gex_header(decode_gex(body, Rules(), payload["timestamp"] * 1000 + 500), "/gex")
+    return journal_line(seq, {**header, "dup": False, **changes}, body)
+
+
+def stored_keys(db, table="gex_snapshots"):
+    """{(ticker, endpoint, timestamp): rows} of a table."""
+    rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM {table} GROUP BY ALL").fetchall()
+    return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
+
+
+# ---- SIGKILL at random moments under load ----
+
+KILLS = 24
+LOAD_STRIKES = 20
+TICKERS = ("SPX", "NDX", "SPY")
+
+
+class Load:
+    """Threads posting distinct snapshots to whichever server is up (`url`, None while none is); they remember
+    every key sent and every key a 2xx acknowledged."""
+
+    def __init__(self, threads):
+        self.url = None
+        self.sent = set()
+        self.acked = set()
+        self.refused = Counter()  # status of every reply that is not a 2xx
+        self.lock = threading.Lock()
+        self.numbers = itertools.count()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.post_until_stopped, daemon=True) for _ in range(threads)]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=35)
+
+    def post_until_stopped(self):
+        while not self.stopping.is_set():
+            url = self.url
+            if url is None:
+                time.sleep(0.005)
+                continue
+            i = next(self.numbers)
+            body = json.dumps(snapshot(TICKERS[i % len(TICKERS)], TS + i, n_strikes=LOAD_STRIKES)).encode()
+            with self.lock:
+                self.sent.add((TICKERS[i % len(TICKERS)], "gex_zero", (TS + i) * 1000))
+            try:
+                reply = request("POST", url + "/gex", body, {"Content-Type": "application/json"})
+            except (OSError, http.client.HTTPException):  # killed before it answered: not acknowledged
+                time.sleep(0.005)
+                continue
+            with self.lock:
+                if 200 <= reply.status < 300:
+                    answer = reply.json()
+                    self.acked.add((answer["ticker"], answer["endpoint"], answer["timestamp"]))
+                else:
+                    self.refused[reply.status] += 1
+
+
+def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_load(start_server):
+    seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
+    print(f"SIGKILL loop seed {seed} (set CRASH_SEED={seed} to choose the same moments)")
+    rng = random.Random(seed)
+    server = start_server()
+    acked_per_run = []
+    with Load(threads=4) as load:
+        for _ in range(KILLS):
+            before = len(load.acked)
+            load.url = server.url
+            time.sleep(rng.uniform(0.05, 1.0))
+            server.stop(signal.SIGKILL)
+            load.url = None
+            assert server.proc.returncode == -signal.SIGKILL
+            acked_per_run.append(len(load.acked) - before)
+            server.start()  # replays what the journal holds past the last ingest
+    health = server.get("/health").json()
+    assert server.stop() == 0
+
+    print(f"acknowledged per run: {acked_per_run}; sent {len(load.sent)}, acknowledged {len(load.acked)}")
+    with server.db() as db:
+        snapshots = stored_keys(db)
+        strikes = stored_keys(db, "gex_strikes")
+        quarantined = db.execute("SELECT count(*) FROM gexsrv_quarantine").fetchone()[0]
+        position = db.execute("SELECT seq FROM gexsrv_ingest").fetchone()[0]
+    assert not load.refused, f"seed {seed}"
+    assert sum(1 for n in acked_per_run if n) >= KILLS // 2, f"seed {seed}: the load hardly ran"
+    assert not load.acked - snapshots.keys(), f"seed {seed}: acknowledged, then lost"
+    assert set(snapshots.values()) == {1}, f"seed {seed}: stored twice"
+    assert snapshots.keys() <= load.sent, f"seed {seed}: stored, never sent"
+    assert strikes == {key: LOAD_STRIKES for key in snapshots}, f"seed {seed}: strike rows lost or doubled"
+    assert quarantined == 0 and health["storage"]["quarantined"] == 0
+    # every record journaled is ingested: the records stored are the journal's, and nothing else
+    assert position == health["journal"]["next_seq"] - 1 == len(snapshots), f"seed {seed}"
+
+
+# ---- replaying 100,000 journaled records ----
+
+REPLAYED = 100_000
+SEGMENT_MB = 8
+
+
+def write_journal(folder, lines, first_seq, segment_bytes):
+    """Append lines from first_seq on as the server does: into the newest segment until it reaches
+    segment_bytes, then into a new one named after its first seq."""
+    path = max(folder.glob("*.ndjson"))
+    out = open(path, "ab")
+    try:
+        for seq, line in enumerate(lines, first_seq):
+            if out.tell() >= segment_bytes:
+                out.close()
+                out = open(folder / segment_name(seq), "ab")
+            out.write(line)
+    finally:
+        out.close()
+
+
+def test_a_restart_replays_100000_journaled_records_before_answering(start_server, tmp_path):
+    data = tmp_path / "data"
+    server = start_server(data, "--journal-segment-mb", str(SEGMENT_MB), *NO_INGEST)
+    body = json.dumps(snapshot(timestamp=TS, n_strikes=2)).encode()
+    assert server.post("/gex", body).status == 202
+    server.stop(signal.SIGKILL)
+
+    # The other 99,999 lines are made from the server's own first one: only seq, ts, received and the body's
+    # timestamp differ, so they are exactly what it would have written.
+    (first,) = journal_lines(data)
+    header = {k: v for k, v in json.loads(first).items() if k not in ("seq", "body", "crc")}
+    assert journal_line(1, header, body) == first
+    tail = body[len(b'{"timestamp": %d' % TS):]
+    lines = (journal_line(seq, {**header, "ts": (TS + seq - 1) * 1000, "received": header["received"] + seq},
+                          b'{"timestamp": %d' % (TS + seq - 1) + tail) for seq in range(2, REPLAYED + 1))
+    write_journal(data / "journal", lines, 2, SEGMENT_MB << 20)
+    segments = sorted((data / "journal").glob("*.ndjson"))
+    assert len(segments) > 1 and sum(len(p.read_bytes().splitlines()) for p in segments) == REPLAYED
+    end = {"segment": int(segments[-1].stem), "offset": segments[-1].stat().st_size, "seq": REPLAYED}
+
+    started = time.monotonic()
+    server.start(timeout=240)  # ingest is held back as before: the replay at start is what ingests them
+    print(f"start with a replay of {REPLAYED} journaled records: {time.monotonic() - started:.1f} s")
+    position = server.get("/health").json()["ingest"]["position"]
+    assert server.stop() == 0
+
+    assert position == end
+    assert f"replayed {REPLAYED} journaled records" in server.log_path.read_text()
+    with server.db() as db:
+        assert db.execute("SELECT count(*), count(DISTINCT timestamp), min(timestamp), max(timestamp) "
+                          "FROM gex_snapshots WHERE ticker = 'SPX' AND endpoint = 'gex_zero'").fetchone() == (
+            REPLAYED, REPLAYED, TS * 1000, (TS + REPLAYED - 1) * 1000)
+        assert db.execute("SELECT count(*) FROM gex_snapshots").fetchone() == (REPLAYED,)
+        assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM gex_strikes").fetchone() == (
+            2 * REPLAYED, REPLAYED)
+        assert db.execute('SELECT segment, "offset", seq FROM gexsrv_ingest').fetchall() == [tuple(end.values())]
+
+
+# ---- what each ack promises ----
+
+def test_ack_ingested_means_the_row_is_in_duckdb_when_the_reply_comes(start_server):
+    server = start_server()
+    reply = server.post("/gex?ack=ingested", snapshot(n_strikes=3))
+    server.stop(signal.SIGKILL)  # no shutdown ingest, no restart: what is in DuckDB was there at the reply
+    assert reply.status == 202 and reply.json()["duplicate"] is False
+    with server.db() as db:
+        assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1}
+        assert stored_keys(db, "gex_strikes") == {("SPX", "gex_zero", TS * 1000): 3}
+        assert db.execute("SELECT seq FROM gexsrv_ingest").fetchall() == [(1,)]
+
+
+def test_ack_journal_means_the_row_is_journaled_and_lands_at_the_next_start(start_server):
+    server = start_server(None, *NO_INGEST)
+    assert server.post("/gex", snapshot(n_strikes=3)).status == 202
+    server.stop(signal.SIGKILL)
+    with server.db() as db:
+        assert stored_keys(db) == {}
+        assert db.execute("SELECT count(*) FROM gexsrv_ingest").fetchone() == (0,)
+    assert [json.loads(line)["ts"] for line in journal_lines(server.data_dir)] == [TS * 1000]
+
+    server.start()
+    server.stop(signal.SIGKILL)  # the replay was committed before the server listened
+    with server.db() as db:
+        assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1}
+        assert stored_keys(db, "gex_strikes") == {("SPX", "gex_zero", TS * 1000): 3}
+
+
+# ---- a full ingest backlog ----
+
+@contextlib.contextmanager
+def database_held(data_dir):
+    """Another process holds DuckDB's lock on the database for the duration: the server journals, ingests nothing."""
+    data_dir.mkdir(exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
+                               f"con = duckdb.connect({str(data_dir / 'gex_data.db')!r})\n"
+                               "print('locked', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def test_a_full_backlog_refuses_writes_with_503_and_journals_nothing_of_them(start_server, tmp_path):
+    data = tmp_path / "data"
+    with database_held(data):
+        server = start_server(data, "--backlog-max-records", "5", "--ack-ingested-timeout-s", "0.5")
+        journaled = [server.post("/gex", snapshot(timestamp=TS + i)) for i in range(4)]
+        waited = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 4))
+        refused = server.post("/gex", snapshot(timestamp=TS + 5))
+        health = server.get("/health").json()
+        lines = journal_lines(data)
+        assert server.stop() == 0
+
+    assert [r.status for r in journaled] == [202] * 4
+    assert waited.status == 503 and waited.headers["Retry-After"] == "1"
+    assert waited.json()["outcome"] == "journaled" and "not ingested within 0.5 s" in waited.json()["error"]
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.json() == {"status": "error",
+                              "error": "server busy, not stored: 5 journaled records are waiting for ingest"}
+    assert health["journal"]["refused_busy"] == 1 and health["ingest"]["records_waiting"] == 5
+    assert [(json.loads(line)["seq"], json.loads(line)["ts"]) for line in lines] == [
+        (i + 1, (TS + i) * 1000) for i in range(5)]
+
+    server.start()  # the lock is gone: the five are replayed
+    assert server.get("/health").json()["ingest"]["position"]["seq"] == 5
+    server.stop()
+    with server.db() as db:
+        assert stored_keys(db) == {("SPX", "gex_zero", (TS + i) * 1000): 1 for i in range(5)}
+
+
+# ---- the quarantine ----
+
+MAJORS = {"timestamp": TS, "ticker": "SPX", "spot": 7100.0, "zero_gamma": 7080.0, "mpos_vol": 7105.0,
+          "mpos_oi": 7105.0, "mneg_vol": 7090.0, "mneg_oi": 7090.0, "net_gex_vol": 10.0, "net_gex_oi": 4.0}
+
+
+def unstorable_line(seq):
+    """A majors record journaled without an endpoint: gex_majors.endpoint is NOT NULL, so no try can store it."""
+    return gex_line(seq, MAJORS, endpoint=None)
+
+
+def append_to_journal(data_dir, *lines):
+    with open(max((Path(data_dir) / "journal").glob("*.ndjson")), "ab") as f:
+        f.write(b"".join(lines))
+
+
+def test_a_record_that_cannot_be_stored_is_quarantined_and_the_records_behind_it_land(start_server):
+    server = start_server()
+    assert server.post("/gex?ack=ingested", snapshot(timestamp=TS - 1)).status == 202
+    server.stop()
+    bad = unstorable_line(2)
+    append_to_journal(server.data_dir, bad, gex_line(3, snapshot(timestamp=TS + 1, n_strikes=3)))
+    segment = max((server.data_dir / "journal").glob("*.ndjson"))
+    end = {"segment": int(segment.stem), "offset": segment.stat().st_size, "seq": 3}
+
+    server.start()
+    health = server.get("/health").json()
+    after = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 2))
+    server.stop()
+
+    assert (health["storage"]["state"], health["storage"]["quarantined"]) == ("writable", 1)
+    assert health["ingest"]["position"] == end
+    assert after.status == 202
+    with server.db() as db:
+        quarantine = db.execute("SELECT seq, line, error FROM gexsrv_quarantine").fetchall()
+        majors = db.execute("SELECT count(*) FROM gex_majors").fetchone()[0]
+        snapshots = stored_keys(db)
+        strikes = stored_keys(db, "gex_strikes")
+    assert quarantine == [(2, bad.decode(), "Constraint Error: NOT NULL constraint failed: gex_majors.endpoint")]
+    assert majors == 0
+    assert snapshots == {("SPX", "gex_zero", (TS + i) * 1000): 1 for i in (-1, 1, 2)}
+    assert strikes == {("SPX", "gex_zero", (TS - 1) * 1000): 5, ("SPX", "gex_zero", (TS + 1) * 1000): 3,
+                       ("SPX", "gex_zero", (TS + 2) * 1000): 5}
+
+
+def test_an_unstorable_record_last_in_the_journal_is_quarantined_and_the_server_starts(start_server):
+    server = start_server()
+    assert server.post("/gex?ack=ingested", snapshot(timestamp=TS - 1)).status == 202
+    server.stop()
+    append_to_journal(server.data_dir, unstorable_line(2))
+
+    server.start()
+    health = server.get("/health").json()
+    server.stop()
+    assert health["storage"]["quarantined"] == 1 and health["ingest"]["position"]["seq"] == 2
