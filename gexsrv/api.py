@@ -1,6 +1,81 @@
-"""GET /api/latest[?ticker=SPX]: the merged latest view (gexsrv.latest), served from memory."""
+"""The read side: the status page (gexsrv/web) and the JSON it reads, and /metrics. Nothing here waits for the
+writer: replies come from memory (the latest view, the feeds, the parts' counters) or from DuckDB in a worker
+thread on a read connection (gexsrv.reads), bounded, with 503 while the database is away.
 
-from gexsrv.handlers import ApiError, BaseHandler
+GET /api/latest[?ticker=SPX]                          the merged latest view (gexsrv.latest)
+GET /api/status                                       server state, feeds, history jobs, recent warnings/errors
+GET /api/snapshots?ticker=&endpoint=&since=&until=&limit=   the snapshots of a time range, newest first
+GET /api/strikes?ticker=&endpoint=&timestamp=         one snapshot with its strike rows (the newest by default)
+GET /metrics                                          Prometheus (gexsrv.metrics)
+GET /                                                 the status page
+
+Authentication of reads is BaseHandler's (gexsrv.handlers); the page's own files hold no data and are open.
+"""
+
+import asyncio
+import os
+import time
+
+from tornado.web import StaticFileHandler
+
+from gexsrv import reads
+from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker, normalize_endpoint, timestamp_ms
+from gexsrv.handlers import ApiError, BaseHandler, database_or_503
+from gexsrv.payloads import PayloadError
+from gexsrv.store import StorageError
+
+WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 500
+JOBS_SHOWN = 20
+
+
+def endpoint_param(raw, field):
+    if raw.lower() == reads.LEGACY:
+        return reads.LEGACY
+    endpoint = normalize_endpoint(raw, None, field)
+    if endpoint is None:  # `maxchange` names a kind of payload, not a feed of snapshots
+        raise PayloadError(field, f"expected an endpoint such as gex_zero, classic/one or legacy, got {raw[:40]!r}")
+    return endpoint
+
+
+def time_param(raw, field):
+    """Epoch seconds or milliseconds, or ISO-8601 (UTC when it names no zone), as epoch ms."""
+    try:
+        return timestamp_ms(raw, field)
+    except OverflowError:
+        raise PayloadError(field, f"expected epoch seconds or milliseconds, or an ISO-8601 time, got {raw[:40]!r}")
+
+
+def limit_param(raw, field):
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise PayloadError(field, f"{field} must be a whole number from 1 to {MAX_LIMIT}, not {raw[:20]!r}")
+    return int(raw)
+
+
+class ReadHandler(BaseHandler):
+    """A GET of the read API: its query parameters are PARAMS ({name: parser}), any other one is refused."""
+
+    PARAMS = {}
+
+    def prepare(self):
+        super().prepare()
+        unknown = sorted(set(self.request.query_arguments) - set(self.PARAMS))
+        if unknown:
+            takes = ", ".join(self.PARAMS) or "no parameters"
+            raise ApiError(400, f"unknown parameter {unknown[0][:40]!r} (this path takes {takes})", field=unknown[0])
+
+    def param(self, name, required=False):
+        """The query parameter `name` parsed, or None when absent; 400 naming it when it is wrong or missing."""
+        raw = self.get_query_argument(name, "").strip()
+        if not raw:
+            if required:
+                raise ApiError(400, f"{name} is required", field=name)
+            return None
+        try:
+            return self.PARAMS[name](raw, name)
+        except PayloadError as exc:
+            raise ApiError(400, exc.reason, field=name)
 
 
 class LatestHandler(BaseHandler):
@@ -18,3 +93,78 @@ class LatestHandler(BaseHandler):
                 raise ApiError(404, f"no latest data for ticker {ticker!r} (tickers: {known})", field="ticker")
         self.set_status(200)
         self.finish(body)
+
+
+class StatusHandler(ReadHandler):
+    """What the status page shows: /health's report, every feed's freshness, history jobs, recent problems."""
+
+    async def get(self):
+        health = await self.health()
+        try:
+            jobs = await asyncio.to_thread(reads.jobs_with_progress, self.store, self.runner, JOBS_SHOWN)
+            jobs_error = None
+        except StorageError as exc:
+            jobs, jobs_error = None, str(exc)
+        now = round(time.time() * 1000)
+        self.reply(200, {"now": now, "health": health, "feeds": self.latest.feeds.report(now),
+                         "history": {"jobs": jobs, "error": jobs_error}, "errors": self.log_tail.recent()})
+
+
+class SnapshotsHandler(ReadHandler):
+    PARAMS = {"ticker": check_ticker, "endpoint": endpoint_param, "since": time_param, "until": time_param,
+              "limit": limit_param}
+
+    async def get(self):
+        ticker, endpoint = self.param("ticker", required=True), self.param("endpoint")
+        since, until = self.param("since") or EARLIEST_MS, self.param("until") or LATEST_MS
+        limit = self.param("limit") or DEFAULT_LIMIT
+        if since >= until:
+            raise ApiError(400, "since must be before until", field="since")
+        with database_or_503(self.conf.retry_after_seconds):
+            found, more = await asyncio.to_thread(reads.snapshots, self.store, ticker, endpoint, since, until, limit)
+        self.reply(200, {"ticker": ticker, "endpoint": endpoint, "since": since, "until": until, "limit": limit,
+                         "more": more, "snapshots": found})
+
+
+class StrikesHandler(ReadHandler):
+    """The newest snapshot received since start comes from memory, as does one at the timestamp asked for when it
+    is that one; any other from DuckDB."""
+
+    PARAMS = {"ticker": check_ticker, "endpoint": endpoint_param, "timestamp": time_param}
+
+    async def get(self):
+        ticker, endpoint = self.param("ticker", required=True), self.param("endpoint", required=True)
+        timestamp = self.param("timestamp")
+        held = self.feeds.snapshots.get((ticker, endpoint))
+        if held is not None and timestamp in (None, held.timestamp_ms):
+            found = reads.held_snapshot(held)
+        else:
+            with database_or_503(self.conf.retry_after_seconds):
+                found = await asyncio.to_thread(reads.snapshot, self.store, ticker, endpoint, timestamp)
+        if found is None:
+            at = "" if timestamp is None else f" at {timestamp}"
+            raise ApiError(404, f"no snapshot of {ticker} {endpoint}{at}", field="timestamp" if at else "endpoint")
+        self.reply(200, {"ticker": ticker, **found})
+
+
+class MetricsHandler(ReadHandler):
+    signed_reads = False  # Prometheus scrapes with a bearer token (scrape_config `authorization`); it cannot sign
+
+    async def get(self):
+        await self.metrics.refresh()
+        body, content_type = self.metrics.exposition(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
+class PageHandler(StaticFileHandler):
+    """The status page's files, revalidated on every load (an upgraded server serves its own page)."""
+
+    def initialize(self, path, route, default_filename=None):
+        super().initialize(path, default_filename)
+        self.route = route
+
+    def set_extra_headers(self, path):
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")

@@ -2,14 +2,17 @@
 
 import asyncio
 import time
+from importlib import resources
 
 from tornado.log import access_log
 from tornado.web import Application
 
 from gexsrv import __version__, handlers
-from gexsrv.api import LatestHandler
+from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, StatusHandler,
+                        StrikesHandler)
 from gexsrv.decode import Rules
-from gexsrv.history.handlers import HistoryHandler
+from gexsrv.history.handlers import HistoryDaysHandler, HistoryHandler
+from gexsrv.metrics import route_label
 from gexsrv.store import StorageError
 from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
@@ -29,8 +32,8 @@ def health_report(parts, started):
         pending = await read_or_none(store.pending_history_jobs)
         quarantined = await read_or_none(store.quarantined)
         return {
-            "status": "ok" if store.state == "writable" and parts.supervisor.since is None and not journal.error
-                      else "degraded",
+            "status": "ok" if store.state == "writable" and parts.supervisor.since is None
+                      and not (journal.error or journal.refusing) else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - started, 3),
             "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause,
@@ -48,14 +51,30 @@ def health_report(parts, started):
     return report
 
 
-def request_logger(debug, slow_ms=1000):
-    """Log errors and slow requests (every request with --debug): a line per request costs real CPU at 1,000/s."""
+def request_logger(debug, observe, slow_ms=1000):
+    """Time every request (observe: Metrics.observe_request); log errors and slow requests (every request with
+    --debug): a line per request costs real CPU at 1,000/s."""
     def log(handler):
+        observe(handler)
         status, ms = handler.get_status(), 1000 * handler.request.request_time()
         if debug or status >= 400 or ms > slow_ms:
             level = access_log.warning if status >= 400 or ms > slow_ms else access_log.info
             level("%d %s %.2fms", status, handler._request_summary(), ms)
     return log
+
+
+class OpenApiHandler(handlers.BaseHandler):
+    """GET /openapi.json: the OpenAPI description of these routes, packaged with gexsrv (docs/openapi.json)."""
+
+    open_to_all = True  # it describes the interface, no stored data
+
+    def get(self):
+        self.finish(self.document)
+
+
+def labelled(routes):
+    """Each handler learns its route (`route`), the label /metrics counts its requests under."""
+    return [(pattern, handler, {**deps, "route": route_label(pattern)}) for pattern, handler, deps in routes]
 
 
 def make_app(settings, parts):
@@ -64,17 +83,30 @@ def make_app(settings, parts):
     ingest = dict(intake=parts.intake, rules=Rules.from_settings(settings))
     # A trailing slash names the same route, as the original stripped it.
     return Application(
-        [
+        labelled([
             (r"/health/?", handlers.HealthHandler, dict(health=health)),
             (r"/gex/?", handlers.GexHandler, ingest),
             (r"/uw/?", UwHandler, ingest),
             (r"/gex_history_url/?", HistoryHandler, dict(runner=parts.runner)),
-            (r"/gex_history_url/(\d+)/?", HistoryHandler, dict(runner=parts.runner)),
+            # No job id has more than 18 digits (BIGINT); a longer one is an unknown path, not a failed int().
+            (r"/gex_history_url/(\d{1,18})/?", HistoryHandler, dict(runner=parts.runner)),
+            (r"/gex_history_url/days/?", HistoryDaysHandler, dict(runner=parts.runner)),
             (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(parts.store))),
             (r"/api/latest/?", LatestHandler, dict(latest=parts.latest)),
-        ],
+            (r"/openapi\.json/?", OpenApiHandler,
+             dict(document=resources.files("gexsrv").joinpath("openapi.json").read_bytes())),
+            (r"/api/status/?", StatusHandler, dict(health=health, store=parts.store, runner=parts.runner,
+                                                   latest=parts.latest, log_tail=parts.metrics.log_tail)),
+            (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
+            (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
+            (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
+            (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
+            (r"/web/(.+)", PageHandler, dict(path=WEB)),
+        ]),
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,
-        log_function=request_logger(settings.debug),
+        log_function=request_logger(settings.debug, parts.metrics.observe_request),
         gexsrv=settings,
+        bodies_in_flight=[0],  # bytes of request bodies being received, all connections together
+        requests_in_flight=[0],  # writes being handled, which a shutdown lets finish
     )

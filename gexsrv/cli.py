@@ -1,4 +1,5 @@
-"""Command line: `gexsrv [serve] [flags]` (the default), `gexsrv import ...`, `gexsrv validate ...`."""
+"""Command line: `gexsrv [serve] [flags]` (the default), `gexsrv import ...`, `gexsrv backfill ...`,
+`gexsrv validate ...`."""
 
 import argparse
 import asyncio
@@ -7,7 +8,7 @@ import sys
 
 from gexsrv import __version__, deps
 
-COMMANDS = ("serve", "validate", "import")
+COMMANDS = ("serve", "validate", "import", "backfill")
 
 
 def serve_parser(defaults):
@@ -18,7 +19,8 @@ def serve_parser(defaults):
         description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health, /integrity "
                     "and /api/latest. DuckDB + Parquet in --data-dir.",
         epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags. "
-               "Other commands: `python -m gexsrv import --help`, `python -m gexsrv validate --help`.",
+               "Other commands: `python -m gexsrv import --help`, `python -m gexsrv backfill --help`, "
+               "`python -m gexsrv validate --help`.",
     )
     parser.add_argument("--version", action="version", version=f"gexsrv {__version__}")
     settings.add_arguments(parser, defaults)
@@ -51,6 +53,13 @@ def run_import(argv):
     sys.exit(cli.main(argv))
 
 
+def run_backfill(argv):
+    from gexsrv.history import backfill_cli
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(backfill_cli.main(argv))
+
+
 def run_validate(argv):
     from gexsrv.validate import cli
 
@@ -64,4 +73,5 @@ def main(argv=None):
         print(deps.message(missing), file=sys.stderr)
         sys.exit(3)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "serve"
-    {"serve": run_serve, "validate": run_validate, "import": run_import}[command](argv)
+    commands = {"serve": run_serve, "validate": run_validate, "import": run_import, "backfill": run_backfill}
+    commands[command](argv)

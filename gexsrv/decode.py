@@ -14,6 +14,7 @@ history files (CONTRACT sections 1 and 6).
 """
 
 import datetime as dt
+import math
 import re
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,10 +130,10 @@ def timestamp_ms(value, field, rules=Rules()):
     if isinstance(value, str):
         text = value.strip()
         value = float(text) if NUMERIC.match(text) else _iso_ms(text, field, rules)
-    ms = round(value * 1000) if abs(value) < SECONDS_BELOW else round(value)
-    if not EARLIEST_MS <= ms < LATEST_MS:
+    ms = value * 1000 if abs(value) < SECONDS_BELOW else value
+    if not EARLIEST_MS <= ms < LATEST_MS:  # nan and inf (numeric text such as "1e400") too
         raise PayloadError(field, "timestamp is outside 2000-01-01 .. 2100-01-01 (expected epoch seconds or ms)")
-    return ms
+    return round(ms)
 
 
 def _iso_ms(text, field, rules):
@@ -142,7 +143,10 @@ def _iso_ms(text, field, rules):
         raise PayloadError(field, f"expected epoch seconds or milliseconds, or an ISO-8601 time, got {text[:40]!r}")
     if moment.tzinfo is None and rules.naive_zone is not None:
         moment = moment.replace(tzinfo=rules.naive_zone)
-    return moment.timestamp() * 1000  # a naive time left here is read in the local zone
+    try:
+        return moment.timestamp() * 1000  # a naive time left here is read in the local zone
+    except (ValueError, OverflowError):  # year 1 or 9999 in the local zone, out of range anyway
+        return math.nan
 
 
 def endpoint_parts(name, field="$.endpoint"):

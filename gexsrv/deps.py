@@ -14,6 +14,7 @@ REQUIRED = [
     ("dotenv", "python-dotenv", "1.0"),
     ("tqdm", "tqdm", "4.60"),
     ("zstandard", "zstandard", "0.22"),
+    ("prometheus_client", "prometheus_client", "0.20"),
 ]
 
 

@@ -37,9 +37,26 @@ def database_or_503(retry_after):
 
 
 class BaseHandler(RequestHandler):
+    # When authentication is on (gexsrv.auth), a GET needs the same credentials as a write, its signature taken
+    # over the request target (path and query). Routes that show no stored data set open_to_all; a route read by
+    # a client that can send a token but cannot sign (a Prometheus scrape) sets signed_reads = False.
+    open_to_all = False
+    signed_reads = True
+
     def initialize(self, **deps):
         for name, value in deps.items():
             setattr(self, name, value)
+
+    def prepare(self):
+        if self.request.method == "GET" and not self.open_to_all:
+            self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
+            if self.signed_reads:
+                self.refuse_if(auth.signature_problem(self.conf, self.request.uri.encode(),
+                                                      self.request.headers.get("X-Signature")))
+
+    def refuse_if(self, problem):
+        if problem:
+            raise ApiError(401, problem)
 
     @property
     def conf(self):
@@ -83,6 +100,8 @@ class NotFoundHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
+    open_to_all = True  # liveness probes; it shows the server's state, no stored data
+
     async def get(self):
         self.reply(200, await self.health())
 
@@ -103,17 +122,45 @@ class IntegrityHandler(BaseHandler):
 class IngestHandler(BaseHandler):
     """Reads the body as it streams in, so an oversized one is refused from its Content-Length alone."""
 
+    held = 0  # bytes counted against bodies_in_flight_mb
+    counted = False  # in requests_in_flight, which shutdown waits for
+
     def prepare(self):
+        super().prepare()
         self.chunks = []
         self.size = 0
-        if self.request.method != "OPTIONS":  # CORS preflights carry no credentials
+        if self.request.method == "POST":  # its signature is checked over the body, once it is in (body())
             self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.conf.max_body_bytes:
             raise ApiError(413, f"body of {declared} bytes is over the {self.conf.max_body_bytes}-byte limit")
+        self.hold(int(declared) if declared and declared.isdigit() else 0)
+        self.application.settings["requests_in_flight"][0] += 1
+        self.counted = True
+
+    def hold(self, size):
+        """Count bytes against the memory all bodies in flight may take; 503 past it."""
+        in_flight = self.application.settings["bodies_in_flight"]
+        limit = self.conf.bodies_in_flight_mb << 20
+        if in_flight[0] + size > limit and size:
+            raise ApiError(503, f"server busy: {in_flight[0] >> 20} MiB of request bodies are arriving",
+                           retry_after=self.conf.retry_after_seconds)
+        in_flight[0] += size
+        self.held += size
+
+    def on_finish(self):
+        self.application.settings["bodies_in_flight"][0] -= self.held
+        self.held = 0
+        if self.counted:
+            self.application.settings["requests_in_flight"][0] -= 1
+            self.counted = False
+
+    on_connection_close = on_finish
 
     def data_received(self, chunk):
         self.size += len(chunk)
+        if self.size > self.held:  # a chunked body, counted as it comes
+            self.hold(self.size - self.held)
         if self.size <= self.conf.max_body_bytes:
             self.chunks.append(chunk)
 
@@ -129,14 +176,13 @@ class IngestHandler(BaseHandler):
     def received_ms(self):
         return round(time.time() * 1000)
 
-    def refuse_if(self, problem):
-        if problem:
-            raise ApiError(401, problem)
-
     def ack(self):
         """`?ack=journal` (the default): reply once the request is fsynced in the journal; `?ack=ingested`: once
         its rows are committed in DuckDB."""
-        ack = self.get_query_argument("ack", "journal")
+        given = self.get_query_arguments("ack")
+        if len(given) > 1:
+            raise ApiError(400, "ack is given more than once", field="ack")
+        ack = given[0] if given else "journal"
         if ack not in ACKS:
             raise ApiError(400, f"ack must be one of {', '.join(ACKS)}, not {ack[:20]!r}", field="ack")
         return ack

@@ -95,6 +95,7 @@ class Ingester:
         self.last_error = None
         self.failures = 0
         self.on_failure = lambda error: None  # told when the database took nothing (Supervisor.trouble)
+        self.on_ingest = lambda seconds, records: None  # told of each ingest that committed (gexsrv.metrics)
 
     # ---- start, stop ----
 
@@ -125,10 +126,12 @@ class Ingester:
         self.journal.listeners.append(self.on_durable)
         self.timer.start()
 
-    async def close(self):
-        """Ingest everything journaled (while the database takes it)."""
+    async def close(self, deadline):
+        """Ingest everything journaled while the database takes it, until `deadline` (loop time); what is left
+        stays in the journal and is ingested at the next start."""
         self.timer.stop()
-        while self.position[2] < self.journal.durable_seq and self.store.state == "writable":
+        loop = asyncio.get_running_loop()
+        while self.position[2] < self.journal.durable_seq and self.store.state == "writable" and loop.time() < deadline:
             self.tick()
             await asyncio.sleep(0.005)
         while self.busy:
@@ -196,7 +199,9 @@ class Ingester:
             return
         self.last_error = None
         outcomes = task.result()
-        self.recent.append((time.perf_counter() - started, len(outcomes)))
+        took = time.perf_counter() - started
+        self.recent.append((took, len(outcomes)))
+        self.on_ingest(took, len(outcomes))
         for entry in entries:
             if entry.record is not None:
                 self.held_bytes -= entry.size

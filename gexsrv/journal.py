@@ -151,6 +151,7 @@ class Journal:
         self.loop = None
         self.stopping = False
         self.error = None
+        self.refusing = None  # why the last append failed (a full disk), until one succeeds again
         self.lock_file = None
         self.bytes_written = 0
         self.fsyncs = 0
@@ -222,10 +223,15 @@ class Journal:
         JournalError if it cannot be written (nothing of it stays: the file is cut back to its last good line)."""
         if self.error:
             raise JournalError(f"the journal is failing: {self.error}")
-        segment = self._segment_for_append()
         seq = self.next_seq
         parts = encode_line({"seq": seq, **header}, body)
-        size = self._write(segment, parts)
+        try:
+            segment = self._segment_for_append()
+            size = self._write(segment, parts)
+        except JournalError as exc:
+            self.refusing = str(exc)
+            raise
+        self.refusing = None
         self.next_seq += 1
         self.bytes_written += size
         future = self.loop.create_future()
@@ -245,7 +251,10 @@ class Journal:
 
     def _rotate(self):
         path = os.path.join(self.folder, segment_name(self.next_seq))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot create {path}: {exc.strerror or exc}") from exc
         segment = Segment(path, self.next_seq, fd=fd, size=os.fstat(fd).st_size)
         with self.lock:
             for older in self.segments:
@@ -387,4 +396,5 @@ class Journal:
         return {
             "segments": len(self.segments), "next_seq": self.next_seq, "durable_seq": self.durable_seq,
             "bytes_written": self.bytes_written, "fsyncs": self.fsyncs, "error": self.error,
+            "refusing": self.refusing,
         }

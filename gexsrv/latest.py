@@ -9,6 +9,9 @@ the latest snapshot is the latest of gex_zero, gex_one and gex_full alike.
 Holding a record is the whole cost on the hot path; the JSON view is built when asked and cached until the
 ticker's next change. At start the view is loaded from DuckDB in a worker thread (load()): the newest snapshot
 (with its strike rows), majors and maxchange of every ticker; records stored meanwhile are kept where newer.
+
+Beside it, per feed (ticker, endpoint, kind), what the status page and /metrics show (Feeds): the newest timestamp,
+when a payload last arrived, and the newest snapshot of each (ticker, endpoint) with its strike rows.
 """
 
 import asyncio
@@ -135,11 +138,61 @@ class Entry:
         }
 
 
+class Feed:
+    """One (ticker, endpoint, kind): its newest payload timestamp, when one last arrived, how many since start."""
+
+    __slots__ = ("timestamp_ms", "received_ms", "records")
+
+    def __init__(self):
+        self.timestamp_ms = self.received_ms = self.records = 0
+
+    def update(self, timestamp_ms, received_ms):
+        self.timestamp_ms = max(self.timestamp_ms, timestamp_ms)
+        self.received_ms = max(self.received_ms, received_ms)
+
+
+class Feeds:
+    """Every feed, and the newest snapshot of each (ticker, endpoint); used on the event loop only. Unlike the
+    latest view, endpoints are kept apart: a chart of gex_one must not show a gex_zero snapshot."""
+
+    def __init__(self):
+        self.feeds = {}  # (ticker, endpoint, kind) -> Feed
+        self.snapshots = {}  # (ticker, endpoint) -> the newest snapshot Record, strike rows included
+
+    def _feed(self, key, timestamp_ms, received_ms):
+        feed = self.feeds.get(key) or self.feeds.setdefault(key, Feed())
+        feed.update(timestamp_ms, received_ms)
+        return feed
+
+    def observe(self, record):
+        """Intake's observer, as Latest.observe: a GEX record acknowledged."""
+        if record.kind not in ROWS:
+            return
+        self._feed((record.ticker, record.endpoint, record.kind), record.timestamp_ms, record.received_ms).records += 1
+        if record.kind == "snapshot":
+            held = self.snapshots.get((record.ticker, record.endpoint))
+            if held is None or record.timestamp_ms >= held.timestamp_ms:
+                self.snapshots[(record.ticker, record.endpoint)] = record
+
+    def loaded(self, rows):
+        """(ticker, endpoint, kind, newest timestamp, last received) of each feed stored in the database."""
+        for ticker, endpoint, kind, timestamp_ms, received_ms in rows:
+            self._feed((ticker, endpoint, kind), timestamp_ms, received_ms)
+
+    def report(self, now_ms):
+        """Every feed, by ticker, endpoint and kind, with its age (now minus its newest timestamp) in seconds."""
+        return [{"ticker": ticker, "endpoint": endpoint, "kind": kind, "timestamp": feed.timestamp_ms,
+                 "received_at": feed.received_ms, "age_s": round((now_ms - feed.timestamp_ms) / 1000, 3),
+                 "received_age_s": round((now_ms - feed.received_ms) / 1000, 3), "records": feed.records}
+                for (ticker, endpoint, kind), feed in sorted(self.feeds.items())]
+
+
 class Latest:
-    """The view of every ticker; used on the event loop only."""
+    """The view of every ticker, and the feeds; used on the event loop only."""
 
     def __init__(self):
         self.entries = {}  # ticker -> Entry
+        self.feeds = Feeds()
         self.version = 0  # counts changes, so a file writer knows when the view changed
         self.encoded_all = None
         self.load_state = "pending"  # pending | loading | done | failed: <why>
@@ -198,13 +251,14 @@ class Latest:
         """Fill the view from the database, in a worker thread; a failure is logged and the view stays live-only."""
         self.load_state = "loading"
         try:
-            records = await asyncio.to_thread(newest_records, store)
+            records, feeds = await asyncio.to_thread(newest_records, store)
         except Exception as exc:  # the view then holds what is stored from now on; serving goes on
             log.error("latest view not loaded from the database: %s", exc, exc_info=not isinstance(exc, LoadError))
             self.load_state = f"failed: {exc}"
             return
         for record in records:
             self.offer(record, live=False)
+        self.feeds.loaded(feeds)
         self.load_state = "done"
         log.info("latest view loaded from the database: %d tickers", len(self.entries))
 
@@ -229,13 +283,23 @@ STRIKES = """
     WHERE ticker = ? AND timestamp = ? AND endpoint IS NOT DISTINCT FROM ? ORDER BY rowid"""
 
 
+# Each feed's newest timestamp and last arrival; legacy rows (NULL endpoint) belong to no feed.
+FEEDS = """
+    SELECT ticker, endpoint, max(timestamp), coalesce(max(received_at), max(timestamp)) FROM {table}
+    WHERE endpoint IS NOT NULL GROUP BY ticker, endpoint"""
+
+
 def newest_records(store):
-    """The newest snapshot (with its strike rows), majors and maxchange of every ticker, as Records."""
+    """The newest snapshot (with its strike rows), majors and maxchange of every ticker, as Records; and
+    (ticker, endpoint, kind, newest timestamp, last received) of every feed."""
     cursor = store.cursor()
     if cursor is None:
         raise LoadError(f"database is {store.state}: {store.error}")
     try:
-        return [record for kind in ROWS for record in _newest(cursor, kind)]
+        records = [record for kind in ROWS for record in _newest(cursor, kind)]
+        feeds = [(ticker, endpoint, kind, *times) for kind in ROWS
+                 for ticker, endpoint, *times in cursor.execute(FEEDS.format(table=TABLES[kind])).fetchall()]
+        return records, feeds
     finally:
         cursor.close()
 

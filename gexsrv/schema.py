@@ -44,6 +44,12 @@ GEX_TABLES = [
         status VARCHAR NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
         bytes BIGINT, rows_imported BIGINT, snapshots_imported BIGINT, sha256 VARCHAR, file_path VARCHAR,
         created_at TIMESTAMPTZ DEFAULT current_timestamp, updated_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+    # Backfilled days (gexsrv.history.days): what asking the gexbot API about each day came to, and its job.
+    """CREATE TABLE IF NOT EXISTS gex_history_days (
+        ticker VARCHAR NOT NULL, package VARCHAR NOT NULL, category VARCHAR NOT NULL, day DATE NOT NULL,
+        status VARCHAR NOT NULL, tries INTEGER NOT NULL DEFAULT 0, job_id BIGINT, error VARCHAR,
+        created_at TIMESTAMPTZ DEFAULT current_timestamp, updated_at TIMESTAMPTZ DEFAULT current_timestamp,
+        PRIMARY KEY (ticker, package, category, day))""",
     """CREATE TABLE IF NOT EXISTS gex_lake_exports (
         lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL, state VARCHAR NOT NULL, files INTEGER, rows BIGINT,
         created_at TIMESTAMPTZ DEFAULT current_timestamp, finished_at TIMESTAMPTZ)""",

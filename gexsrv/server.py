@@ -28,6 +28,7 @@ from gexsrv.journal import Journal, JournalBusy, JournalCorrupt
 from gexsrv.keys import RecentKeys
 from gexsrv.lake import Lake
 from gexsrv.latest import Latest
+from gexsrv.metrics import Metrics
 from gexsrv.notify import Notifier
 from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
@@ -53,9 +54,15 @@ def tune_interpreter():
 def listen(app, settings, sockets):
     """Serve on the bound sockets; return the HTTPServer and the address it listens on."""
     # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
-    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300)
+    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300,
+                        body_timeout=settings.body_timeout_s)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[:2]
+
+
+async def until(done, deadline):
+    while not done() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 async def until_signalled():
@@ -83,6 +90,7 @@ class Parts:
     lake: Lake
     runner: Runner
     poller: Poller | None
+    metrics: Metrics | None = None  # made from the other parts (build)
 
 
 def build(settings):
@@ -102,7 +110,7 @@ def build(settings):
     ingester.on_failure = supervisor.trouble
     latest = Latest()
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
-    intake.observers += [latest.observe] + ([outputs.observe] if outputs else [])
+    intake.observers += [latest.observe, latest.feeds.observe] + ([outputs.observe] if outputs else [])
     ingester.observers.append(trades.announcer(notifier))
     lake = Lake(settings.data_dir, store, settings.lake_export_interval)
     poller = None
@@ -110,6 +118,9 @@ def build(settings):
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
                   Runner(settings, store, notifier, lake), poller)
+    parts.metrics = Metrics(parts)
+    ingester.on_ingest = parts.metrics.observe_ingest
+    logging.getLogger().addHandler(parts.metrics.log_tail)
     supervisor.recovered.append(lambda: when_writable(parts))
     return parts
 
@@ -171,7 +182,8 @@ async def serve(settings):
     sockets = bind(settings)
     parts = build(settings)
     await recover(parts)
-    server, (host, port) = listen(make_app(settings, parts), settings, sockets)
+    app = make_app(settings, parts)
+    server, (host, port) = listen(app, settings, sockets)
     batches.warm_up()
     tune_interpreter()
     parts.journal.start()
@@ -186,14 +198,16 @@ async def serve(settings):
     log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, parts.store.path, parts.store.state)
     await until_signalled()
 
-    log.info("shutting down: no new connections, ingesting what is journaled")
+    log.info("shutting down: no new connections, finishing requests in flight, ingesting what is journaled")
+    deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
     server.stop()
-    parts.intake.closed = True  # requests on open connections now get 503
+    parts.intake.closed = True  # new requests on open connections get 503
+    await until(lambda: not app.settings["requests_in_flight"][0], deadline)
     if parts.poller:
         parts.poller.stop()
     await parts.runner.close()
     await parts.lake.stop()
-    await parts.ingester.close()
+    await parts.ingester.close(deadline)
     await parts.archiver.close()
     await parts.journal.close()
     await parts.supervisor.close()

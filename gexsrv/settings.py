@@ -28,6 +28,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     debug: Annotated[bool, _setting("debug logging and tracebacks in error replies")]
     data_dir: Annotated[str, _setting("folder holding gex_data.db, source/ and parquet/")]
     max_body_bytes: Annotated[int, _setting("largest accepted request body, in bytes (413 above)", ge=1)]
+    bodies_in_flight_mb: Annotated[int, _setting(
+        "request bodies being received at once past which new ones get 503, in MiB", ge=1)]
+    body_timeout_s: Annotated[float, _setting("longest a request body may take to arrive, in seconds", gt=0)]
+    shutdown_grace_s: Annotated[float, _setting(
+        "on SIGTERM/SIGINT, how long in-flight requests and the last ingest may take before the server exits", gt=0)]
     ingest_interval_ms: Annotated[float, _setting("how often journaled records are ingested into DuckDB, in ms", gt=0)]
     ingest_batch_records: Annotated[int, _setting("records waiting that start an ingest before the interval ends",
                                                   ge=1)]
@@ -56,8 +61,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth_token: Annotated[str, _setting("bearer token /gex and /uw require (Authorization: Bearer ...); empty: off")]
     auth_hmac_secret: Annotated[str, _setting(
         "secret /gex and /uw bodies must be signed with (X-Signature: sha256=<HMAC-SHA256 hex>); empty: off")]
-    gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller", env=["GEXBOT_API_KEY"])]
-    gexbot_api_url: Annotated[str, _setting("gexbot API base URL the poller fetches {url}/{TICKER}/classic/zero from")]
+    gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller and of backfill",
+                                            env=["GEXBOT_API_KEY"])]
+    gexbot_api_url: Annotated[str, _setting(
+        "gexbot API base URL: the poller fetches {url}/{TICKER}/classic/zero, backfill asks {url}/v2/hist/...")]
+    gexbot_api_rate: Annotated[float, _setting("most backfill requests to the gexbot API per second", gt=0)]
+    gexbot_api_attempts: Annotated[int, _setting(
+        "attempts per backfill request to the gexbot API (429, 5xx and network errors)", ge=1)]
     poll_interval: Annotated[float, _setting("seconds between gexbot API polls (the poller runs when a key is set)", gt=0)]
     history_allowed_hosts: Annotated[str, _setting(
         "comma-separated hosts history files may be fetched from; `*.example.com` matches subdomains")]
@@ -67,7 +77,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     history_connect_timeout: Annotated[float, _setting("history download connect timeout, in seconds", gt=0)]
     history_request_timeout: Annotated[float, _setting("history download whole-request timeout, in seconds", gt=0)]
     history_attempts: Annotated[int, _setting("download attempts per history job (network errors and 5xx)", ge=1)]
-    history_backoff_seconds: Annotated[float, _setting("wait before the 2nd attempt; doubles after each", ge=0)]
+    history_backoff_seconds: Annotated[float, _setting(
+        "wait before the 2nd attempt of a download or gexbot API request; doubles after each", ge=0)]
+    history_fallback_hosts: Annotated[str, _setting(
+        "comma-separated host=mirror pairs: a history download from host that fails is tried from mirror "
+        "(same path and query)", pattern=r"^\s*([^\s=,]+=[^\s=,]+\s*(,\s*[^\s=,]+=[^\s=,]+\s*)*)?$")]
     history_download_command: Annotated[str, _setting(
         "external downloader run instead of the built-in one, without a shell; {id} {url} {ticker} {endpoint}: it "
         "downloads and imports itself (exit 0 completes the job); with {path} it writes the file there for gexsrv",

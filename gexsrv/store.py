@@ -238,8 +238,8 @@ def write(con, records, prepared=None, before_commit=None):
     try:
         return _write(con, records, prepared or _tables(records), before_commit), True
     except (duckdb.Error, pa.ArrowException) as exc:
-        if len(records) == 1 and not isinstance(exc, REFUSALS):
-            raise
+        if (len(records) == 1 and not isinstance(exc, REFUSALS)) or isinstance(exc, duckdb.FatalException):
+            raise  # a fatal error invalidates the database: only a fresh connection helps (gexsrv.supervisor)
         log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
     outcomes = [_alone(con, record) for record in records]
     failed = [o for o in outcomes if isinstance(o, Exception)]
@@ -283,5 +283,5 @@ def _commit(con, records, prepared, before_commit, careful):
 def _rollback(con):
     try:
         con.rollback()
-    except duckdb.Error:
-        log.exception("rollback failed")
+    except duckdb.Error as exc:
+        log.warning("rollback failed: %s", exc)

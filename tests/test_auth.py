@@ -68,3 +68,21 @@ def test_hmac_signature_guards_gex_and_uw(start_server):
     assert server.post("/uw", uw_body, {"X-Signature": sign(uw_body)}).status == 200
     assert server.post("/gex?ack=ingested", gex_body, {"X-Signature": sign(gex_body)}).status == 202
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}
+
+
+def test_reads_need_the_same_credentials_as_writes(start_server):
+    """With only HMAC on, an unsigned GET once listed every history job, pre-signed URLs included."""
+    server = start_server(None, env={"GEXSRV_AUTH_HMAC_SECRET": SECRET, "GEXSRV_AUTH_TOKEN": TOKEN})
+    token = {"Authorization": f"Bearer {TOKEN}"}
+    for path in ("/gex_history_url", "/gex_history_url/1", "/api/latest", "/integrity", "/api/status",
+                 "/api/snapshots?ticker=SPX", "/gex_history_url/days"):
+        unsigned = server.request("GET", path, headers=token)
+        signed_other = server.request("GET", path, headers={**token, "X-Signature": sign(b"/gex_history_url/2")})
+        signed = server.request("GET", path, headers={**token, "X-Signature": sign(path.encode())})
+        no_token = server.request("GET", path, headers={"X-Signature": sign(path.encode())})
+        assert (unsigned.status, signed_other.status, no_token.status) == (401, 401, 401), path
+        assert signed.status in (200, 404), (path, signed.status, signed.body)
+    assert server.get("/health").status == 200  # liveness stays open; it shows no stored data
+    # a Prometheus scrape sends the token and cannot sign
+    assert server.request("GET", "/metrics", headers=token).status == 200
+    assert server.request("GET", "/metrics").status == 401

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from helpers import request, snapshot
 
 from gexsrv.decode import Rules, decode_gex

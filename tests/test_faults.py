@@ -1,15 +1,22 @@
-"""Faults, with real processes: a database held by another process and then let go, start-up errors said in one
-sentence, two servers on one data dir or one port."""
+"""Faults, with real processes: a database held by another process and then let go, a full disk, start-up errors
+said in one sentence, two servers on one data dir or one port, stalled bodies, SIGTERM under load."""
 
+import datetime as dt
+import itertools
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from filesrv import FileServer
 from helpers import Server, snapshot
+from make_history_file import snapshots
 
 TS = 1777492800
 
@@ -118,3 +125,163 @@ def test_with_debug_the_start_up_error_shows_its_traceback(start_server, tmp_pat
     status, output = start_failure(tmp_path, "--debug")
     assert status != 0 and "Traceback" in output and "StartupError" in output
     assert os.path.isfile(tmp_path / "data")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 40 MiB tmpfs of the test's own (root only), with a filler file that can be deleted to free space."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(path, megabytes):
+    with open(path, "wb") as f:
+        f.write(b"\0" * (megabytes << 20))
+
+
+def retry_until_stored(server, payload, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = server.post("/gex?ack=ingested", payload)
+        if reply.status != 503 or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.5)
+
+
+def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_returns(small_disk, tmp_path):
+    """The journal refuses writes (503, not stored) and /health says so; DuckDB's checkpoint may fail fatally
+    too; both recover, without a restart, once space is freed."""
+    fill(small_disk / "filler", 34)
+    server = Server(small_disk / "data", "--duckdb-checkpoint-mb", "1", "--journal-segment-mb", "1",
+                    "--ingest-interval-ms", "50")
+    server.log_path = tmp_path / "server.log"
+    server.start()
+    try:
+        acknowledged, statuses, ts = [], [], TS
+        while len(statuses) < 2000 and not any(s == 503 for s in statuses[-20:]):
+            reply = server.post("/gex", snapshot(timestamp=ts, n_strikes=200))
+            statuses.append(reply.status)
+            if reply.status == 202:
+                acknowledged.append(ts)
+            ts += 1
+        full = wait_health(server, lambda h: h["status"] == "degraded", timeout=10)
+        os.unlink(small_disk / "filler")
+        after = retry_until_stored(server, snapshot(timestamp=ts, n_strikes=200))  # as a client retries a 503
+        acknowledged.append(ts)
+        recovered = wait_health(server, lambda h: h["status"] == "ok", timeout=60)
+    finally:
+        server.stop()
+    assert set(statuses) <= {202, 503} and 503 in statuses, sorted(set(statuses))
+    assert full["status"] == "degraded", full
+    assert recovered["status"] == "ok" and after.status == 202, (recovered, after.body)
+    with server.db() as db:
+        stored = [t for (t,) in db.execute("SELECT timestamp // 1000 FROM gex_snapshots ORDER BY 1").fetchall()]
+        strikes = db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0]
+    assert stored == sorted(acknowledged), "every acknowledged snapshot, once, and nothing else"
+    assert strikes == 200 * len(acknowledged)
+
+
+def test_a_history_download_onto_a_full_disk_waits_and_completes_when_space_returns(small_disk, tmp_path):
+    """A full disk is not the job's fault: it stays pending (not failed) and is imported once space is freed."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "day.json").write_text(json.dumps(list(snapshots(600, 100, "SPX", dt.date(2025, 10, 21)))))
+    with FileServer(tmp_path / "files") as files:
+        server = Server(small_disk / "data", "--history-allowed-hosts", "127.0.0.1",
+                        "--history-allowed-networks", "127.0.0.1/32")
+        server.log_path = tmp_path / "server.log"
+        server.start()
+        try:
+            stat = os.statvfs(small_disk)
+            fill(small_disk / "filler", (stat.f_bavail * stat.f_frsize >> 20) - 1)  # 1 MiB left: the file is 3 MiB
+            job = server.post("/gex_history_url", {"url": f"{files.url}/files/day.json", "ticker": "SPX",
+                                                   "endpoint": "gex_zero"}).json()
+            waiting = wait_job_state(server, job["id"], lambda j: "waiting for the disk" in (j["last_error"] or ""))
+            os.unlink(small_disk / "filler")
+            done = wait_job_state(server, job["id"], lambda j: j["status"] in ("completed", "failed"))
+        finally:
+            server.stop()
+    assert waiting["status"] in ("pending", "downloading") and "No space left" in waiting["last_error"], waiting
+    assert (done["status"], done["snapshots_imported"], done["rows_imported"]) == ("completed", 600, 60_000), done
+    with server.db() as db:
+        assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM gex_snapshots").fetchone() == (600, 600)
+        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 60_000
+
+
+def wait_job_state(server, job_id, done, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = server.get(f"/gex_history_url/{job_id}").json()
+        if done(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)
+
+def send_part(url, length, sent):
+    """A connection that announces a body of `length` bytes and sends only `sent` of them."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"POST /gex HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode() + b" " * sent)
+    return sock
+
+
+def reply_status(sock, timeout=5):
+    sock.settimeout(timeout)
+    try:
+        head = sock.recv(200)
+    except socket.timeout:
+        return None
+    finally:
+        sock.close()
+    return int(head.split()[1]) if head else "closed"
+
+
+def test_slow_and_stalled_bodies_are_cut_off_and_cannot_hold_the_servers_memory(start_server):
+    server = start_server(None, "--bodies-in-flight-mb", "1", "--body-timeout-s", "1")
+    stalled = [send_part(server.url, 400_000, 100) for _ in range(2)]
+    time.sleep(0.3)
+    refused = reply_status(send_part(server.url, 400_000, 100))
+    small = server.post("/gex", snapshot())  # room left for a small one
+    time.sleep(1.5)  # past the body timeout, the stalled ones are cut off and their room given back
+    cut = [reply_status(sock, timeout=1) for sock in stalled]
+    after = [server.post("/gex", snapshot(timestamp=TS + i, n_strikes=2000)) for i in range(1, 3)]
+    assert refused == 503 and small.status == 202
+    assert all(status in ("closed", 400, 408) for status in cut), cut
+    assert [r.status for r in after] == [202, 202]
+
+
+def test_sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing_acknowledged(start_server):
+    server = start_server(None, "--shutdown-grace-s", "10")
+    acknowledged, statuses, stop = [], [], threading.Event()
+
+    def load(worker):
+        for i in itertools.count():
+            ts = TS + worker * 100_000 + i
+            try:
+                reply = server.post("/gex", snapshot(timestamp=ts, n_strikes=50))
+            except OSError:  # the server closed the connection: it stopped taking requests
+                return
+            statuses.append(reply.status)
+            if reply.status == 202:
+                acknowledged.append(ts)
+            if stop.is_set():
+                return
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    started = time.monotonic()
+    status = server.stop(signal.SIGTERM)
+    took = time.monotonic() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert status == 0 and took < 10, (status, took)
+    assert set(statuses) <= {202, 503} and len(acknowledged) > 50
+    with server.db() as db:  # without a restart: the shutdown ingested what it had journaled
+        stored = [t for (t,) in db.execute("SELECT timestamp // 1000 FROM gex_snapshots").fetchall()]
+    assert sorted(stored) == sorted(acknowledged)

@@ -256,3 +256,16 @@ def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
     assert [wait_job(server, i)["snapshots_imported"] for i in (7, 8)] == [SNAPS, SNAPS]
     assert not (staging / ".7.part").exists()
     assert server.get("/gex_history_url").json()["jobs"][0]["id"] == 8
+
+
+def test_pre_signed_query_strings_stay_out_of_listings_and_logs(hist, files):
+    secret = "X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA"
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/status/404/{NAME}?{secret}")["id"])
+    listed = [server.get(f"/gex_history_url/{job['id']}").json(), *server.get("/gex_history_url").json()["jobs"],
+              *server.get("/api/status").json()["history"]["jobs"]]
+    server.stop()
+    assert job["status"] == "failed"
+    assert [j["url"] for j in listed] == [f"{files.url}/status/404/{NAME}?…"] * 3
+    assert "deadbeef" not in server.log_path.read_text()
+    assert all("deadbeef" not in hook["text"] for hook in files.hooks) and files.hooks

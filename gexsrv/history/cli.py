@@ -46,14 +46,22 @@ def main(argv):
     return asyncio.run(run(conf, url, ticker, normalize_endpoint(endpoint, None), not args.no_progress))
 
 
-async def run(conf, url, ticker, endpoint, progress):
+def open_store(conf, command):
+    """The data dir's database open for writing, or None (the reason printed) when it cannot be."""
     store = Store(conf.data_dir, os.cpu_count() or 1)
     store.open()
-    if store.state != "writable":
-        print(f"gexsrv import: cannot write {store.path}: {store.error}\n"
-              "Is a gexsrv server running on this data dir? Stop it first, or POST the URL to its "
-              "/gex_history_url instead (DuckDB lets one process write a database).", file=sys.stderr)
-        store.close()
+    if store.state == "writable":
+        return store
+    print(f"gexsrv {command}: cannot write {store.path}: {store.error}\n"
+          "Is a gexsrv server running on this data dir? Stop it first, or POST the request to its "
+          "/gex_history_url instead (DuckDB lets one process write a database).", file=sys.stderr)
+    store.close()
+    return None
+
+
+async def run(conf, url, ticker, endpoint, progress):
+    store = open_store(conf, "import")
+    if store is None:
         return 2
     lake = Lake(conf.data_dir, store, conf.lake_export_interval)
     notifier = Notifier.from_settings(conf)

@@ -1,5 +1,7 @@
 """The built-in downloader: Tornado's async client, streaming into a staging Sink, redirects followed by hand
-(each hop checked against the Policy), retries with exponential backoff on network errors and 5xx only."""
+(each hop checked against the Policy), retries with exponential backoff on network errors and 5xx only.
+A host with a mirror (history_fallback_hosts, e.g. hist.gex.bot=hist.gexbot.com) is backed by it: when a
+download from the host fails, the same path and query are tried from the mirror in the same attempt."""
 
 import asyncio
 import logging
@@ -9,7 +11,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from gexsrv.history.staging import BadContent, TooLarge
-from gexsrv.history.urls import CheckedResolver, Refused
+from gexsrv.history.urls import CheckedResolver, Refused, redact, split_list
 
 log = logging.getLogger("gexsrv.history")
 
@@ -26,32 +28,67 @@ class DownloadFailed(Exception):
 
 
 PERMANENT = (Refused, TooLarge, BadContent)
+CONTENT = (TooLarge, BadContent)  # the file itself is wrong: every attempt, from every host, gets the same bytes
+
+
+def mirror_of(url, fallback_hosts):
+    """url with its host replaced by the host's mirror (`host=mirror` pairs, host[:port] as the URL has it), or
+    None when it has none."""
+    parts = urllib.parse.urlsplit(url)
+    mirrors = dict(pair.lower().split("=", 1) for pair in split_list(fallback_hosts))
+    mirror = mirrors.get(parts.netloc.lower())
+    return urllib.parse.urlunsplit(parts._replace(netloc=mirror)) if mirror else None
 
 
 async def fetch(url, new_sink, policy, conf, on_attempt):
-    """Download url into a fresh Sink per attempt; return the finished Sink (its sha256 as `.sha256`)."""
+    """Download url into a fresh Sink per try; return the finished Sink (its sha256 as `.sha256`)."""
+    mirror = mirror_of(url, conf.history_fallback_hosts)
+    urls = [url, mirror] if mirror else [url]
     client = SimpleAsyncHTTPClient(force_instance=True, resolver=CheckedResolver(policy=policy),
                                    max_body_size=conf.history_max_bytes + (1 << 20))
     try:
         for attempt in range(1, conf.history_attempts + 1):
             await on_attempt(attempt)
-            sink = new_sink()
-            try:
-                await _follow(client, url, sink, policy, conf)
-                sink.sha256 = sink.finish()
-                return sink
-            except PERMANENT as exc:
-                sink.discard()
-                raise DownloadFailed(str(exc), retry=False) from None
-            except DownloadFailed as exc:
-                sink.discard()
-                if not exc.retry or attempt == conf.history_attempts:
-                    raise
-                delay = conf.history_backoff_seconds * 2 ** (attempt - 1)
-                log.warning("download of %s failed (%s); attempt %d in %.1f s", url, exc, attempt + 1, delay)
-                await asyncio.sleep(delay)
+            failures = []
+            for each in urls:
+                try:
+                    return await _try(client, each, new_sink(), policy, conf)
+                except DownloadFailed as exc:
+                    failures.append(exc)
+            failed = _together(failures, urls)
+            if not failed.retry or attempt == conf.history_attempts:
+                raise failed
+            delay = conf.history_backoff_seconds * 2 ** (attempt - 1)
+            log.warning("download of %s failed (%s); attempt %d in %.1f s", redact(url), failed, attempt + 1, delay)
+            await asyncio.sleep(delay)
+    except CONTENT as exc:
+        raise DownloadFailed(str(exc), retry=False) from None
     finally:
         client.close()
+
+
+async def _try(client, url, sink, policy, conf):
+    """One download of url into sink: a wrong file raises TooLarge or BadContent, any other failure
+    DownloadFailed."""
+    try:
+        await _follow(client, url, sink, policy, conf)
+        sink.sha256 = sink.finish()
+        return sink
+    except Refused as exc:
+        sink.discard()
+        raise DownloadFailed(str(exc), retry=False) from None
+    except BaseException:
+        sink.discard()
+        raise
+
+
+def _together(failures, urls):
+    """The attempt's failure: the URL's, and its mirror's when that was tried too (retried if either may pass)."""
+    if len(failures) == 1:
+        return failures[0]
+    first, second = failures
+    return DownloadFailed(f"{first}; from {urllib.parse.urlsplit(urls[1]).hostname}: {second}",
+                          retry=first.retry or second.retry)
 
 
 async def _follow(client, url, sink, policy, conf):
@@ -95,7 +132,7 @@ def _body(chunk, status, sink):
         return
     try:
         sink.feed(chunk)
-    except PERMANENT as exc:
+    except (*PERMANENT, OSError) as exc:  # OSError: the staging disk (full), not the network
         status["error"] = exc
 
 

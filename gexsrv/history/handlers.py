@@ -1,37 +1,46 @@
-"""POST /gex_history_url offers the request to the dashboard or queues a job here (202 at once, `via` says which);
-GET /gex_history_url[/<id>] shows jobs and their progress."""
+"""POST /gex_history_url offers the request to the dashboard or queues a job here (202 at once, `via` says which),
+or, given a date (or a from/to range) instead of a url, plans those days' backfill from the gexbot API;
+GET /gex_history_url[/<id>] shows jobs and their progress, GET /gex_history_url/days the backfilled days."""
 
+import datetime as dt
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta, Struct
 
 from gexsrv.handlers import ApiError, IngestHandler, database_or_503
-from gexsrv.history import command, forward, names
-from gexsrv.history.urls import Refused
-from gexsrv.decode import check_ticker, normalize_endpoint
+from gexsrv.history import backfill, command, forward, names
+from gexsrv.history.urls import Refused, listed
+from gexsrv.decode import check_ticker, decode_with, normalize_endpoint
 from gexsrv.payloads import PayloadError, Text
 
 
+LISTED_DAYS = 5_000
+
+
 class HistoryRequest(Struct):
-    url: Annotated[str, Meta(min_length=1, max_length=4096)]
+    url: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
     ticker: Text | None = None
     endpoint: Text | None = None
     feed: Text | None = None
     kind: Text | None = None
+    # a backfill instead of a url: the days' files are found through the gexbot API
+    package: Text | None = None
+    category: Text | None = None
+    date: dt.date | None = None
+    first: dt.date | None = msgspec.field(default=None, name="from")
+    last: dt.date | None = msgspec.field(default=None, name="to")
 
 
 DECODER = msgspec.json.Decoder(HistoryRequest)
 
 
 def decode(body):
+    """The request, or 400 naming the field (too deep a nesting and a body that is not an object included)."""
     try:
-        return DECODER.decode(body)
-    except msgspec.ValidationError as exc:
-        reason, _, path = str(exc).rpartition(" - at `")
-        raise ApiError(400, reason or str(exc), field=path.rstrip("`") or None)
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, f"invalid JSON: {exc}", field="$")
+        return decode_with(DECODER, body, "$")
+    except PayloadError as exc:
+        raise ApiError(400, exc.reason, field=exc.field) from None
 
 
 def refuse_options(values):
@@ -45,10 +54,40 @@ def refuse_options(values):
                             "option)", field=f"$.{name}")
 
 
+def date_range(request, today):
+    """(first, last) of a backfill request: its date, or from and to (today when absent)."""
+    if request.date is not None and (request.first or request.last):
+        raise ApiError(400, "give a date, or from (and to), not both", field="$.date")
+    if request.date is not None:
+        return request.date, request.date
+    if request.first is None:
+        raise ApiError(400, "give a url, or a date (or from and to) with ticker, package and category",
+                       field="$.from" if request.last else "$.url")
+    return request.first, request.last or today
+
+
+def backfill_days(request):
+    """The days a backfill request covers, checked (400 naming the field)."""
+    today = backfill.new_york_today()
+    first, last = date_range(request, today)
+    try:
+        return backfill.plan_days([request.ticker] if request.ticker else [], request.package or "",
+                                  [request.category] if request.category else [], first, last, today)
+    except backfill.BadRange as exc:
+        dated = request.date is not None and exc.field in ("from", "to")  # the range was given as a date
+        raise ApiError(400, exc.reason, field="$.date" if dated else f"$.{exc.field}") from None
+
+
 class HistoryHandler(IngestHandler):
-    async def post(self):
+    async def post(self, job_id=None):
+        if job_id is not None:  # the route of a job: GET only
+            raise ApiError(405, "a history job is read only: POST requests to /gex_history_url")
         body = self.body()
         request = decode(body)
+        wants_days = request.date or request.first or request.last or request.package or request.category
+        if request.url is None or wants_days:
+            await self.backfill(request)
+            return
         if self.conf.dashboard_url and await forward.to_dashboard(self.conf.dashboard_url, body):
             self.reply(202, {"status": "queued", "via": "dashboard"})
             return
@@ -73,12 +112,53 @@ class HistoryHandler(IngestHandler):
         self.reply(202, {"status": "queued", "via": "local", "id": job["id"], "ticker": job["ticker"],
                          "endpoint": job["endpoint"], "job_status": job["status"], "duplicate": not created})
 
+    async def backfill(self, request):
+        """Plan the days; the backfill worker asks the API for their files and queues them (gexsrv.history.backfill)."""
+        if request.url is not None:
+            raise ApiError(400, "give a url, or a date range with ticker, package and category, not both",
+                           field="$.url")
+        keys = backfill_days(request)
+        if not self.conf.gexbot_api_key:
+            raise ApiError(503, "backfill asks the gexbot API for the files: set GEXBOT_API_KEY for the server")
+        with database_or_503(self.conf.retry_after_seconds):
+            done = await self.runner.backfill.plan(keys)
+        first, last = min(k.day for k in keys), max(k.day for k in keys)
+        nothing_new = len(done) == len(keys)
+        self.reply(200 if nothing_new else 202, {
+            "status": "already imported" if nothing_new else "queued", "via": "local", "backfill": {
+            "ticker": keys[0].ticker, "package": keys[0].package, "category": keys[0].category,
+            "from": first, "to": last, "days": len(keys), "already_imported": len(done)}})
+
     def get(self, job_id=None):
         with database_or_503(self.conf.retry_after_seconds):
             if job_id is None:
-                self.reply(200, {"jobs": self.runner.recent()})
+                self.reply(200, {"jobs": [listed(job) for job in self.runner.recent()]})
                 return
             job = self.runner.job(int(job_id))
         if job is None:
             raise ApiError(404, f"no history job {job_id}")
-        self.reply(200, job)
+        self.reply(200, listed(job))
+
+
+class HistoryDaysHandler(IngestHandler):
+    """GET /gex_history_url/days[?ticker=SPX,NDX&package=classic&category=gex_zero&from=...&to=...]: the
+    backfilled days and how each stands, and why the backfill stopped asking the API, if it did."""
+
+    def get(self):
+        filters = {"package": self.get_query_argument("package", None),
+                   "tickers": self._list("ticker", str.upper), "categories": self._list("category", str.lower),
+                   "first": self._date("from"), "last": self._date("to")}
+        with database_or_503(self.conf.retry_after_seconds):
+            listed_days = self.runner.backfill.listing(limit=LISTED_DAYS, **filters)
+        self.reply(200, {"days": listed_days, "halted": self.runner.backfill.halted})
+
+    def _list(self, name, case):
+        text = self.get_query_argument(name, "")
+        return [case(item.strip()) for item in text.split(",") if item.strip()]
+
+    def _date(self, name):
+        text = self.get_query_argument(name, None)
+        try:
+            return dt.date.fromisoformat(text) if text else None
+        except ValueError:
+            raise ApiError(400, f"{name} is not a date (YYYY-MM-DD): {text[:20]!r}", field=name) from None

@@ -45,18 +45,30 @@ ANY = msgspec.json.Decoder()
 def snapshots(data):
     """The snapshots of a file's bytes, each as raw JSON."""
     head = data[:64].lstrip()
+    if head.startswith(b"{") and _json_lines(data, min(len(data), 64) - len(head)):
+        return [Raw(line) for line in data.splitlines() if line.strip()]
     try:
         if head.startswith(b"["):
             return ARRAY.decode(data)
         if not head.startswith(b"{"):
             raise InvalidFile("the file is neither JSON (an array or an object) nor JSON Lines")
-        lines = [line for line in data.splitlines() if line.strip()]
-        if len(lines) > 1:
-            return [Raw(line) for line in lines]
         wrapped = WRAPPED.decode(data)
     except msgspec.DecodeError as exc:
         raise InvalidFile(f"invalid JSON: {exc}") from None
     return wrapped.data if wrapped.data is not None else [Raw(data)]
+
+
+def _json_lines(data, start):
+    """Whether data, from start, is JSON Lines: a first line that is a whole JSON value, and another object after
+    it. (The first line of a pretty-printed object is not whole.)"""
+    end = data.find(b"\n", start)
+    if end == -1 or data.find(b"{", end) == -1:
+        return False
+    try:
+        ANY.decode(data[start:end])
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def decode_all(items, ticker, endpoint, source, rules):

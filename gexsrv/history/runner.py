@@ -4,6 +4,7 @@ resumes the unfinished ones."""
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -13,12 +14,19 @@ import msgspec
 
 from gexsrv.decode import Rules
 from gexsrv.history import command, download, importer, queue, staging
-from gexsrv.history.urls import Policy
+from gexsrv.history.backfill import Backfill
+from gexsrv.history.urls import Policy, redact
 from gexsrv.store import StorageError
 
 log = logging.getLogger("gexsrv.history")
 
 STORAGE_PAUSE_S = 2.0
+# Failures of the disk rather than of the job: the job waits and is tried again, as it waits for the database.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
+
+
+class DiskTrouble(Exception):
+    pass
 
 
 class Runner:
@@ -36,14 +44,17 @@ class Runner:
         self.wake = asyncio.Event()
         self.task = None
         self.lake_lock = lake.lock if lake else threading.Lock()
+        self.backfill = Backfill(conf, self)  # asks the gexbot API for days' files and queues them here
 
     async def start(self):
         for name in staging.clean_leftovers(self.folder):
             log.info("removed the half-written %s left by an earlier run", name)
         await self.store.use(queue.resume_unfinished)
         self.task = asyncio.create_task(self._loop())
+        await self.backfill.start()
 
     async def close(self):
+        await self.backfill.close()
         if self.task:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -70,7 +81,7 @@ class Runner:
         while True:
             try:
                 await self._next()
-            except StorageError as exc:  # the job waits for the database; it is taken up again when it is back
+            except (StorageError, DiskTrouble) as exc:  # the job waits; it is taken up again when it can be run
                 log.warning("history jobs wait: %s", exc)
                 await asyncio.sleep(STORAGE_PAUSE_S)
                 with contextlib.suppress(StorageError):
@@ -84,7 +95,7 @@ class Runner:
             return
         try:
             await self.run_job(job)
-        except StorageError:
+        except (StorageError, DiskTrouble):
             raise
         except Exception as exc:  # a bug in one job must not stop the queue
             log.exception("history job %d crashed", job["id"])
@@ -101,11 +112,20 @@ class Runner:
                 await self._run_importing_command(job)
             else:
                 await self._stage_and_import(job)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                await self._fail(job, exc)
+            else:
+                await self._update(job_id, status="pending", last_error=f"waiting for the disk: {exc}")
+                raise DiskTrouble(f"job {job_id}: {exc}") from exc
         except (command.CommandFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
-                staging.BadContent, OSError) as exc:
-            await self._update(job_id, status="failed", last_error=str(exc))
-            self.notifier.alert(f"gexsrv: history job {job_id} failed ({job['url']}): {exc}")
+                staging.BadContent) as exc:
+            await self._fail(job, exc)
         return queue.get(self.store, job_id)
+
+    async def _fail(self, job, exc):
+        await self._update(job["id"], status="failed", last_error=str(exc))
+        self.notifier.alert(f"gexsrv: history job {job['id']} failed ({redact(job['url'])}): {exc}")
 
     async def _stage_and_import(self, job):
         path, sha256 = await self._staged(job)
@@ -163,7 +183,7 @@ class Runner:
                                  self.conf.history_request_timeout)
         await self._update(job["id"], status="completed")
         log.info("job %d: the download command downloaded and imported %s itself; its output ends: %s",
-                 job["id"], job["url"], tail or "(no output)")
+                 job["id"], redact(job["url"]), tail or "(no output)")
 
     async def _run_command(self, job):
         """HISTORY_DOWNLOAD_COMMAND with {path}: it writes the file there, gexsrv stages and imports it."""

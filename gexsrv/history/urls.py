@@ -15,6 +15,17 @@ class Refused(Exception):
     """The URL may not be fetched; permanent, never retried."""
 
 
+def redact(url):
+    """The URL without its query string, which on a pre-signed URL is a credential: for logs and listings."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(query="…" if parts.query else "", fragment=""))
+
+
+def listed(job):
+    """A job as replies show it (GET /gex_history_url, /api/status): without its URL's query string."""
+    return {**job, "url": redact(job["url"])}
+
+
 def split_list(text):
     return [item.strip() for item in text.split(",") if item.strip()]
 

@@ -9,6 +9,7 @@ from gexsrv.uw.payloads import Ignored, decode_uw
 class UwHandler(IngestHandler):
     async def post(self):
         body = self.body()
+        self.ack()  # a wrong ?ack is refused even where nothing is journaled (a control frame)
         try:
             record = decode_uw(body, self.rules, self.received_ms(), self.request.remote_ip,
                                self.request.headers.get("User-Agent"))

@@ -6,13 +6,14 @@ import math
 import re
 
 DECIMAL = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-INTEGER = re.compile(r"^[-+]?\d+$")
+INTEGER = re.compile(r"^[-+]?\d{1,19}$")  # longer digit strings go by float: int() refuses past 4,300 digits
 BIGINT = 2**63
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # Epoch numbers below each bound are in that unit: seconds until year 5138, ms, us, then ns.
 EPOCH_UNITS = [(1e11, 1e6), (1e14, 1e3), (1e17, 1.0), (math.inf, 1e-3)]  # (below, microseconds per unit)
+SPAN_US = 1e18  # 31,700 years: a time further from 1970 fits no timedelta (nor 2000 .. 2100)
 OPTION_TYPES = {"c": "call", "call": "call", "calls": "call", "p": "put", "put": "put", "puts": "put"}
 
 
@@ -66,9 +67,9 @@ def timestamp_us(value, field, problems):
             return problems.add(field, f"expected an ISO-8601 datetime or epoch number, got {value[:40]!r}")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
-    else:
-        per_unit = next(per for below, per in EPOCH_UNITS if abs(value) < below)
-        moment = UNIX_EPOCH + dt.timedelta(microseconds=round(value * per_unit)) if math.isfinite(value) else None
+    else:  # an infinite value (from text such as "1e400") is in no unit: nan, which no time is
+        micros = value * next((per for below, per in EPOCH_UNITS if abs(value) < below), math.nan)
+        moment = UNIX_EPOCH + dt.timedelta(microseconds=round(micros)) if abs(micros) < SPAN_US else None
     if moment is None or not EARLIEST <= moment < LATEST:
         return problems.add(field, "time is outside 2000-01-01 .. 2100-01-01")
     return (moment - UNIX_EPOCH) // dt.timedelta(microseconds=1)

@@ -7,27 +7,35 @@ from typing import Annotated
 import msgspec
 
 NAME = re.compile(r"^[A-Za-z0-9_.^/-]{1,40}$")  # tickers and endpoints, inlined into SQL only after this check
+# Thresholds are scaled to ms and inlined into SQL: bounded, each stays a finite number there (1e9 s: 31 years).
+MOST = 1e9
+INT64 = 2**63
+EARLIEST_MS = -62_135_596_800_000  # 0001-01-01, the first time Python's datetime holds
+LATEST_MS = 253_402_300_800_000  # 10000-01-01
 
 
 def _opt(help_text, **limits):
     return msgspec.Meta(description=help_text, **limits)
 
 
-class Options(msgspec.Struct, kw_only=True, frozen=True):
+class Options(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     ticker: Annotated[list[str], _opt("only these tickers (comma-separated)")] = []
     endpoint: Annotated[list[str], _opt("only these endpoints; 'legacy' means rows with no endpoint")] = []
     since: Annotated[str, _opt("only data at or after this UTC date/time (YYYY-MM-DD, ISO-8601 or epoch ms)")] = ""
     until: Annotated[str, _opt("only data before this UTC time; a bare date includes that whole day")] = ""
     sample: Annotated[int, _opt("snapshots (and archived journal records) compared field by field across sources",
                                 ge=0, le=100_000)] = 20
-    seed: Annotated[int, _opt("seed of the spot-check sample (same seed, same sample)")] = 0
-    band: Annotated[float, _opt("zero gamma and major levels must lie within spot * (1 +- band)", gt=0)] = 0.2
-    max_gap_s: Annotated[float, _opt("longest pause between rows inside a trading session, seconds", gt=0)] = 300.0
-    max_jump: Annotated[float, _opt("largest relative spot change between consecutive rows", gt=0)] = 0.05
+    seed: Annotated[int, _opt("seed of the spot-check sample (same seed, same sample)", ge=-INT64, le=INT64 - 1)] = 0
+    band: Annotated[float, _opt("zero gamma and major levels must lie within spot * (1 +- band)", gt=0, le=MOST)] = 0.2
+    max_gap_s: Annotated[float, _opt("longest pause between rows inside a trading session, seconds", gt=0,
+                                    le=MOST)] = 300.0
+    max_jump: Annotated[float, _opt("largest relative spot change between consecutive rows", gt=0,
+                                   le=MOST)] = 0.05
     sum_tolerance: Annotated[float, _opt("allowed |net GEX - sum of strikes|, relative to sum of |gex|",
-                                         ge=0)] = 1e-6
+                                         ge=0, le=MOST)] = 1e-6
     data_start: Annotated[str, _opt("timestamps before this UTC date are errors")] = "2018-01-01"
-    future_slack_s: Annotated[float, _opt("timestamps this far past the clock are errors, seconds", ge=0)] = 300.0
+    future_slack_s: Annotated[float, _opt("timestamps this far past the clock are errors, seconds", ge=0,
+                                         le=MOST)] = 300.0
 
 
 FIELDS = msgspec.inspect.type_info(Options).fields
@@ -46,7 +54,8 @@ def parse(values):
     try:
         options = msgspec.convert(values, Options, strict=False)
     except msgspec.ValidationError as exc:
-        raise OptionsError(str(exc).replace("`$.", "`")) from None
+        message = str(exc).replace("`$.", "`").replace("Object contains unknown field", "unknown option")
+        raise OptionsError(message) from None
     for name in options.ticker + options.endpoint:
         if not NAME.match(name):
             raise OptionsError(f"not a ticker or endpoint name: {name!r}")
@@ -58,15 +67,22 @@ def parse(values):
 
 
 def epoch_ms(text, name="time", end_of_day=False):
-    if text.isdigit():
-        return int(text)
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end_of_day else 0)
-            return int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
-        moment = dt.datetime.fromisoformat(text)
+        ms = int(text) if text.isascii() and text.isdigit() else _iso_ms(text, end_of_day)
     except ValueError:
-        raise OptionsError(f"{name}: expected YYYY-MM-DD, ISO-8601 or epoch ms, got {text!r}") from None
+        raise OptionsError(f"{name}: expected YYYY-MM-DD, ISO-8601 or epoch ms, got {text[:40]!r}") from None
+    except OverflowError:  # the day after 9999-12-31
+        ms = LATEST_MS
+    if not EARLIEST_MS <= ms < LATEST_MS:
+        raise OptionsError(f"{name}: {text[:40]!r} is outside the years 1 to 9999")
+    return ms
+
+
+def _iso_ms(text, end_of_day):
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end_of_day else 0)
+        return int(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)
+    moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return int(moment.timestamp() * 1000)

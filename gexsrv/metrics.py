@@ -1,0 +1,234 @@
+"""GET /metrics: the server in Prometheus' text format, from a CollectorRegistry of the app's own.
+
+Three sources, so that the write path does next to nothing for metrics:
+- requests are timed in the Application's log_function (gexsrv.app.request_logger), one histogram observation
+  each; ingests as ingest reports them (Ingester.on_ingest), a few per second;
+- everything else is read from the running parts when Prometheus scrapes (PartsCollector): counters and states
+  they keep anyway;
+- what only the database knows (history jobs, the quarantine) is read before each scrape (Metrics.refresh), in a
+  worker thread on the store's read connection.
+Warnings and errors logged anywhere are counted, and the latest kept for the status page (LogTail).
+"""
+
+import asyncio
+import collections
+import logging
+import re
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+
+from gexsrv import __version__, reads
+from gexsrv.store import StorageError
+
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+INGEST_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+# Ingest's counts (Ingester.stored) of what it stored, by the table a row lands in.
+TABLES = {"snapshot": "gex_snapshots", "strike_rows": "gex_strikes", "majors": "gex_majors",
+          "maxchange": "gex_maxchange", "uw": "universal_webhooks"}
+STATES = ("writable", "read-only", "failing", "closed")
+JOB_STATUSES = ("pending", "downloading", "importing", "completed", "failed")
+NOTIFICATION_RESULTS = ("sent", "failed", "dropped")
+GROUP = re.compile(r"\(([^)]*)\)")
+
+
+def route_label(pattern):
+    r"""A route's pattern as its requests' `endpoint` label: /gex_history_url/(\d+)/? -> /gex_history_url/{id}."""
+    def name(group):
+        return "{id}" if group[1].startswith(r"\d") else "{path}" if group[1] else ""
+    return GROUP.sub(name, pattern).removesuffix("/?").replace("\\", "") or "/"
+
+
+class LogTail(logging.Handler):
+    """Counts the warnings and errors logged, by level, and keeps the latest `size` of them."""
+
+    def __init__(self, size=50):
+        super().__init__(logging.WARNING)
+        self.counts = collections.Counter()
+        self.latest = collections.deque(maxlen=size)
+
+    def emit(self, record):  # from any thread, holding self.lock (logging.Handler.handle)
+        self.counts[record.levelname] += 1
+        self.latest.append({"at": round(record.created * 1000), "level": record.levelname, "logger": record.name,
+                            "message": record.getMessage()[:1000]})
+
+    def recent(self):
+        """The latest warnings and errors, newest first."""
+        with self.lock:
+            return list(reversed(self.latest))
+
+    def counted(self):
+        with self.lock:
+            return dict(self.counts)
+
+
+class Metrics:
+    """The app's registry: request and ingest histograms, the parts' collector, the process' own metrics."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.registry = CollectorRegistry()
+        self.requests = Histogram("gexsrv_request_duration_seconds", "HTTP requests by route, method and status: "
+                                  "time from the request's start to its reply", ("endpoint", "method", "status"),
+                                  buckets=REQUEST_BUCKETS, registry=self.registry)
+        self.ingest_seconds = Histogram("gexsrv_ingest_seconds", "Ingests into DuckDB (one transaction each): "
+                                        "time from taking the records to their commit", buckets=INGEST_BUCKETS,
+                                        registry=self.registry)
+        self.ingest_records = Histogram("gexsrv_ingest_batch_records", "Records per ingest",
+                                        buckets=BATCH_BUCKETS, registry=self.registry)
+        self.log_tail = LogTail()
+        self.stored = None  # what refresh() read from the database; None while it cannot be read
+        self.registry.register(PartsCollector(parts, self))
+        ProcessCollector(registry=self.registry)
+
+    def observe_request(self, handler):
+        """The log_function's part: time the finished request under its route (`route`, set by make_app)."""
+        self.requests.labels(getattr(handler, "route", "unmatched"), handler.request.method,
+                             str(handler.get_status())).observe(handler.request.request_time())
+
+    def observe_ingest(self, seconds, records):
+        self.ingest_seconds.observe(seconds)
+        self.ingest_records.observe(records)
+
+    async def refresh(self):
+        """Read what only the database knows, in a worker thread; a database away leaves those metrics out."""
+        try:
+            self.stored = await asyncio.to_thread(stored_facts, self.parts)
+        except StorageError:
+            self.stored = None
+
+    def exposition(self, accept):
+        """(body, content type) in the format the scraper's Accept header asks for (text or OpenMetrics)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+def stored_facts(parts):
+    jobs, rows_imported = reads.history_counts(parts.store)
+    return {"jobs": jobs, "rows_imported": rows_imported, "quarantined": parts.store.quarantined(),
+            "import_rates": reads.import_rates(parts.store, parts.runner)}
+
+
+def gauge(name, doc, value):
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def counter(name, doc, value):
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def labelled(family, name, doc, labels, values):
+    """A family of `family` (GaugeMetricFamily, CounterMetricFamily) with one sample per {label values: value}."""
+    found = family(name, doc, labels=labels)
+    for key, value in values.items():
+        found.add_metric(list(key), value)
+    return found
+
+
+class PartsCollector:
+    """The running parts' state at scrape time: attribute reads and small sums on the event loop."""
+
+    def __init__(self, parts, metrics):
+        self.parts = parts
+        self.metrics = metrics
+
+    def describe(self):
+        return []  # families vary with what runs (poller, lake) and what the database says
+
+    def collect(self):
+        parts = self.parts
+        yield labelled(GaugeMetricFamily, "gexsrv_build_info", "The running gexsrv", ["version"],
+                       {(__version__,): 1})
+        yield from self.storage(parts)
+        yield from self.journal(parts)
+        yield from self.ingest(parts)
+        yield from self.history()
+        yield from self.feeds(parts)
+        yield from self.outside(parts)
+        yield labelled(CounterMetricFamily, "gexsrv_log_messages", "Warnings and errors logged, by level",
+                       ["level"], {(level,): n for level, n in self.metrics.log_tail.counted().items()})
+
+    def storage(self, parts):
+        store = parts.store
+        yield gauge("gexsrv_storage_writable", "1 while the database takes writes", int(store.state == "writable"))
+        yield labelled(GaugeMetricFamily, "gexsrv_storage_state", "The database's state (1 for the current one)",
+                       ["state"], {(state,): int(store.state == state) for state in STATES})
+        yield counter("gexsrv_storage_incidents", "Times the database stopped taking writes",
+                      parts.supervisor.incidents)
+        if self.metrics.stored is not None:
+            yield gauge("gexsrv_storage_quarantined_records", "Journaled records the database refused "
+                        "(gexsrv_quarantine)", self.metrics.stored["quarantined"])
+
+    def journal(self, parts):
+        journal, ingester = parts.journal, parts.ingester
+        yield gauge("gexsrv_journal_records_waiting", "Journaled records not yet ingested", ingester.waiting())
+        yield gauge("gexsrv_journal_bytes_waiting", "Journal bytes not yet ingested",
+                    journal.bytes_after(ingester.position))
+        yield counter("gexsrv_journal_fsyncs", "fdatasync calls of the journal (one covers every line since the "
+                      "previous one)", journal.fsyncs)
+        yield counter("gexsrv_journal_written_bytes", "Bytes appended to the journal", journal.bytes_written)
+        yield gauge("gexsrv_journal_segments", "Journal segments not yet archived", len(journal.segments))
+        yield gauge("gexsrv_journal_failed", "1 once an fsync failed (appends refused until a restart)",
+                    int(bool(journal.error)))
+        yield counter("gexsrv_intake_refused_busy", "Writes refused with 503 because ingest was too far behind",
+                      parts.intake.refused)
+        yield gauge("gexsrv_duplicate_index_keys", "Recent keys held to answer `duplicate`", len(parts.keys))
+
+    def ingest(self, parts):
+        ingester = parts.ingester
+        stored = ingester.stored
+        yield gauge("gexsrv_ingest_lag_seconds", "Age of the oldest record waiting for ingest",
+                    ingester.report()["lag_s"])
+        yield gauge("gexsrv_ingest_held_bytes", "Request bodies held in memory for ingest", ingester.held_bytes)
+        yield counter("gexsrv_ingest_failures", "Ingests the database took nothing of", ingester.failures)
+        yield labelled(CounterMetricFamily, "gexsrv_rows_stored", "Rows ingested into DuckDB since start, by table",
+                       ["table"], {(table,): stored[kind] for kind, table in TABLES.items()})
+        yield counter("gexsrv_ingest_duplicates", "Records not stored: their key was stored already",
+                      stored["duplicates"])
+        yield counter("gexsrv_ingest_quarantined", "Records the database refused, kept in gexsrv_quarantine",
+                      stored["quarantined"])
+
+    def history(self):
+        stored = self.metrics.stored
+        if stored is None:
+            return
+        jobs = stored["jobs"]
+        yield labelled(GaugeMetricFamily, "gexsrv_history_jobs", "History import jobs by status", ["status"],
+                       {(status,): jobs.get(status, 0) for status in sorted({*JOB_STATUSES, *jobs})})
+        yield counter("gexsrv_history_rows_imported", "Strike rows imported by completed history jobs",
+                      stored["rows_imported"])
+        yield gauge("gexsrv_history_import_rows_per_second", "Strike rows per second of the import running now, "
+                    "over its run so far (0: none runs)", sum(stored["import_rates"].values()))
+
+    def feeds(self, parts):
+        feeds = parts.latest.feeds.feeds
+        labels = ["ticker", "endpoint", "kind"]
+        yield labelled(GaugeMetricFamily, "gexsrv_feed_timestamp_seconds", "Newest payload timestamp per feed "
+                       "(age: time() minus this)", labels, {key: f.timestamp_ms / 1000 for key, f in feeds.items()})
+        yield labelled(GaugeMetricFamily, "gexsrv_feed_received_timestamp_seconds", "When a payload of the feed "
+                       "last arrived", labels, {key: f.received_ms / 1000 for key, f in feeds.items()})
+        yield labelled(CounterMetricFamily, "gexsrv_feed_records", "Payloads of the feed acknowledged since start",
+                       labels, {key: f.records for key, f in feeds.items()})
+        yield gauge("gexsrv_latest_tickers", "Tickers in the latest view (GET /api/latest)", len(parts.latest.entries))
+
+    def outside(self, parts):
+        """The poller, notifications, the archive and the lake."""
+        poller = parts.poller
+        yield gauge("gexsrv_poller_enabled", "1 when the gexbot poller runs", int(poller is not None))
+        if poller is not None:
+            yield labelled(CounterMetricFamily, "gexsrv_poller_results", "Poller fetches: stored (not a duplicate) "
+                           "or error", ["result"], {("stored",): poller.stored, ("error",): poller.errors})
+            yield gauge("gexsrv_poller_last_poll_timestamp_seconds", "When the latest poll round began",
+                        poller.last_poll_at or 0)
+        notifier = parts.notifier
+        yield labelled(CounterMetricFamily, "gexsrv_notifications", "Alerts and trade proposals by channel and "
+                       "result", ["channel", "result"], {(channel, result): counts[result] for channel, counts in
+                                                         notifier.counts.items() for result in NOTIFICATION_RESULTS})
+        yield gauge("gexsrv_notifications_in_flight", "Notifications being sent", len(notifier.tasks))
+        yield gauge("gexsrv_archive_files", "Files in the raw archive", parts.archiver.files)
+        yield gauge("gexsrv_archive_bytes", "Bytes in the raw archive", parts.archiver.bytes)
+        if parts.lake is not None:
+            yield counter("gexsrv_lake_exported_rows", "Strike rows exported to Parquet since start",
+                          parts.lake.exported_rows)
