@@ -151,8 +151,16 @@ class Ingester:
 
     def on_durable(self, seq):
         self.durable_seq = seq
-        if seq - self.position[2] >= self.batch_records and not self.busy:
+        if self.due() and not self.busy:
             asyncio.get_running_loop().call_soon(self.tick)
+
+    def due(self):
+        """Ingest now rather than at the next interval: enough records wait, or an ?ack=ingested request waits for
+        a durable record (it would otherwise wait out the interval, which caps such a client at 1/interval)."""
+        if self.durable_seq - self.position[2] >= self.batch_records:
+            return True
+        first_waiter = next(iter(self.waiters), None)  # seqs are added in order
+        return first_waiter is not None and first_waiter <= self.durable_seq
 
     def waiting(self):
         return self.journal.next_seq - 1 - self.position[2]
@@ -210,7 +218,7 @@ class Ingester:
             future = self.waiters.pop(seq, None)
             if future is not None and not future.done():
                 (future.set_exception if isinstance(outcome, Exception) else future.set_result)(outcome)
-        if self.durable_seq - self.position[2] >= self.batch_records:
+        if self.due():
             self.tick()
 
     def _failed(self, entries, error):

@@ -212,6 +212,14 @@ def test_ack_ingested_means_the_row_is_in_duckdb_when_the_reply_comes(start_serv
         assert db.execute("SELECT seq FROM gexsrv_ingest").fetchall() == [(1,)]
 
 
+def test_a_request_waiting_for_ingest_starts_it_rather_than_waiting_out_the_interval(start_server):
+    """With ack=ingested clients only, ingests must follow them, or each client gets one reply per interval."""
+    server = start_server(None, "--ingest-interval-ms", "600000", "--ack-ingested-timeout-s", "20")
+    replies = [server.post("/gex?ack=ingested", snapshot(timestamp=TS + i, n_strikes=2)) for i in range(3)]
+    assert [r.status for r in replies] == [202] * 3, [r.body for r in replies]
+    assert server.get("/health").json()["ingest"]["records_waiting"] == 0
+
+
 def test_ack_journal_means_the_row_is_journaled_and_lands_at_the_next_start(start_server):
     server = start_server(None, *NO_INGEST)
     assert server.post("/gex", snapshot(n_strikes=3)).status == 202
