@@ -16,8 +16,8 @@ def serve_parser(defaults):
 
     parser = argparse.ArgumentParser(
         prog="python -m gexsrv",
-        description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health, /integrity "
-                    "and /api/latest. DuckDB + Parquet in --data-dir.",
+        description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health, /integrity, "
+                    "/api/..., /metrics, /openapi.json and a status page at /. DuckDB + Parquet in --data-dir.",
         epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags. "
                "Other commands: `python -m gexsrv import --help`, `python -m gexsrv backfill --help`, "
                "`python -m gexsrv validate --help`.",

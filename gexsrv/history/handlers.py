@@ -122,12 +122,13 @@ class HistoryHandler(IngestHandler):
             raise ApiError(503, "backfill asks the gexbot API for the files: set GEXBOT_API_KEY for the server")
         with database_or_503(self.conf.retry_after_seconds):
             done = await self.runner.backfill.plan(keys)
-        first, last = min(k.day for k in keys), max(k.day for k in keys)
-        nothing_new = len(done) == len(keys)
-        self.reply(200 if nothing_new else 202, {
-            "status": "already imported" if nothing_new else "queued", "via": "local", "backfill": {
-            "ticker": keys[0].ticker, "package": keys[0].package, "category": keys[0].category,
-            "from": first, "to": last, "days": len(keys), "already_imported": len(done)}})
+        planned = {"ticker": keys[0].ticker, "package": keys[0].package, "category": keys[0].category,
+                   "from": min(k.day for k in keys), "to": max(k.day for k in keys), "days": len(keys),
+                   "already_imported": len(done)}
+        if len(done) == len(keys):
+            self.reply(200, {"status": "already imported", "via": "local", "backfill": planned})
+        else:
+            self.reply(202, {"status": "queued", "via": "local", "backfill": planned})
 
     def get(self, job_id=None):
         with database_or_503(self.conf.retry_after_seconds):
