@@ -172,6 +172,8 @@ class PartsCollector:
         yield gauge("gexsrv_journal_segments", "Journal segments not yet archived", len(journal.segments))
         yield gauge("gexsrv_journal_failed", "1 once an fsync failed (appends refused until a restart)",
                     int(bool(journal.error)))
+        yield gauge("gexsrv_journal_refusing", "1 while appends fail (a full disk), until one succeeds again",
+                    int(bool(journal.refusing)))
         yield counter("gexsrv_intake_refused_busy", "Writes refused with 503 because ingest was too far behind",
                       parts.intake.refused)
         yield gauge("gexsrv_duplicate_index_keys", "Recent keys held to answer `duplicate`", len(parts.keys))

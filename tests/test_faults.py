@@ -170,6 +170,7 @@ def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_r
                 acknowledged.append(ts)
             ts += 1
         full = wait_health(server, lambda h: h["status"] == "degraded", timeout=10)
+        refusing = server.get("/metrics").body.decode()
         os.unlink(small_disk / "filler")
         after = retry_until_stored(server, snapshot(timestamp=ts, n_strikes=200))  # as a client retries a 503
         acknowledged.append(ts)
@@ -177,7 +178,8 @@ def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_r
     finally:
         server.stop()
     assert set(statuses) <= {202, 503} and 503 in statuses, sorted(set(statuses))
-    assert full["status"] == "degraded", full
+    assert full["status"] == "degraded" and full["journal"]["refusing"], full
+    assert "gexsrv_journal_refusing 1.0" in refusing
     assert recovered["status"] == "ok" and after.status == 202, (recovered, after.body)
     with server.db() as db:
         stored = [t for (t,) in db.execute("SELECT timestamp // 1000 FROM gex_snapshots ORDER BY 1").fetchall()]
