@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import duckdb
 import pytest
 
 from filesrv import FileServer
@@ -155,10 +156,10 @@ def retry_until_stored(server, payload, timeout=60):
 
 def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_returns(small_disk, tmp_path):
     """The journal refuses writes (503, not stored) and /health says so; DuckDB's checkpoint may fail fatally
-    too; both recover, without a restart, once space is freed."""
+    too, and the Parquet export; all recover, without a restart, once space is freed."""
     fill(small_disk / "filler", 34)
     server = Server(small_disk / "data", "--duckdb-checkpoint-mb", "1", "--journal-segment-mb", "1",
-                    "--ingest-interval-ms", "50")
+                    "--ingest-interval-ms", "50", "--lake-export-interval", "0.5")
     server.log_path = tmp_path / "server.log"
     server.start()
     try:
@@ -186,6 +187,10 @@ def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_r
         strikes = db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0]
     assert stored == sorted(acknowledged), "every acknowledged snapshot, once, and nothing else"
     assert strikes == 200 * len(acknowledged)
+    with duckdb.connect() as db:  # the export failed while the disk was full, and caught up after
+        assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM read_parquet(?)",
+                          [str(server.data_dir / "parquet/gexbot/**/*.parquet")]).fetchone() == (
+            strikes, len(acknowledged))
 
 
 def test_a_history_download_onto_a_full_disk_waits_and_completes_when_space_returns(small_disk, tmp_path):
