@@ -1,12 +1,12 @@
 """Periodic ingest: what the journal made durable goes into DuckDB in large batches, one transaction each.
 
 Every ingest_interval_ms, or as soon as ingest_batch_records wait or an ?ack=ingested request waits (Ingester.due),
-the records made durable since the last ingest are written in one transaction that also records the journal position reached (table gexsrv_ingest), so each
-record is ingested once; after a crash the records past that position are read back from the journal, and the
-unique keys make a repeat harmless. Records still held in memory are written from their decoded form, their Arrow
-tables built on the event loop (on the ingest thread the same Python would queue for the GIL behind the loop);
-the rest (after a restart, or once the in-memory budget is spent) are read back from the journal and decoded on
-the ingest thread. A batch that fails is retried record by record (Store.write); a record refused on its own goes
+the records made durable since the last ingest are written in one transaction that also records the journal
+position reached (table gexsrv_ingest), so each record is ingested once; after a crash the records past that
+position are read back from the journal, and the unique keys make a repeat harmless. Records still held in memory
+are written from their decoded form, their Arrow tables built on the event loop (on the ingest thread the same
+Python would queue for the GIL behind the loop); the rest (after a restart, or once the in-memory budget is spent)
+are read back from the journal and decoded on the ingest thread. A batch that fails is retried record by record (Store.write); a record refused on its own goes
 to the quarantine (gexsrv_quarantine, with its journal line and the error) and never blocks the records behind it.
 The ingest thread is the store's own (Store.run), which owns the write connection.
 """

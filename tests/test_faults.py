@@ -52,10 +52,12 @@ def test_a_database_held_by_another_process_is_taken_up_again_without_a_restart(
     with FileServer(tmp_path) as hooks:
         holder = hold_database(data / "gex_data.db")
         try:
-            server = start_server(data, "--alert-webhook-url", f"{hooks.url}/hook")
+            server = start_server(data, "--alert-webhook-url", f"{hooks.url}/hook", "--history-allowed-hosts",
+                                  "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32")
             held = server.get("/health").json()
             journaled = [server.post("/gex", snapshot(timestamp=TS + i, n_strikes=3)) for i in range(3)]
-            history = server.post("/gex_history_url", {"url": "https://hist.gex.bot/2025-10-21_SPX_classic_gex_zero.json"})
+            history = server.post("/gex_history_url",
+                                  {"url": f"{hooks.url}/files/2025-10-21_SPX_classic_gex_zero.json"})
             listing = server.get("/gex_history_url")
         finally:
             release(holder)

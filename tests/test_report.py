@@ -52,7 +52,7 @@ def test_quick_report_runs_every_peer_in_every_scenario_without_a_crash(tmp_path
     out = tmp_path / "perf.json"
     done = subprocess.run(
         [sys.executable, str(BENCH / "report.py"), "--quick", "--duration", "0.5", "--baseline-duration",
-         "0.5", "--warmup", "0", "--history-snapshots", str(HISTORY_SNAPSHOTS), "--json", str(out),
+         "0.5", "--warmup", "0", "--drain", "2", "--history-snapshots", str(HISTORY_SNAPSHOTS), "--json", str(out),
          "--keep", str(tmp_path / "servers")],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr  # 1 when a server crashed: its exit code and log are in stderr
