@@ -232,8 +232,10 @@ def write(con, records, prepared=None, before_commit=None):
     The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses the
     batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was. A batch
     that fails otherwise is retried record by record, so only a guilty record is refused (RecordRefused in its
-    place; `whole` is then False and before_commit did not run); when every record fails alone too, and not all
-    for their own values (REFUSALS), the database is at fault and its error is raised.
+    place; `whole` is then False and before_commit did not run). A record that fails alone for anything but its
+    own values (REFUSALS: a full disk fails a commit as well) means the database is at fault: its error is raised
+    and no record is refused, for the batch to be tried again. The records committed alone before it are then
+    found stored by that retry.
     """
     try:
         return _write(con, records, prepared or _tables(records), before_commit), True
@@ -241,10 +243,12 @@ def write(con, records, prepared=None, before_commit=None):
         if (len(records) == 1 and not isinstance(exc, REFUSALS)) or isinstance(exc, duckdb.FatalException):
             raise  # a fatal error invalidates the database: only a fresh connection helps (gexsrv.supervisor)
         log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
-    outcomes = [_alone(con, record) for record in records]
-    failed = [o for o in outcomes if isinstance(o, Exception)]
-    if len(failed) == len(outcomes) and not all(isinstance(o, REFUSALS) for o in failed):
-        raise next(o for o in failed if not isinstance(o, REFUSALS))
+    outcomes = []
+    for record in records:
+        outcome = _alone(con, record)
+        if isinstance(outcome, Exception) and not isinstance(outcome, REFUSALS):
+            raise outcome
+        outcomes.append(outcome)
     return [RecordRefused(str(o)) if isinstance(o, Exception) else o for o in outcomes], False
 
 

@@ -3,10 +3,11 @@ unique index, and a record the database refuses on its own refused alone."""
 
 import json
 
+import duckdb
 import msgspec
 import pytest
 
-from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
+from gexsrv import gexwrite, store as storage  # noqa: F401  (gexwrite registers the GEX kinds)
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.store import RecordRefused, StorageError, Store
 from helpers import snapshot
@@ -64,6 +65,34 @@ def test_a_record_the_database_refuses_fails_alone_and_its_batch_mates_are_store
     store.advance((1, 100, 11), [(6, "{...}", str(outcomes[5]))])
     assert store.journal_position() == (1, 100, 11)
     assert store.read("SELECT seq, line FROM gexsrv_quarantine") == [(6, "{...}")]
+
+
+class FullDisk:
+    """The store's real connection, whose commits numbered in `failing` fail as on a full disk (the write-ahead
+    log cannot grow): the fault injected at the storage boundary, so that it hits one chosen commit."""
+
+    def __init__(self, con, failing):
+        self.con, self.failing, self.commits = con, failing, 0
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+    def commit(self):
+        self.commits += 1
+        if self.commits in self.failing:
+            raise duckdb.IOException("Could not write file \"gex_data.db.wal\": No space left on device")
+        self.con.commit()
+
+
+def test_a_commit_that_fails_for_the_disk_refuses_no_record(store):
+    """The batch's commit fails, the first record alone commits, the second's commit fails: the disk is at fault,
+    not the record, which must not be refused (quarantined) while the database takes others."""
+    batch = [record(TS + i) for i in range(3)]
+    with pytest.raises(duckdb.IOException):
+        storage.write(FullDisk(store.con, failing={1, 3}), batch)
+    assert timestamps(store) == [TS]  # committed alone before the failure
+    assert store.write(batch, None, (1, 30, 3)) == [False, True, True]  # the retry finds it stored
+    assert timestamps(store) == [TS, TS + 1, TS + 2]
 
 
 def test_a_database_that_takes_nothing_raises_storage_error_and_keeps_the_position(store):
