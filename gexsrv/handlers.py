@@ -131,10 +131,11 @@ class IngestHandler(BaseHandler):
         self.size = 0
         if self.request.method == "POST":  # its signature is checked over the body, once it is in (body())
             self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
-        declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.conf.max_body_bytes:
+        length = self.request.headers.get("Content-Length", "")
+        declared = int(length) if length.isdigit() else 0
+        if declared > self.conf.max_body_bytes:
             raise ApiError(413, f"body of {declared} bytes is over the {self.conf.max_body_bytes}-byte limit")
-        self.hold(int(declared) if declared and declared.isdigit() else 0)
+        self.hold(declared)
         self.application.settings["requests_in_flight"][0] += 1
         self.counted = True
 

@@ -6,8 +6,9 @@ position reached (table gexsrv_ingest), so each record is ingested once; after a
 position are read back from the journal, and the unique keys make a repeat harmless. Records still held in memory
 are written from their decoded form, their Arrow tables built on the event loop (on the ingest thread the same
 Python would queue for the GIL behind the loop); the rest (after a restart, or once the in-memory budget is spent)
-are read back from the journal and decoded on the ingest thread. A batch that fails is retried record by record (Store.write); a record refused on its own goes
-to the quarantine (gexsrv_quarantine, with its journal line and the error) and never blocks the records behind it.
+are read back from the journal and decoded on the ingest thread. A batch that fails is retried record by record
+(Store.write); a record refused for its own values goes to the quarantine (gexsrv_quarantine, with its journal
+line and the error) and never blocks the records behind it.
 The ingest thread is the store's own (Store.run), which owns the write connection.
 """
 

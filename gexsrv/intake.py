@@ -5,7 +5,6 @@ Handlers and the poller call Intake.accept; nothing is acknowledged before the f
 """
 
 import asyncio
-import time
 
 from tornado.ioloop import PeriodicCallback
 
@@ -113,7 +112,3 @@ class Intake:
                 raise NotIngested(f"not ingested within {self.ingested_timeout_s:g} s ({self.ingester.why_waiting()}); "
                                   "it is journaled and will be") from None
         return duplicates
-
-
-def received_ms():
-    return round(time.time() * 1000)

@@ -199,7 +199,7 @@ class Latest:
         self.loading = None
 
     def observe(self, record):
-        """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
+        """Intake's observer: hold an acknowledged GEX record if it is the newest of its ticker and kind."""
         if record.kind in ROWS:
             self.offer(record, live=True)
 

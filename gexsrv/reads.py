@@ -8,7 +8,6 @@ StorageError when the database cannot be read.
 import duckdb
 
 from gexsrv.history.queue import UNFINISHED
-from gexsrv.history.urls import listed
 from gexsrv.latest import SNAPSHOT_FIELDS, STRIKES
 from gexsrv.store import StorageError
 
@@ -106,5 +105,5 @@ def jobs_with_progress(store, runner, limit):
     for job in runner.recent()[:limit]:
         if job["status"] in UNFINISHED:
             job = runner.job(job["id"]) or job
-        jobs.append({**listed(job), "rows_per_s": rates.get(job["id"])})
+        jobs.append({**job, "rows_per_s": rates.get(job["id"])})
     return jobs

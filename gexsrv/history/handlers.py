@@ -10,7 +10,7 @@ from msgspec import Meta, Struct
 
 from gexsrv.handlers import ApiError, IngestHandler, database_or_503
 from gexsrv.history import backfill, command, forward, names
-from gexsrv.history.urls import Refused, listed
+from gexsrv.history.urls import Refused
 from gexsrv.decode import check_ticker, decode_with, normalize_endpoint
 from gexsrv.payloads import PayloadError, Text
 
@@ -133,12 +133,12 @@ class HistoryHandler(IngestHandler):
     def get(self, job_id=None):
         with database_or_503(self.conf.retry_after_seconds):
             if job_id is None:
-                self.reply(200, {"jobs": [listed(job) for job in self.runner.recent()]})
+                self.reply(200, {"jobs": self.runner.recent()})
                 return
             job = self.runner.job(int(job_id))
         if job is None:
             raise ApiError(404, f"no history job {job_id}")
-        self.reply(200, listed(job))
+        self.reply(200, job)
 
 
 class HistoryDaysHandler(IngestHandler):

@@ -15,7 +15,7 @@ import msgspec
 from gexsrv.decode import Rules
 from gexsrv.history import command, download, importer, queue, staging
 from gexsrv.history.backfill import Backfill
-from gexsrv.history.urls import Policy, redact
+from gexsrv.history.urls import Policy, listed, redact
 from gexsrv.store import StorageError
 
 log = logging.getLogger("gexsrv.history")
@@ -67,15 +67,19 @@ class Runner:
         return job, created
 
     def job(self, job_id):
+        """A job as replies show it: with its live progress, and its URL without the query string (listed)."""
         job = queue.get(self.store, job_id)
-        if job and job_id in self.progress:
+        if job is None:
+            return None
+        if job_id in self.progress:
             job["bytes"] = self.progress[job_id].size
-        if job and job_id in self.imported:
+        if job_id in self.imported:
             job["snapshots_imported"], job["rows_imported"] = self.imported[job_id]
-        return job
+        return listed(job)
 
     def recent(self):
-        return queue.recent(self.store)
+        """The latest jobs as replies show them (listed)."""
+        return [listed(job) for job in queue.recent(self.store)]
 
     async def _loop(self):
         while True:
