@@ -16,6 +16,7 @@ acknowledged) is cut off; any other damaged line stops the start with JournalCor
 
 import asyncio
 import collections
+import errno
 import fcntl
 import logging
 import os
@@ -35,6 +36,9 @@ LOCK_NAME = "LOCK"
 CRC_MARK = b',"crc":'
 ENCODER = msgspec.json.Encoder()
 LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
+# Descriptors held in reserve: a new segment's file and, for a moment, its folder's (to sync the new name).
+RESERVE = 2
+OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE}
 
 
 class JournalCorrupt(Exception):
@@ -155,6 +159,9 @@ class Journal:
         self.lock_file = None
         self.bytes_written = 0
         self.fsyncs = 0
+        # Held so that a process out of descriptors (a flood of connections) can still open a segment (_rotate).
+        self.reserve = []
+        self._take_reserve()
 
     # ---- start and stop ----
 
@@ -215,6 +222,8 @@ class Journal:
                 segment.fd = -1
         if self.lock_file:
             self.lock_file.close()
+        while self.reserve:
+            os.close(self.reserve.pop())
 
     # ---- appending, on the event loop ----
 
@@ -252,15 +261,45 @@ class Journal:
     def _rotate(self):
         path = os.path.join(self.folder, segment_name(self.next_seq))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd, dir_synced = self._create(path)
         except OSError as exc:
             raise JournalError(f"cannot create {path}: {exc.strerror or exc}") from exc
-        segment = Segment(path, self.next_seq, fd=fd, size=os.fstat(fd).st_size)
+        segment = Segment(path, self.next_seq, fd=fd, size=os.fstat(fd).st_size, dir_synced=dir_synced)
         with self.lock:
             for older in self.segments:
                 older.closing = True
             self.segments.append(segment)
         return segment
+
+    def _create(self, path):
+        """(fd, whether its name is synced already) of a new segment. Out of descriptors, the reserve is given up
+        for the file and for syncing its folder now (the fsync thread would need one more), then taken again."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        try:
+            return os.open(path, flags, 0o644), False
+        except OSError as exc:
+            if exc.errno not in OUT_OF_DESCRIPTORS or not self.reserve:
+                raise
+        log.warning("out of file descriptors: the journal uses its reserve to open %s", path)
+        while self.reserve:
+            os.close(self.reserve.pop())
+        try:
+            fd = os.open(path, flags, 0o644)
+            try:
+                fsync_dir(self.folder)
+            except OSError:
+                os.close(fd)
+                raise
+            return fd, True
+        finally:
+            self._take_reserve()
+
+    def _take_reserve(self):
+        while len(self.reserve) < RESERVE:
+            try:
+                self.reserve.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:  # none left now: taken again at the next new segment
+                return
 
     def _write(self, segment, parts):
         size = sum(map(len, parts))
