@@ -71,10 +71,13 @@ class Runner:
         job = queue.get(self.store, job_id)
         if job is None:
             return None
-        if job_id in self.progress:
-            job["bytes"] = self.progress[job_id].size
-        if job_id in self.imported:
-            job["snapshots_imported"], job["rows_imported"] = self.imported[job_id]
+        # One get() each, no `in` then `[]`: GET /api/status reads these on a worker thread while the loop removes
+        # the entry of a job that just finished.
+        sink, imported = self.progress.get(job_id), self.imported.get(job_id)
+        if sink is not None:
+            job["bytes"] = sink.size
+        if imported is not None:
+            job["snapshots_imported"], job["rows_imported"] = imported
         return listed(job)
 
     def recent(self):
