@@ -43,6 +43,7 @@ def health_report(parts, started):
             "ingest": ingester.report(),
             "archive": parts.archiver.report(),
             "stored_since_start": dict(ingester.stored),
+            "connections": parts.connections.report(),
             "history": {"pending_jobs": pending},
             "poller": parts.poller.report() if parts.poller else {"enabled": False},
             "lake": parts.lake.report() if parts.lake else None,

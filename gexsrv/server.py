@@ -14,12 +14,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
 from gexsrv.app import make_app
 from gexsrv.archive import Archiver, archive_dir
+from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
 from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
 from gexsrv.ingest import Ingester
@@ -51,11 +51,13 @@ def tune_interpreter():
     gc.set_threshold(50_000, 20, 100)
 
 
-def listen(app, settings, sockets):
+def listen(app, settings, sockets, connections):
     """Serve on the bound sockets; return the HTTPServer and the address it listens on."""
     # Bodies are size-checked in the handlers (413 with a JSON reason); this is only the hard stop.
-    server = HTTPServer(app, max_body_size=4 * settings.max_body_bytes, idle_connection_timeout=300,
-                        body_timeout=settings.body_timeout_s)
+    server = CappedHTTPServer(app, connections=connections, retry_after=settings.retry_after_seconds,
+                              max_body_size=4 * settings.max_body_bytes,
+                              idle_connection_timeout=settings.idle_connection_timeout_s,
+                              body_timeout=settings.body_timeout_s)
     server.add_sockets(sockets)
     return server, sockets[0].getsockname()[:2]
 
@@ -90,6 +92,7 @@ class Parts:
     lake: Lake
     runner: Runner
     poller: Poller | None
+    connections: Connections
     metrics: Metrics | None = None  # made from the other parts (build)
 
 
@@ -117,7 +120,7 @@ def build(settings):
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake), poller)
+                  Runner(settings, store, notifier, lake), poller, Connections(settings.max_connections))
     parts.metrics = Metrics(parts)
     ingester.on_ingest = parts.metrics.observe_ingest
     logging.getLogger().addHandler(parts.metrics.log_tail)
@@ -177,13 +180,21 @@ async def when_writable(parts):
     parts.latest.start_loading(parts.store)
 
 
+def enough_descriptors(settings):
+    try:
+        raise_descriptor_limit(settings.max_connections)
+    except TooFewDescriptors as exc:
+        raise StartupError(str(exc)) from None
+
+
 async def serve(settings):
+    enough_descriptors(settings)
     usable_data_dir(settings.data_dir)
     sockets = bind(settings)
     parts = build(settings)
     await recover(parts)
     app = make_app(settings, parts)
-    server, (host, port) = listen(app, settings, sockets)
+    server, (host, port) = listen(app, settings, sockets, parts.connections)
     batches.warm_up()
     tune_interpreter()
     parts.journal.start()

@@ -31,6 +31,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     bodies_in_flight_mb: Annotated[int, _setting(
         "request bodies being received at once past which new ones get 503, in MiB", ge=1)]
     body_timeout_s: Annotated[float, _setting("longest a request body may take to arrive, in seconds", gt=0)]
+    max_connections: Annotated[int, _setting(
+        "HTTP connections open at once past which a new one gets 503 and is closed; it must fit, with 128 "
+        "descriptors for the server itself, in the open-file limit (ulimit -n)", ge=1, le=1_000_000)]
+    idle_connection_timeout_s: Annotated[float, _setting(
+        "how long a connection may wait for its next request (keep-alive) or send its headers, in seconds", gt=0)]
     shutdown_grace_s: Annotated[float, _setting(
         "on SIGTERM/SIGINT, how long in-flight requests and the last ingest may take before the server exits", gt=0)]
     ingest_interval_ms: Annotated[float, _setting("how often journaled records are ingested into DuckDB, in ms", gt=0)]
