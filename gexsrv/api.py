@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 
-from tornado.web import StaticFileHandler
+from tornado.web import HTTPError, StaticFileHandler
 
 from gexsrv import reads
 from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker, normalize_endpoint, timestamp_ms
@@ -157,12 +157,23 @@ class MetricsHandler(ReadHandler):
         self.finish(body)
 
 
-class PageHandler(StaticFileHandler):
-    """The status page's files, revalidated on every load (an upgraded server serves its own page)."""
+class PageHandler(BaseHandler, StaticFileHandler):
+    """The status page's files, revalidated on every load (an upgraded server serves its own page). BaseHandler
+    first: errors in JSON, OPTIONS answered, a body refused unread, as on every route."""
+
+    open_to_all = True  # the page's files hold no data
 
     def initialize(self, path, route, default_filename=None):
-        super().initialize(path, default_filename)
+        StaticFileHandler.initialize(self, path, default_filename)
         self.route = route
+
+    def validate_absolute_path(self, root, absolute_path):
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except HTTPError as exc:
+            if exc.status_code != 404:
+                raise
+            raise ApiError(404, f"no such file: {self.request.path}") from None
 
     def set_extra_headers(self, path):
         self.set_header("Cache-Control", "no-cache")

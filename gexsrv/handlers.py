@@ -12,8 +12,10 @@ from gexsrv.intake import Busy, NotDurable, NotIngested, gex_header
 from gexsrv.payloads import PayloadError
 from gexsrv.store import RecordRefused, StorageError
 
-ACKS = ("journal", "ingested")
 from gexsrv.validate.options import OptionsError
+
+ACKS = ("journal", "ingested")
+NOT_STORED = {"outcome": "not stored"}  # what a refused write's 503 says of it
 
 
 class ApiError(HTTPError):
@@ -28,26 +30,39 @@ class ApiError(HTTPError):
 
 
 @contextlib.contextmanager
-def database_or_503(retry_after):
-    """A StorageError inside becomes 503 + Retry-After: the database is away for now (gexsrv.supervisor)."""
+def database_or_503(retry_after, write=False):
+    """A StorageError inside becomes 503 + Retry-After: the database is away for now (gexsrv.supervisor); the
+    reply to a write says it was not stored."""
     try:
         yield
     except StorageError as exc:
-        raise ApiError(503, f"the database is not available now: {exc}", retry_after=retry_after) from None
+        raise ApiError(503, f"the database is not available now: {exc}", retry_after=retry_after,
+                       extra=NOT_STORED if write else None) from None
 
 
+def announces_body(headers):
+    """Whether a request's head says a body follows (a Content-Length other than 0, or chunked)."""
+    length = headers.get("Content-Length", "0")
+    return "Transfer-Encoding" in headers or not (length.isdigit() and int(length) == 0)
+
+
+# Streaming, so that no route buffers a body: Tornado would read a whole one (up to its hard stop, outside the
+# bodies_in_flight budget) before any handler code runs. Writes read theirs (IngestHandler); the others refuse one.
+@stream_request_body
 class BaseHandler(RequestHandler):
     # When authentication is on (gexsrv.auth), a GET needs the same credentials as a write, its signature taken
     # over the request target (path and query). Routes that show no stored data set open_to_all; a route read by
     # a client that can send a token but cannot sign (a Prometheus scrape) sets signed_reads = False.
     open_to_all = False
     signed_reads = True
+    body_methods = ()  # the methods of the route whose requests carry a body
 
     def initialize(self, **deps):
         for name, value in deps.items():
             setattr(self, name, value)
 
     def prepare(self):
+        self.refuse_unwanted()
         if self.request.method == "GET" and not self.open_to_all:
             self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
             if self.signed_reads:
@@ -57,6 +72,18 @@ class BaseHandler(RequestHandler):
     def refuse_if(self, problem):
         if problem:
             raise ApiError(401, problem)
+
+    def refuse_unwanted(self):
+        """A method the route does not answer, or a body it does not take, is refused from the request's head:
+        none of the body is read, and the connection is closed after the reply."""
+        method = self.request.method
+        if getattr(type(self), method.lower()) is getattr(RequestHandler, method.lower()):
+            raise ApiError(405, f"{method} is not answered on {self.request.path}")
+        if method not in self.body_methods and announces_body(self.request.headers):
+            raise ApiError(413, f"{method} {self.request.path} takes no request body")
+
+    def data_received(self, chunk):
+        pass  # what arrives of a refused body before its connection closes is dropped
 
     @property
     def conf(self):
@@ -70,6 +97,11 @@ class BaseHandler(RequestHandler):
         self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Signature")
 
     def options(self, *args):
+        # Private Network Access: Chrome asks before a public site's script reaches a private address (the
+        # userscript on the Unusual Whales site posting to a server on the LAN).
+        asked = self.request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true"
+        if asked and self.conf.cors_origin:
+            self.set_header("Access-Control-Allow-Private-Network", "true")
         self.set_status(204)
         self.finish()
 
@@ -90,13 +122,15 @@ class BaseHandler(RequestHandler):
             if exc.status_code == 401:
                 self.set_header("WWW-Authenticate", 'Bearer realm="gexsrv"')
         elif isinstance(exc, HTTPError) and exc.log_message:
-            body["error"] = exc.log_message
+            body["error"] = exc.log_message % exc.args if exc.args else exc.log_message
         self.finish(msgspec.json.encode(body))
 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self):
-        raise ApiError(404, f"no such path: {self.request.path}")
+        if self.request.method != "OPTIONS":  # a CORS preflight is answered on any path
+            raise ApiError(404, f"no such path: {self.request.path}")
+        super().prepare()
 
 
 class HealthHandler(BaseHandler):
@@ -122,6 +156,7 @@ class IntegrityHandler(BaseHandler):
 class IngestHandler(BaseHandler):
     """Reads the body as it streams in, so an oversized one is refused from its Content-Length alone."""
 
+    body_methods = ("POST",)
     held = 0  # bytes counted against bodies_in_flight_mb
     counted = False  # in requests_in_flight, which shutdown waits for
 
@@ -145,7 +180,7 @@ class IngestHandler(BaseHandler):
         limit = self.conf.bodies_in_flight_mb << 20
         if in_flight[0] + size > limit and size:
             raise ApiError(503, f"server busy: {in_flight[0] >> 20} MiB of request bodies are arriving",
-                           retry_after=self.conf.retry_after_seconds)
+                           retry_after=self.conf.retry_after_seconds, extra=NOT_STORED)
         in_flight[0] += size
         self.held += size
 
@@ -159,6 +194,8 @@ class IngestHandler(BaseHandler):
     on_connection_close = on_finish
 
     def data_received(self, chunk):
+        if self._finished:  # refused already (413, 401, 503): the rest is dropped while the connection closes
+            return
         self.size += len(chunk)
         if self.size > self.held:  # a chunked body, counted as it comes
             self.hold(self.size - self.held)
@@ -194,10 +231,10 @@ class IngestHandler(BaseHandler):
         try:
             return await self.intake.accept(items, body, self.ack())
         except Busy as exc:
-            raise ApiError(503, f"server busy, not stored: {exc}", retry_after=retry)
+            raise ApiError(503, f"server busy, not stored: {exc}", retry_after=retry, extra=NOT_STORED)
         except NotDurable as exc:
-            raise ApiError(503, str(exc), retry_after=retry, extra={"outcome": "unknown" if exc.unknown else
-                                                                   "not stored"})
+            raise ApiError(503, str(exc), retry_after=retry,
+                           extra={"outcome": "unknown"} if exc.unknown else NOT_STORED)
         except NotIngested as exc:
             raise ApiError(503, str(exc), retry_after=retry, extra={"outcome": "journaled"})
         except RecordRefused as exc:

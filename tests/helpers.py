@@ -24,12 +24,13 @@ LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 class Server:
     """`python -m gexsrv` as a subprocess; its log goes to a file under the data dir's parent."""
 
-    def __init__(self, data_dir, *flags, env=None, cwd=None):
+    def __init__(self, data_dir, *flags, env=None, cwd=None, preexec_fn=None):
         self.data_dir = Path(data_dir)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         self.flags = ["--port", "0", "--data-dir", str(data_dir), *flags]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd or REPO
+        self.preexec_fn = preexec_fn  # run in the child before gexsrv starts (e.g. a lower open-file limit)
         self.proc = None
         self.url = None
 
@@ -37,7 +38,7 @@ class Server:
         self.log = open(self.log_path, "a")
         offset = self.log.tell()  # a restart appends to the same log: read only what this start wrote
         self.proc = subprocess.Popen([sys.executable, "-m", "gexsrv", *self.flags], cwd=self.cwd, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = LISTENING.search(self.log_path.read_text()[offset:])

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-from gexsrv.handlers import ApiError, IngestHandler, database_or_503
+from gexsrv.handlers import NOT_STORED, ApiError, IngestHandler, database_or_503
 from gexsrv.history import backfill, command, forward, names
 from gexsrv.history.urls import Refused
 from gexsrv.decode import check_ticker, decode_with, normalize_endpoint
@@ -107,7 +107,7 @@ class HistoryHandler(IngestHandler):
             ticker, endpoint = check_ticker(ticker), normalize_endpoint(endpoint, None)
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
-        with database_or_503(self.conf.retry_after_seconds):
+        with database_or_503(self.conf.retry_after_seconds, write=True):
             job, created = await self.runner.submit(request.url, ticker, endpoint)
         self.reply(202, {"status": "queued", "via": "local", "id": job["id"], "ticker": job["ticker"],
                          "endpoint": job["endpoint"], "job_status": job["status"], "duplicate": not created})
@@ -119,8 +119,9 @@ class HistoryHandler(IngestHandler):
                            field="$.url")
         keys = backfill_days(request)
         if not self.conf.gexbot_api_key:
-            raise ApiError(503, "backfill asks the gexbot API for the files: set GEXBOT_API_KEY for the server")
-        with database_or_503(self.conf.retry_after_seconds):
+            raise ApiError(503, "backfill asks the gexbot API for the files: set GEXBOT_API_KEY for the server",
+                           extra=NOT_STORED)
+        with database_or_503(self.conf.retry_after_seconds, write=True):
             done = await self.runner.backfill.plan(keys)
         planned = {"ticker": keys[0].ticker, "package": keys[0].package, "category": keys[0].category,
                    "from": min(k.day for k in keys), "to": max(k.day for k in keys), "days": len(keys),
