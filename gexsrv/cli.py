@@ -74,4 +74,10 @@ def main(argv=None):
         sys.exit(3)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "serve"
     commands = {"serve": run_serve, "validate": run_validate, "import": run_import, "backfill": run_backfill}
-    commands[command](argv)
+    from gexsrv.settings import ConfigError  # only now: settings needs the dependencies checked above
+
+    try:
+        commands[command](argv)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)

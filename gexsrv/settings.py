@@ -18,6 +18,11 @@ from gexsrv import decode
 from gexsrv.payloads import PayloadError
 
 
+class ConfigError(SystemExit):
+    """A configuration that cannot be used, said in one line; gexsrv.cli prints it and exits with status 2, as
+    argparse does for a bad flag."""
+
+
 def _setting(help_text, env=(), **limits):
     return msgspec.Meta(description=help_text, extra={"env": list(env)}, **limits)
 
@@ -63,9 +68,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     naive_time_zone: Annotated[str, _setting(
         "zone of ISO times sent without one: local (the server's, as the original read them), UTC or an IANA name")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
-    auth_token: Annotated[str, _setting("bearer token /gex and /uw require (Authorization: Bearer ...); empty: off")]
+    auth_token: Annotated[str, _setting(
+        "bearer token (Authorization: Bearer ...) every write and every read of data requires; open: /health, "
+        "/openapi.json and the status page's files; empty: off")]
     auth_hmac_secret: Annotated[str, _setting(
-        "secret /gex and /uw bodies must be signed with (X-Signature: sha256=<HMAC-SHA256 hex>); empty: off")]
+        "secret writes sign their body with, and reads of data (but /metrics) their path and query "
+        "(X-Signature: sha256=<HMAC-SHA256 hex>); empty: off")]
     gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller and of backfill",
                                             env=["GEXBOT_API_KEY"])]
     gexbot_api_url: Annotated[str, _setting(
@@ -122,7 +130,7 @@ def default_config_path():
     for folder in candidates:
         if (folder / DEFAULTS_FILE).is_file():
             return folder / DEFAULTS_FILE
-    raise SystemExit(f"gexsrv: no conf/{DEFAULTS_FILE} found (looked in {', '.join(map(str, candidates))})")
+    raise ConfigError(f"gexsrv: no conf/{DEFAULTS_FILE} found (looked in {', '.join(map(str, candidates))})")
 
 
 def env_names(field):
@@ -134,7 +142,7 @@ def read_toml(path):
         with open(path, "rb") as f:
             return tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SystemExit(f"gexsrv: cannot read config {path}: {exc}")
+        raise ConfigError(f"gexsrv: cannot read config {path}: {exc}")
 
 
 def from_environment(environ):
@@ -170,12 +178,12 @@ def load(args, environ=None, cwd="."):
     merged.update({f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name, None) is not None})
     unknown = sorted(set(merged) - {f.name for f in FIELDS})
     if unknown:
-        raise SystemExit(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")
+        raise ConfigError(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")
     try:
         settings = msgspec.convert(merged, Settings, strict=False)
         decode.Rules.from_settings(settings)
     except msgspec.ValidationError as exc:
-        raise SystemExit(f"gexsrv: invalid setting: {exc}".replace("`$.", "`"))
+        raise ConfigError(f"gexsrv: invalid setting: {exc}".replace("`$.", "`"))
     except (ValueError, PayloadError) as exc:
-        raise SystemExit(f"gexsrv: invalid setting: {exc}")
+        raise ConfigError(f"gexsrv: invalid setting: {exc}")
     return settings

@@ -54,6 +54,18 @@ def test_unknown_key_in_config_file_is_refused(tmp_path):
         parse(["--config", str(config)])
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "http"], "gexsrv: invalid setting: Expected `int`, got `str` - at `port`"),
+    (["--config", "/no/such/gexsrv.toml"], "gexsrv: cannot read config /no/such/gexsrv.toml: [Errno 2]"),
+])
+def test_a_configuration_error_is_one_line_and_exit_status_2(tmp_path, argv, message):
+    run = subprocess.run([sys.executable, "-m", "gexsrv", "--data-dir", str(tmp_path / "data"), *argv],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert run.returncode == 2  # as argparse's errors and the start-up errors; it was 1
+    assert run.stderr.startswith(message) and run.stderr.count("\n") == 1, run.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_help_lists_every_setting_with_its_environment_names():
     out = subprocess.run([sys.executable, "-m", "gexsrv", "--help"], capture_output=True, text=True,
                          cwd=REPO, check=True).stdout
