@@ -17,9 +17,9 @@ from tornado.iostream import StreamClosedError
 
 log = logging.getLogger("gexsrv")
 
-# Descriptors the server needs besides its connections: at rest 12 (database and WAL, journal segment and lock,
-# the log, the listening socket, epoll, /dev/null reserves); more while it exports, archives, downloads history
-# files or sends notifications.
+# Descriptors the server needs besides its connections: 15 at rest (database and WAL, journal segment and lock,
+# the journal's reserve, stdio, the listening socket, epoll, the event loop's wakeup pipe and socket pair); more
+# while it exports, archives, downloads history files or sends notifications.
 OWN_DESCRIPTORS = 64
 # A refused connection is drained for this long before it is closed: closing a socket whose request is unread
 # resets it, and the client may lose the 503 (seen with a client that sent its request at once). At most
