@@ -78,12 +78,13 @@ def test_a_body_the_route_does_not_take_is_refused_before_it_is_sent(server, hea
 
 
 def served_again(server):
-    """/health once the server has seen a connection close (until then a new one may still get 503)."""
-    deadline = time.monotonic() + WAIT_S
+    """(/health, the 503s before it) once the server has seen a connection close: until then a new one gets 503."""
+    deadline, refused = time.monotonic() + WAIT_S, 0
     while True:
         reply = server.get("/health")
-        if reply.status == 200 or time.monotonic() > deadline:
-            return reply.json()
+        if reply.status != 503 or time.monotonic() > deadline:
+            return reply.json(), refused
+        refused += 1
         time.sleep(0.05)
 
 
@@ -97,14 +98,14 @@ def test_connections_past_the_cap_get_503_and_room_comes_back_when_one_closes(st
         assert closed_by_server(extra)
         extra.close()
         held.pop().close()
-        health = served_again(server)
+        health, retried = served_again(server)
     finally:
         for sock in held:
             sock.close()
     assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
     assert body == {"status": "error", "error": "server busy: 4 connections are open; try again shortly",
                     "outcome": "not stored"}
-    assert health["connections"]["refused"] == 1 and health["connections"]["max"] == 4
+    assert health["connections"] == {"open": 4, "max": 4, "refused": 1 + retried}
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(start_server):
@@ -122,12 +123,15 @@ def open_file_limit(soft, hard):
 
 
 def test_the_open_file_limit_is_raised_and_the_cap_must_fit_in_it(tmp_path):
-    raised = Server(tmp_path / "raised", preexec_fn=open_file_limit(256, 2048)).start()
+    hard = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 2048)
+    if hard < 640:
+        pytest.skip(f"the hard open-file limit here ({hard}) is below what the default cap needs (640)")
+    raised = Server(tmp_path / "raised", preexec_fn=open_file_limit(256, hard)).start()
     try:
         limits = resource.prlimit(raised.proc.pid, resource.RLIMIT_NOFILE)
     finally:
         raised.stop()
-    assert limits == (2048, 2048)
+    assert limits == (hard, hard)
     too_low = Server(tmp_path / "low", preexec_fn=open_file_limit(600, 600))
     with pytest.raises(RuntimeError) as stopped:
         too_low.start()
@@ -145,7 +149,7 @@ def first_free_descriptor(pid):
 def test_the_journal_still_writes_when_the_process_is_out_of_descriptors(start_server):
     """A flood of connections took every descriptor but the one the next request arrives on: the journal opens
     its first segment with its reserve. The old server answered 503 (cannot create the segment: EMFILE)."""
-    server = start_server()
+    server = start_server(None, "--lake-export-interval", "3600")  # nothing else opens a file meanwhile
     pid = server.proc.pid
     flood = [connect(server) for _ in range(20)]
     try:
