@@ -135,7 +135,7 @@ class StrikesHandler(ReadHandler):
     async def get(self):
         ticker, endpoint = self.param("ticker", required=True), self.param("endpoint", required=True)
         timestamp = self.param("timestamp")
-        held = self.feeds.snapshots.get((ticker, endpoint))
+        held = self.feeds.snapshot(ticker, endpoint)
         if held is not None and timestamp in (None, held.timestamp_ms):
             found = reads.held_snapshot(held)
         else:

@@ -1,6 +1,7 @@
 """The raw archive: every journal segment, once closed and wholly ingested, is compressed (zstd) into
 data/source/live/<YYYYMMDD>/<first seq>.ndjson.zst and then removed from the journal. It is the raw record of what
-arrived, readable as it is: `read_ndjson('data/source/live/*/*.zst')` in DuckDB, or `zstdcat`.
+arrived, readable as it is: `read_ndjson('data/source/live/*/*.zst')` in DuckDB, or `zstdcat`; and the way
+back for a restored or fresh database, which ingest fills again from it (records_after, Ingester.open).
 
 The day is the UTC day the segment's first record arrived. A file is published with os.link (never replacing one)
 after an fsync; only then is the journal segment removed. Archives older than `retention_days` (0: keep forever)
@@ -17,8 +18,8 @@ import msgspec
 import zstandard
 from tornado.ioloop import PeriodicCallback
 
-from gexsrv.durable import fsync_dir, link_new
-from gexsrv.journal import SUFFIX
+from gexsrv.durable import link_new
+from gexsrv.journal import SUFFIX, check_line, lines_of, seq_of
 
 log = logging.getLogger("gexsrv.archive")
 
@@ -45,7 +46,7 @@ def day_of(path):
 
 
 def compress(path, root):
-    """Compress one journal segment into the archive and remove it from the journal; return the archive path."""
+    """Compress one journal segment into the archive (it stays in the journal: Journal.retire); return the path."""
     folder = os.path.join(root, day_of(path))
     os.makedirs(folder, exist_ok=True)
     final = os.path.join(folder, os.path.basename(path) + ".zst")
@@ -59,8 +60,6 @@ def compress(path, root):
             raise FileExistsError(f"{final} exists with other content; {path} stays in the journal")
     finally:
         os.unlink(temp)
-    os.unlink(path)
-    fsync_dir(os.path.dirname(path))
     return final
 
 
@@ -86,6 +85,46 @@ def expire(root, retention_days, today=None):
     for day in gone:
         shutil.rmtree(os.path.join(root, day))
     return gone
+
+
+def files(root):
+    """[(first seq, path)] of every archived segment, oldest first."""
+    found = []
+    if os.path.isdir(root):
+        for day in os.listdir(root):
+            folder = os.path.join(root, day)
+            for name in os.listdir(folder) if os.path.isdir(folder) else ():
+                if name.endswith(SUFFIX + ".zst") and name[:-len(SUFFIX + ".zst")].isdigit():
+                    found.append((int(name[:-len(SUFFIX + ".zst")]), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def lines(path):
+    """(offset just past the line, line) of every good record of an archived segment."""
+    with open(path, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+    return [(offset + len(line), line) for offset, line in lines_of(data) if check_line(line) is not None]
+
+
+def last_seq(root):
+    """The last seq the archive holds (0 when empty), read from its newest segment."""
+    found = files(root)
+    if not found:
+        return 0
+    held = lines(found[-1][1])
+    return seq_of(held[-1][1]) if held else found[-1][0] - 1
+
+
+def records_after(root, seq):
+    """(first seq of its segment, offset past it, line) of each archived record after seq, in seq order; the
+    segments that hold only older records are not read."""
+    found = files(root)
+    for (first, path), following in zip(found, found[1:] + [(None, None)]):
+        if following[0] is not None and following[0] - 1 <= seq:
+            continue
+        for end, line in lines(path):
+            if seq_of(line) > seq:
+                yield first, end, line
 
 
 def size(root):
@@ -117,19 +156,21 @@ class Archiver:
         self.timer.start()
 
     def kick(self):
-        """Close an idle, wholly ingested segment, and archive every segment that is done."""
+        """Close an idle, wholly ingested segment, and archive every segment that is done; the journal notes how
+        far ingest got (Journal.mark_ingested)."""
         ingested_seq = self.ingested_seq()
         self.journal.seal_idle(ingested_seq)
         if self.task is None or self.task.done():
             done = self.journal.archivable(ingested_seq)
-            if done:
-                self.task = asyncio.ensure_future(self._archive(done))
+            if done or ingested_seq > self.journal.ingested_mark:
+                self.task = asyncio.ensure_future(self._archive(done, ingested_seq))
 
-    async def _archive(self, segments):
+    async def _archive(self, segments, ingested_seq):
         try:
-            for segment in segments:
+            await asyncio.to_thread(self.journal.mark_ingested, ingested_seq)
+            for segment, last_seq in segments:
                 final = await asyncio.to_thread(compress, segment.path, self.root)
-                self.journal.forget(segment)
+                await asyncio.to_thread(self.journal.retire, segment, last_seq)
                 self.bytes += os.path.getsize(final)
                 self.files += 1
             gone = await asyncio.to_thread(expire, self.root, self.retention_days)
@@ -141,9 +182,11 @@ class Archiver:
             log.error("archiving journal segments failed: %s", exc)
 
     async def close(self):
+        """Stop archiving; note how far ingest got for the next start (after ingest has closed)."""
         self.timer.stop()
         if self.task:
             await self.task
+        await asyncio.to_thread(self.journal.mark_ingested, self.ingested_seq())
 
     def report(self):
         return {"bytes": self.bytes, "files": self.files, "error": self.error}

@@ -201,6 +201,16 @@ def _strikes(raw, at, problems, skipped):
     return rows
 
 
+def with_strikes(record):
+    """A held snapshot Record (Record.held) with its StrikeRow objects again, read from the JSON text it kept, less
+    the rows its decoding skipped; any other record as it is. For the views, which render few of the records they
+    are given."""
+    if record.kind != "snapshot" or record.row.strikes or not record.strikes_json:
+        return record
+    rows = _strikes(record.strikes_json, "$", [], [])
+    return msgspec.structs.replace(record, row=msgspec.structs.replace(record.row, strikes=rows))
+
+
 def _columns(payload, columns):
     return {column: next((v for f in fields if (v := getattr(payload, f)) is not None), None)
             for column, fields in columns.items()}

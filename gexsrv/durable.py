@@ -1,4 +1,5 @@
-"""Publishing a finished file under its final name without ever replacing one (data/ is never overwritten)."""
+"""Publishing a finished file under its final name without ever replacing one (data/ is never overwritten), and
+the server's small bookkeeping files, replaced whole."""
 
 import os
 
@@ -22,3 +23,15 @@ def link_new(temp_path, final_path):
         return False
     fsync_dir(os.path.dirname(final_path))
     return True
+
+
+def replace_durably(path, data):
+    """Write a small file whole: an fsynced temp file renamed over path, so a crash leaves the old or the new one.
+    For the server's own bookkeeping files only, never for data."""
+    temp = f"{path}.tmp"
+    with open(temp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    fsync_dir(os.path.dirname(path))

@@ -3,17 +3,22 @@
 Every ingest_interval_ms, or as soon as ingest_batch_records wait or an ?ack=ingested request waits (Ingester.due),
 the records made durable since the last ingest are written in one transaction that also records the journal
 position reached (table gexsrv_ingest), so each record is ingested once; after a crash the records past that
-position are read back from the journal, and the unique keys make a repeat harmless. Records still held in memory
-are written from their decoded form, their Arrow tables built on the event loop (on the ingest thread the same
-Python would queue for the GIL behind the loop); the rest (after a restart, or once the in-memory budget is spent)
-are read back from the journal and decoded on the ingest thread. A batch that fails is retried record by record
-(Store.write); a record refused for its own values goes to the quarantine (gexsrv_quarantine, with its journal
-line and the error) and never blocks the records behind it.
+position are read back from the journal, and the unique keys make a repeat harmless. A position older than the
+journal (a database restored from a backup, or started afresh) is caught up from the raw archive first; one that
+the journal's records do not bear out (the journal was replaced) has the whole journal ingested again. Records
+ingested by such a replay are settled as any others: ?ack=ingested waiters answered, observers told.
+
+Records still held in memory are written from their decoded form, their Arrow tables built on the event loop (on
+the ingest thread the same Python would queue for the GIL behind the loop); the rest (after a restart, or once the
+in-memory budget is spent) are read back from the journal and decoded on the ingest thread. A batch that fails is
+retried record by record (Store.write); a record refused for its own values goes to the quarantine
+(gexsrv_quarantine, with its journal line and the error) and never blocks the records behind it.
 The ingest thread is the store's own (Store.run), which owns the write connection.
 """
 
 import asyncio
 import collections
+import itertools
 import logging
 import statistics
 import time
@@ -22,6 +27,7 @@ import msgspec
 from msgspec import Raw, Struct
 from tornado.ioloop import PeriodicCallback
 
+from gexsrv import archive
 from gexsrv.decode import decode_gex
 from gexsrv.journal import check_line, seq_of
 from gexsrv.store import RecordRefused, StorageError
@@ -75,10 +81,14 @@ def decode_line(line, rules):
                                    timestamp_ms=found.ts, source=found.source).held()
 
 
+PROGRESS_EVERY_S = 5.0
+
+
 class Ingester:
-    def __init__(self, store, journal, rules, interval_ms, batch_records, max_records, memory_bytes):
+    def __init__(self, store, journal, archive_root, rules, interval_ms, batch_records, max_records, memory_bytes):
         self.store = store
         self.journal = journal
+        self.archive_root = archive_root
         self.rules = rules
         self.batch_records = batch_records
         self.max_records = max_records
@@ -87,10 +97,13 @@ class Ingester:
         self.pending = collections.deque()  # Entries in seq order, journaled and not yet ingested
         self.held_bytes = 0  # body bytes of the pending entries still holding their record
         self.position = (0, 0, 0)  # (segment, offset, seq) ingested so far
+        self.known = False  # whether position was read from the database
+        self.archived = 0  # records re-ingested from the raw archive since start
         self.durable_seq = 0
         self.busy = False
+        self.stash = []  # an archived record read ahead of its batch (_archived_batch)
         self.waiters = {}  # seq -> future of an ?ack=ingested request
-        self.observers = []  # called with every record stored (not duplicates), on the event loop
+        self.observers = []  # called with every record stored (not duplicates) once, on the event loop
         self.stored = collections.Counter()
         self.recent = collections.deque(maxlen=1000)  # (seconds, records) of the latest ingests, for /health
         self.last_error = None
@@ -101,21 +114,88 @@ class Ingester:
     # ---- start, stop ----
 
     async def open(self):
-        """Read the recorded position, then ingest everything the journal holds past it: the replay of a crash
-        at start (before any write is answered), and how ingest resumes once the database is back."""
+        """Read the recorded position, then ingest everything past it: what the raw archive holds past a restored
+        or fresh database's position, then what the journal holds (the replay of a crash at start, before any
+        write is answered, and how ingest resumes once the database is back)."""
         self.busy = True
         try:
-            self.position = await self.run(self.store.journal_position)
+            self.position = self._checked(await self.run(self.store.journal_position))
+            self.known = True
+            if self.position[2] < self.journal.first_seq() - 1:
+                await self._catch_up_from_archive()
             self.durable_seq = self.journal.durable_seq
             replayed = 0
             while self.position[2] < self.durable_seq:
-                replayed += len(await self.run(self._from_journal, self.position[2] + 1, self.durable_seq))
+                replayed += await self._replay(self._from_journal, self.position[2] + 1, self.durable_seq)
         finally:
             self.busy = False
         self._forget_ingested()
         self.last_error = None
         if replayed:
             log.info("replayed %d journaled records into DuckDB", replayed)
+
+    def _checked(self, position):
+        """The database's position when the journal bears it out (or it is older than the journal: the archive
+        holds what follows); else a position from which the whole journal is ingested again."""
+        segment, offset, seq = position
+        first = self.journal.first_seq()
+        if seq < first or self.journal.seq_ending_at(segment, offset) == seq:
+            return position
+        log.warning("the database's journal position (seq %d, segment %d, offset %d) is not a record of this "
+                    "journal (it was replaced or renumbered): ingesting the whole journal again from seq %d; "
+                    "keys stored already are kept as they are", seq, segment, offset, first)
+        return 0, 0, first - 1
+
+    async def _catch_up_from_archive(self):
+        """Ingest what the raw archive holds between the position and the journal's first record, with a
+        progress line every few seconds; records it no longer holds (retention) are named and passed over."""
+        upto = self.journal.first_seq() - 1
+        log.info("the database has ingested up to seq %d and the journal starts at seq %d: ingesting seqs %d to %d "
+                 "again from the raw archive %s", self.position[2], upto + 1, self.position[2] + 1, upto,
+                 self.archive_root)
+        found = archive.records_after(self.archive_root, self.position[2])
+        said = time.monotonic()
+        while self.position[2] < upto:
+            taken = await self._replay(self._archived_batch, found, upto)
+            if not taken:
+                break
+            self.archived += taken
+            if time.monotonic() - said >= PROGRESS_EVERY_S:
+                said = time.monotonic()
+                log.info("from the raw archive: %d records ingested, at seq %d of %d", self.archived,
+                         self.position[2], upto)
+        if self.position[2] < upto:
+            log.warning("seqs %d to %d are in neither the raw archive nor the journal (expired or removed): "
+                        "they cannot be ingested again", self.position[2] + 1, upto)
+            self.position = (0, 0, upto)
+        log.info("from the raw archive: %d records ingested; the journal follows", self.archived)
+
+    def _archived_batch(self, found, upto):
+        """Write the next run of consecutive archived records (at most max_records); on the ingest thread."""
+        lines, place = [], None
+        for first, end, line in itertools.chain(self.stash, found):
+            seq = seq_of(line)
+            if seq > upto or (lines and seq != seq_of(lines[-1]) + 1) or len(lines) == self.max_records:
+                self.stash = [(first, end, line)]
+                break
+            if not lines and seq != self.position[2] + 1:
+                log.warning("seqs %d to %d are not in the raw archive (expired or removed): they cannot be ingested "
+                            "again", self.position[2] + 1, seq - 1)
+            lines.append(line)
+            place = (first, end, seq)
+        else:
+            self.stash = []
+        if not lines:
+            return []
+        records = [decode_line(line, self.rules) for line in lines]
+        return self._write(records, self.store.prepare(records), place, lines)
+
+    async def _replay(self, read, *args):
+        """One batch read back (from the journal or the archive) and written by read(*args) on the ingest thread,
+        then settled; return how many records it took."""
+        started = time.perf_counter()
+        outcomes = await self.run(read, *args)
+        return self._settle(outcomes, time.perf_counter() - started)
 
     def _forget_ingested(self):
         while self.pending and self.pending[0].seq <= self.position[2]:
@@ -164,7 +244,10 @@ class Ingester:
         return first_waiter is not None and first_waiter <= self.durable_seq
 
     def waiting(self):
-        return self.journal.next_seq - 1 - self.position[2]
+        """Records journaled past the ingested position; before the database told it, past what the journal
+        last recorded of it (INGESTED_SEQ) and what it archived (only ingested segments are)."""
+        done = self.position[2] if self.known else max(self.journal.first_seq() - 1, self.journal.ingested_mark)
+        return self.journal.next_seq - 1 - done
 
     def why_waiting(self):
         if self.store.state != "writable":
@@ -207,20 +290,25 @@ class Ingester:
             self._failed(entries, error)
             return
         self.last_error = None
-        outcomes = task.result()
-        took = time.perf_counter() - started
-        self.recent.append((took, len(outcomes)))
-        self.on_ingest(took, len(outcomes))
         for entry in entries:
             if entry.record is not None:
                 self.held_bytes -= entry.size
+        self._settle(task.result(), time.perf_counter() - started)
+        if self.due():
+            self.tick()
+
+    def _settle(self, outcomes, took=None):
+        """What every ingest does once committed, a replay's too: count, tell the observers, answer the waiters;
+        return how many records it took."""
+        if took is not None:
+            self.recent.append((took, len(outcomes)))
+            self.on_ingest(took, len(outcomes))
         for seq, record, outcome in outcomes:
             self._count(record, outcome)
             future = self.waiters.pop(seq, None)
             if future is not None and not future.done():
                 (future.set_exception if isinstance(outcome, Exception) else future.set_result)(outcome)
-        if self.due():
-            self.tick()
+        return len(outcomes)
 
     def _failed(self, entries, error):
         """The database took nothing: keep the entries; ingest resumes (open()) once the database is back."""

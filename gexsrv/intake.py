@@ -49,7 +49,6 @@ class Intake:
         self.ingested_timeout_s = ingested_timeout_s
         self.refused = 0
         self.closed = False  # set at shutdown
-        self.observers = []  # called with each record acknowledged (but known duplicates), on the event loop
         self.pruning = PeriodicCallback(keys.prune, 60_000)
 
     def behind(self):
@@ -100,10 +99,6 @@ class Intake:
                 await durable
         except JournalError as exc:
             raise NotDurable(str(exc), unknown=exc.unknown) from exc
-        for (record, _), duplicate in zip(items, duplicates):
-            if duplicate is not True:
-                for observe in self.observers:
-                    observe(record)
         if ingested:
             try:
                 return [not stored for stored in await asyncio.wait_for(asyncio.gather(*ingested),

@@ -12,6 +12,12 @@ lines' futures resolved, so a reply waits for exactly one fsync that covers it. 
 
 At open, every segment is read back: a torn line at the very end of the last segment (a crash mid-append: never
 acknowledged) is cut off; any other damaged line stops the start with JournalCorrupt naming segment and offset.
+
+A seq is never handed out twice, whatever leaves the journal: data/journal/LAST_SEQ holds the highest seq known to
+be used, written (fsynced, then renamed into place) at every open and before a segment is removed for the archive.
+The next seq follows the highest of the segments' records, LAST_SEQ, and what the caller knows (the database's
+position, the archive), so neither an emptied journal nor a database that cannot be read at start makes ingest
+take new records for ones it stored long ago.
 """
 
 import asyncio
@@ -27,12 +33,14 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gexsrv.durable import fsync_dir
+from gexsrv.durable import fsync_dir, replace_durably
 
 log = logging.getLogger("gexsrv.journal")
 
 SUFFIX = ".ndjson"
 LOCK_NAME = "LOCK"
+MARK_NAME = "LAST_SEQ"
+INGESTED_NAME = "INGESTED_SEQ"
 CRC_MARK = b',"crc":'
 ENCODER = msgspec.json.Encoder()
 LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
@@ -157,6 +165,9 @@ class Journal:
         self.error = None
         self.refusing = None  # why the last append failed (a full disk), until one succeeds again
         self.lock_file = None
+        self.marked = 0  # what LAST_SEQ holds
+        self.ingested_mark = 0  # what INGESTED_SEQ holds: a seq ingest had reached, for when the database is away
+        self.mark_lock = threading.Lock()
         self.bytes_written = 0
         self.fsyncs = 0
         # Held so that a process out of descriptors (a flood of connections) can still open a segment (_rotate).
@@ -165,29 +176,79 @@ class Journal:
 
     # ---- start and stop ----
 
-    def open(self, ingested_seq=0):
-        """Take the journal for this process, read every segment back (see the module doc), and continue after
-        the last record found, or after ingested_seq when there is none."""
+    def open(self, known_seq=0, archived_seq=lambda: 0):
+        """Take the journal for this process, read every segment back (see the module doc), and continue after the
+        highest seq used: the segments' last record, LAST_SEQ, known_seq (the database's position, when it could
+        be read) or, in a journal folder without LAST_SEQ (made before it existed, or deleted), archived_seq()."""
         os.makedirs(self.folder, exist_ok=True)
         self._lock_folder()
         try:
-            self._read_back(ingested_seq)
+            self._read_back(known_seq, archived_seq)
         except BaseException:
             self.lock_file.close()
             raise
 
-    def _read_back(self, ingested_seq):
+    def _read_back(self, known_seq, archived_seq):
         names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
+        mark = self._read_mark()
+        used = max(known_seq, mark if mark is not None else archived_seq())
         last = None
         for i, name in enumerate(names):
             path = os.path.join(self.folder, name)
             last, size = scan_segment(path, is_last=i == len(names) - 1, after=last)
             if not size:  # its first record was torn: the next append makes this segment again
+                used = max(used, int(name[:-len(SUFFIX)]) - 1)
                 os.unlink(path)
                 continue
             self.segments.append(Segment(path, int(name[:-len(SUFFIX)]), size=size, closing=True, dir_synced=True))
-        self.next_seq = (ingested_seq if last is None else last) + 1
+        if last is not None and used > last:
+            # Seqs past the records held were used (their segments are gone, or the database's numbering is
+            # another journal's): going on from `used` would leave a gap the next open takes for a lost segment.
+            # Ingest checks its position against the records themselves (Ingester.open) and re-ingests on doubt.
+            log.warning("the journal ends at seq %d but seqs up to %d were used; numbering goes on from %d",
+                        last, used, last + 1)
+        self.next_seq = (used if last is None else last) + 1
         self.durable_seq = self.written_seq = self.next_seq - 1
+        self.mark_used(self.next_seq - 1)
+
+    def _read_mark(self):
+        self.ingested_mark = self._read_seq(INGESTED_NAME, "the journal starts counting what waits from its "
+                                                           "segments") or 0
+        mark = self._read_seq(MARK_NAME, "the journal counts from its segments, the database and the archive")
+        self.marked = mark or 0
+        return mark
+
+    def _read_seq(self, name, without):
+        path = os.path.join(self.folder, name)
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise JournalCorrupt(f"{path} does not hold a seq ({text[:40]!r}); restore it, or delete it ({without} "
+                                 "then)") from None
+
+    def mark_ingested(self, seq):
+        """Record that ingest reached seq, so that a start without the database knows what waits; any thread."""
+        if seq > self.ingested_mark:
+            replace_durably(os.path.join(self.folder, INGESTED_NAME), f"{seq}\n".encode())
+            self.ingested_mark = seq
+
+    def mark_used(self, seq):
+        """Record durably that seqs up to seq were handed out: before the segments holding them leave the journal.
+        Any thread."""
+        with self.mark_lock:
+            if seq > self.marked:
+                replace_durably(os.path.join(self.folder, MARK_NAME), f"{seq}\n".encode())
+                self.marked = seq
+
+    def first_seq(self):
+        """The seq of the oldest record still in the journal (next_seq when it holds none)."""
+        segments = self.segments
+        return segments[0].first_seq if segments else self.next_seq
 
     def _lock_folder(self):
         """One process appends to a journal: a second server on the same data dir would interleave lines."""
@@ -409,13 +470,13 @@ class Journal:
     # ---- what the archive takes (gexsrv.archive), on the event loop ----
 
     def archivable(self, ingested_seq):
-        """Closed segments whose every record is ingested; never the newest, whose name carries the next seq."""
+        """(segment, its last seq) of the closed segments whose every record is ingested; never the newest."""
         with self.lock:
             done = []
             for segment, following in zip(self.segments, self.segments[1:]):
                 if following.first_seq - 1 > ingested_seq or not segment.closing or segment.fd >= 0:
                     break
-                done.append(segment)
+                done.append((segment, following.first_seq - 1))
         return done
 
     def seal_idle(self, ingested_seq):
@@ -427,9 +488,31 @@ class Journal:
                 current.closing = True
                 self.lock.notify()
 
-    def forget(self, segment):
+    def retire(self, segment, last_seq):
+        """Remove an archived segment holding records up to last_seq from the journal; on a worker thread."""
+        self.mark_used(last_seq)
+        os.unlink(segment.path)
+        fsync_dir(self.folder)
         with self.lock:
             self.segments.remove(segment)
+
+    def seq_ending_at(self, first_seq, offset):
+        """The seq of the good record whose line ends at offset in segment first_seq; None if there is none."""
+        segment = next((s for s in list(self.segments) if s.first_seq == first_seq), None)
+        if segment is None or not 0 < offset <= segment.size:
+            return None
+        with open(segment.path, "rb") as f:
+            window = 4096
+            while True:
+                start = max(offset - window, 0)
+                f.seek(start)
+                data = f.read(offset - start)
+                begin = data.rfind(b"\n", 0, len(data) - 1)
+                if begin >= 0 or start == 0:
+                    line = data[begin + 1:]
+                    break
+                window *= 4
+        return seq_of(line) if line.endswith(b"\n") and check_line(line) is not None else None
 
     def report(self):
         return {

@@ -253,11 +253,11 @@ class Lake:
     async def _export(self, compaction):
         async with self.exporting:
             use = self.store.use
+            # a range a crash left unfinished, then what is new: both now, or a shutdown's export leaves the new
+            # rows out of the lake until the next start
             ranges = await use(unfinished_ranges)
-            if not ranges:
-                high = await use(self._sequence_high)
-                planned = await use(plan_range, high)
-                ranges = [planned] if planned else []
+            planned = await use(plan_range, await use(self._sequence_high))
+            ranges += [planned] if planned else []
             for lo, hi in ranges:
                 cursor = await use(lambda con: con.cursor())
                 try:

@@ -11,7 +11,8 @@ ticker's next change. At start the view is loaded from DuckDB in a worker thread
 (with its strike rows), majors and maxchange of every ticker; records stored meanwhile are kept where newer.
 
 Beside it, per feed (ticker, endpoint, kind), what the status page and /metrics show (Feeds): the newest timestamp,
-when a payload last arrived, and the newest snapshot of each (ticker, endpoint) with its strike rows.
+when a payload last arrived, and the newest snapshot of each (ticker, endpoint) with its strike rows. Both hold
+records as ingest holds them (without StrikeRow objects) and read the strike rows back only for the ones they show.
 """
 
 import asyncio
@@ -20,6 +21,7 @@ import logging
 
 import msgspec
 
+from gexsrv.decode import with_strikes
 from gexsrv.payloads import StrikeRow
 from gexsrv.records import MajorsRow, MaxChangeRow, Record, SnapshotRow
 
@@ -128,6 +130,8 @@ class Entry:
 
     def view(self, ticker):
         held, last = self.held, self.last
+        if "snapshot" in held:
+            held["snapshot"] = with_strikes(held["snapshot"])
         return {
             "ticker": ticker,
             "updated_at": iso(max(record.received_ms for record in held.values())),
@@ -165,7 +169,7 @@ class Feeds:
         return feed
 
     def observe(self, record):
-        """Intake's observer, as Latest.observe: a GEX record acknowledged."""
+        """Ingest's observer, as Latest.observe: a GEX record stored."""
         if record.kind not in ROWS:
             return
         self._feed((record.ticker, record.endpoint, record.kind), record.timestamp_ms, record.received_ms).records += 1
@@ -173,6 +177,13 @@ class Feeds:
             held = self.snapshots.get((record.ticker, record.endpoint))
             if held is None or record.timestamp_ms >= held.timestamp_ms:
                 self.snapshots[(record.ticker, record.endpoint)] = record
+
+    def snapshot(self, ticker, endpoint):
+        """The newest snapshot of (ticker, endpoint) held, with its strike rows; None if none is."""
+        held = self.snapshots.get((ticker, endpoint))
+        if held is not None:
+            held = self.snapshots[(ticker, endpoint)] = with_strikes(held)
+        return held
 
     def loaded(self, rows):
         """(ticker, endpoint, kind, newest timestamp, last received) of each feed stored in the database."""
@@ -199,7 +210,7 @@ class Latest:
         self.loading = None
 
     def observe(self, record):
-        """Intake's observer: hold an acknowledged GEX record if it is the newest of its ticker and kind."""
+        """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
         if record.kind in ROWS:
             self.offer(record, live=True)
 

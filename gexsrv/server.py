@@ -18,7 +18,7 @@ from tornado.netutil import bind_sockets
 
 from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
 from gexsrv.app import make_app
-from gexsrv.archive import Archiver, archive_dir
+from gexsrv.archive import Archiver, archive_dir, last_seq
 from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
 from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
@@ -101,10 +101,10 @@ def build(settings):
     store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
     journal = Journal(os.path.join(settings.data_dir, "journal"), settings.journal_segment_mb << 20,
                       settings.journal_segment_seconds)
-    ingester = Ingester(store, journal, rules, settings.ingest_interval_ms, settings.ingest_batch_records,
-                        settings.ingest_max_records, settings.ingest_memory_mb << 20)
+    ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules, settings.ingest_interval_ms,
+                        settings.ingest_batch_records, settings.ingest_max_records, settings.ingest_memory_mb << 20)
     archiver = Archiver(journal, lambda: ingester.position[2], archive_dir(settings.data_dir),
-                        settings.archive_retention_days)
+                        settings.archive_retention_days, settings.archive_interval_s)
     keys = RecentKeys(settings.duplicate_horizon_s)
     intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
                     settings.ack_ingested_timeout_s)
@@ -113,8 +113,8 @@ def build(settings):
     ingester.on_failure = supervisor.trouble
     latest = Latest()
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
-    intake.observers += [latest.observe, latest.feeds.observe] + ([outputs.observe] if outputs else [])
-    ingester.observers.append(trades.announcer(notifier))
+    ingester.observers += [latest.observe, latest.feeds.observe, *([outputs.observe] if outputs else []),
+                           trades.announcer(notifier)]
     lake = Lake(settings.data_dir, store, settings.lake_export_interval)
     poller = None
     if settings.gexbot_api_key:
@@ -161,7 +161,7 @@ async def recover(parts):
                            "never overwrites it: restore it from a backup, or move it aside to start afresh")
     position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else (0, 0, 0)
     try:
-        parts.journal.open(position[2])
+        parts.journal.open(position[2], lambda: last_seq(archive_dir(parts.store.data_dir)))
     except (JournalCorrupt, JournalBusy) as exc:
         raise StartupError(str(exc)) from None
     if parts.store.state == "writable":

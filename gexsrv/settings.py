@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     backlog_max_mb: Annotated[int, _setting("journal MiB waiting for ingest past which writes get 503", ge=1)]
     journal_segment_mb: Annotated[int, _setting("journal segment size that starts a new segment, in MiB", ge=1)]
     journal_segment_seconds: Annotated[float, _setting("journal segment age that starts a new segment", gt=0)]
+    archive_interval_s: Annotated[float, _setting(
+        "seconds between looks for journal segments to archive (closed and wholly ingested)", gt=0)]
     archive_retention_days: Annotated[float, _setting(
         "days the compressed journal archive (data/source/live) is kept; 0 keeps it forever", ge=0)]
     duplicate_horizon_s: Annotated[float, _setting(

@@ -1,5 +1,6 @@
 """Test support: a real gexsrv process on an ephemeral port over a temporary data dir, and a tiny HTTP client."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -107,3 +108,30 @@ def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **ex
     }
     body.update(extra)
     return body
+
+
+@contextlib.contextmanager
+def database_held(path):
+    """Another process holding a DuckDB file's lock (a notebook, a duckdb shell) while the block runs."""
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
+                               f"con = duckdb.connect({str(path)!r})\n"
+                               "print('locked', flush=True)\ntime.sleep(300)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def wait_until(check, timeout=30, step=0.05):
+    """check()'s first truthy value; fails the test when none comes within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {getattr(check, '__name__', check)}")
+        time.sleep(step)

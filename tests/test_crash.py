@@ -15,11 +15,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from helpers import request, snapshot
+import duckdb
+import make_history_file
+from filesrv import FileServer
+from helpers import request, snapshot, wait_until
 
+from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.intake import gex_header
-from gexsrv.journal import encode_line, segment_name
+from gexsrv.journal import check_line, encode_line, segment_name
 
 TS = 1777492800  # 2026-04-29 20:00:00 UTC
 # Nothing is ingested while the server runs: an hour between ingests, and no batch ever large enough.
@@ -69,7 +73,9 @@ class Load:
         self.lock = threading.Lock()
         self.numbers = itertools.count()
         self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self.post_until_stopped, daemon=True) for _ in range(threads)]
+        # one ticker a thread: each feed's snapshots arrive in timestamp order, as a live feed's do
+        self.threads = [threading.Thread(target=self.post_until_stopped, args=(TICKERS[k % len(TICKERS)],),
+                                         daemon=True) for k in range(threads)]
 
     def __enter__(self):
         for thread in self.threads:
@@ -81,16 +87,16 @@ class Load:
         for thread in self.threads:
             thread.join(timeout=35)
 
-    def post_until_stopped(self):
+    def post_until_stopped(self, ticker):
         while not self.stopping.is_set():
             url = self.url
             if url is None:
                 time.sleep(0.005)
                 continue
             i = next(self.numbers)
-            body = json.dumps(snapshot(TICKERS[i % len(TICKERS)], TS + i, n_strikes=LOAD_STRIKES)).encode()
+            body = json.dumps(snapshot(ticker, TS + i, n_strikes=LOAD_STRIKES)).encode()
             with self.lock:
-                self.sent.add((TICKERS[i % len(TICKERS)], "gex_zero", (TS + i) * 1000))
+                self.sent.add((ticker, "gex_zero", (TS + i) * 1000))
             try:
                 reply = request("POST", url + "/gex", body, {"Content-Type": "application/json"})
             except (OSError, http.client.HTTPException):  # killed before it answered: not acknowledged
@@ -104,24 +110,58 @@ class Load:
                     self.refused[reply.status] += 1
 
 
-def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_load(start_server):
+HISTORY_TICKER, HISTORY_SNAPSHOTS = "QQQ", 3_000
+# Everything that writes runs while the kills come: segments archived every fraction of a second, the lake
+# exported as often, a history file imported in chunks, and each start's replay of the journal.
+BUSY = ("--journal-segment-seconds", "0.3", "--archive-interval-s", "0.1", "--lake-export-interval", "0.3", "--history-allowed-hosts", "127.0.0.1",
+        "--history-allowed-networks", "127.0.0.1/32")
+
+
+def journaled_and_archived(data_dir):
+    """[(seq, kind, key)] of every record in the journal's segments and the raw archive."""
+    paths = sorted(Path(data_dir, "journal").glob("*.ndjson"))
+    found = [line for path in paths for line in path.read_bytes().splitlines(keepends=True)]
+    for _, path in archive.files(archive.archive_dir(str(data_dir))):
+        found += [line for _, line in archive.lines(path)]
+    headers = [json.loads(check_line(line) + b"}") for line in found]
+    return [(h["seq"], h["kind"], (h.get("ticker"), h.get("endpoint"), h.get("ts"))) for h in headers]
+
+
+def lake_keys(data_dir):
+    """{(ticker, endpoint, timestamp ms): strike rows} of the Parquet lake."""
+    with duckdb.connect() as db:
+        rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM read_parquet("
+                          f"'{data_dir}/parquet/gexbot/**/*.parquet') GROUP BY ALL").fetchall()
+    return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
+
+
+def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_load(start_server, tmp_path):
     seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
     print(f"SIGKILL loop seed {seed} (set CRASH_SEED={seed} to choose the same moments)")
     rng = random.Random(seed)
-    server = start_server()
-    acked_per_run = []
-    with Load(threads=4) as load:
-        for _ in range(KILLS):
-            before = len(load.acked)
-            load.url = server.url
-            time.sleep(rng.uniform(0.05, 1.0))
-            server.stop(signal.SIGKILL)
-            load.url = None
-            assert server.proc.returncode == -signal.SIGKILL
-            acked_per_run.append(len(load.acked) - before)
-            server.start()  # replays what the journal holds past the last ingest
-    health = server.get("/health").json()
-    assert server.stop() == 0
+    files = tmp_path / "files"
+    files.mkdir()
+    make_history_file.write(files / "history.json", make_history_file.snapshots(HISTORY_SNAPSHOTS, n_strikes=20,
+                                                                                ticker=HISTORY_TICKER))
+    with FileServer(files) as origin:
+        server = start_server(None, *BUSY)
+        queued = server.post("/gex_history_url", {"url": f"{origin.url}/files/history.json",
+                                                  "ticker": HISTORY_TICKER, "endpoint": "gex_zero"})
+        acked_per_run = []
+        with Load(threads=len(TICKERS)) as load:
+            for _ in range(KILLS):
+                before = len(load.acked)
+                load.url = server.url
+                time.sleep(rng.uniform(0.05, 1.0))
+                server.stop(signal.SIGKILL)
+                load.url = None
+                assert server.proc.returncode == -signal.SIGKILL
+                acked_per_run.append(len(load.acked) - before)
+                server.start()  # replays what the journal holds past the last ingest
+        job = wait_until(lambda: (j := server.get(f"/gex_history_url/{queued.json()['id']}").json())["status"] in (
+            "completed", "failed") and j, timeout=60)
+        health = server.get("/health").json()
+        assert server.stop() == 0
 
     print(f"acknowledged per run: {acked_per_run}; sent {len(load.sent)}, acknowledged {len(load.acked)}")
     with server.db() as db:
@@ -129,15 +169,29 @@ def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_l
         strikes = stored_keys(db, "gex_strikes")
         quarantined = db.execute("SELECT count(*) FROM gexsrv_quarantine").fetchone()[0]
         position = db.execute("SELECT seq FROM gexsrv_ingest").fetchone()[0]
+    live = {key: n for key, n in snapshots.items() if key[0] != HISTORY_TICKER}
+    imported = {key for key in snapshots if key[0] == HISTORY_TICKER}
+    assert queued.status == 202 and job["status"] == "completed", job
     assert not load.refused, f"seed {seed}"
     assert sum(1 for n in acked_per_run if n) >= KILLS // 2, f"seed {seed}: the load hardly ran"
-    assert not load.acked - snapshots.keys(), f"seed {seed}: acknowledged, then lost"
+    assert not load.acked - live.keys(), f"seed {seed}: acknowledged, then lost"
     assert set(snapshots.values()) == {1}, f"seed {seed}: stored twice"
-    assert snapshots.keys() <= load.sent, f"seed {seed}: stored, never sent"
-    assert strikes == {key: LOAD_STRIKES for key in snapshots}, f"seed {seed}: strike rows lost or doubled"
+    assert live.keys() <= load.sent, f"seed {seed}: stored, never sent"
+    assert len(imported) == HISTORY_SNAPSHOTS, f"seed {seed}: history snapshots lost"
+    assert strikes == {key: LOAD_STRIKES if key in live else 20 for key in snapshots}, (
+        f"seed {seed}: strike rows lost or doubled")
     assert quarantined == 0 and health["storage"]["quarantined"] == 0
-    # every record journaled is ingested: the records stored are the journal's, and nothing else
-    assert position == health["journal"]["next_seq"] - 1 == len(snapshots), f"seed {seed}"
+    # every record journaled is ingested: the records stored live are the journal's, and nothing else
+    assert position == health["journal"]["next_seq"] - 1 == len(live), f"seed {seed}"
+    # the journal and its archive hold every acknowledged request once, under seqs 1..position each once
+    records = journaled_and_archived(server.data_dir)
+    assert sorted(seq for seq, *_ in records) == list(range(1, position + 1)), f"seed {seed}"
+    assert sorted(key for _, kind, key in records) == sorted(live), f"seed {seed}"
+    assert health["archive"]["files"] > 0
+    assert lake_keys(server.data_dir) == strikes, f"seed {seed}: the lake lacks or doubles strike rows"
+    checked = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(server.data_dir)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # ---- replaying 100,000 journaled records ----

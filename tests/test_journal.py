@@ -210,13 +210,13 @@ def test_a_segment_whose_first_record_was_torn_is_not_kept_beside_its_successor(
         journal = await opened(tmp_path)
         assert await append_all(journal, [b'{"n":5}']) == [5]
         paths = [s.path for s in journal.segments]
-        archivable = [s.path for s in journal.archivable(5)]
+        archivable = [(s.path, last) for s, last in journal.archivable(5)]
         await journal.close()
         return paths, archivable
 
     paths, archivable = asyncio.run(run())
     assert len(paths) == len(set(paths))
-    assert archivable == [str(tmp_path / segment_name(1))]
+    assert archivable == [(str(tmp_path / segment_name(1)), 4)]
 
 
 @pytest.mark.parametrize("where", ["header", "body", "crc"])

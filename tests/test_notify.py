@@ -12,6 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from filesrv import FileServer
+from helpers import database_held, wait_until
 from gexsrv.notify import Notifier, proposal_messages
 
 TOKEN, CHANNEL, USER, DM_CHANNEL = "test-bot-token", "1234", "5678", "900000000000000001"
@@ -267,3 +268,21 @@ def test_sends_past_the_bound_are_dropped_and_counted(hanging_url):
 ])
 def test_proposal_messages_are_the_originals(row, channel, dm):
     assert proposal_messages(row) == (channel, dm)
+
+
+def test_orders_journaled_while_the_database_is_held_are_proposed_once_it_is_back(start_server, discord, tmp_path):
+    """The replay that stores them when the database is back tells the same observers a normal ingest does."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with database_held(data / "gex_data.db"):
+        server = start_server(data, "--discord-api-url", discord.url, env=DISCORD_ENV)
+        replies = [server.post("/uw", frame) for frame in FRAMES[:2]]
+    wait_until(lambda: server.get("/health").json()["ingest"]["records_waiting"] == 0)
+    wait_until(lambda: len(discord.to(CHANNEL_MESSAGES)) >= 2)
+    server.stop()
+    assert [r.status for r in replies] == [200, 200]
+    assert sorted(s.body["content"] for s in discord.to(CHANNEL_MESSAGES)) == [
+        "CONFIRM PROPOSAL — QQQ SELL qty 4 -> propose half 2 LMT @ $2.45",
+        "CONFIRM PROPOSAL — SPY BUY qty 3 -> propose half 1 LMT @ $1.25"]
+    dms = [s.body["content"] for s in discord.to(DM_MESSAGES)]
+    assert len([dm for dm in dms if dm.startswith("Trade proposal:")]) == 2
