@@ -55,10 +55,13 @@ def test_unreadable_timestamps_are_refused_naming_the_field(value, reason):
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("zero", ("gex_zero", False)), ("ONE", ("gex_one", False)), ("gex_full", ("gex_full", False)),
-    ("classic/zero", ("gex_zero", False)), ("classic/one", ("gex_one", False)), ("state/full", ("gex_full", False)),
-    ("classic/gex_one", ("gex_one", False)), ("classic/zero/maxchange", ("gex_zero", True)),
-    ("gex_maxchange", (None, True)), ("maxchange", (None, True)),
+    ("zero", ("gex_zero", None)), ("ONE", ("gex_one", None)), ("gex_full", ("gex_full", None)),
+    ("classic/zero", ("gex_zero", None)), ("classic/one", ("gex_one", None)), ("state/full", ("gex_full", None)),
+    ("classic/gex_one", ("gex_one", None)), ("classic/zero/maxchange", ("gex_zero", "maxchange")),
+    ("gex_maxchange", (None, "maxchange")), ("maxchange", (None, "maxchange")),
+    ("classic/one/majors", ("gex_one", "majors")), ("/SPX/state/zero/majors", ("gex_zero", "majors")),
+    ("/v2/NQ_NDX/classic/full/", ("gex_full", None)), ("/STATE/classic/one", ("gex_one", None)),
+    ("state/gamma_zero", ("gamma_zero", None)), ("majors", (None, "majors")),
 ])
 def test_endpoint_names_as_clients_write_them(name, expected):
     assert endpoint_parts(name) == expected

@@ -24,6 +24,7 @@ class HistoryRequest(Struct):
     endpoint: Text | None = None
     feed: Text | None = None
     kind: Text | None = None
+    gex_type: Text | None = None  # the original's own name for the category
     # a backfill instead of a url: the days' files are found through the gexbot API
     package: Text | None = None
     category: Text | None = None
@@ -93,7 +94,7 @@ class HistoryHandler(IngestHandler):
             return
         inferred_ticker, inferred_endpoint = names.infer(request.url)
         ticker = (request.ticker or inferred_ticker or "").upper()
-        endpoint = request.endpoint or request.feed or request.kind or inferred_endpoint
+        endpoint = request.endpoint or request.feed or request.kind or request.gex_type or inferred_endpoint
         if not ticker:
             raise ApiError(400, "no ticker given and none in the file name", field="$.ticker")
         if not endpoint:
