@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import threading
+import uuid
 
 import duckdb
 import msgspec
@@ -66,6 +67,22 @@ class Runner:
             self.wake.set()
         return job, created
 
+    async def submit_inline(self, url, ticker, endpoint, content):
+        """Queue a job for a file the request carries: checked (importer.InvalidFile) and staged here as a download
+        would be, so the job imports it without fetching its url, which only names it."""
+        path, sha256, size = await asyncio.to_thread(self._stage_inline, content, ticker, endpoint)
+        job, created = await self.store.use(queue.add_staged, url, ticker, endpoint, path, sha256, size)
+        if created:
+            self.wake.set()
+        return job, created
+
+    def _stage_inline(self, content, ticker, endpoint):
+        records, _ = importer.read_records(content, ticker, endpoint, "inline", self.rules)
+        if not records:
+            raise importer.InvalidFile("the file holds no snapshots")
+        sink = fill(staging.Sink(self.folder, f"inline-{uuid.uuid4().hex}", self.conf.history_max_bytes), [content])
+        return staging.publish(sink.path, self.folder, ticker, endpoint, sink.sha256), sink.sha256, sink.size
+
     def job(self, job_id):
         """A job as replies show it: with its live progress, and its URL without the query string (listed)."""
         job = queue.get(self.store, job_id)
@@ -112,7 +129,7 @@ class Runner:
         """Fetch, stage and import one job (or let HISTORY_DOWNLOAD_COMMAND do it all); return its final row."""
         job_id = job["id"]
         try:
-            if self._command_imports():
+            if self._command_imports() and not job["file_path"]:  # a file staged here (inline) is imported here
                 await self._run_importing_command(job)
             else:
                 await self._stage_and_import(job)
@@ -229,14 +246,19 @@ class Runner:
             self.lake.kick()
 
 
-def copy_into(path, sink):
-    """Feed a local file through a Sink (decompressing, hashing, size-capping) and finish it."""
+def fill(sink, blocks):
+    """Feed blocks of a file through a Sink (decompressing, hashing, size-capping) and finish it."""
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sink.feed(block)
+        for block in blocks:
+            sink.feed(block)
         sink.sha256 = sink.finish()
     except BaseException:
         sink.discard()
         raise
     return sink
+
+
+def copy_into(path, sink):
+    """Feed a local file through a Sink and finish it."""
+    with open(path, "rb") as f:
+        return fill(sink, iter(lambda: f.read(1 << 20), b""))
