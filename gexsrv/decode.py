@@ -79,16 +79,18 @@ RAW_LIST = msgspec.json.Decoder(list[Raw])
 
 
 class Rules(NamedTuple):
-    """What decoding needs beyond the body: the endpoint of payloads that name none, and the zone of ISO times
-    that carry none (None: the server's local zone, as the original read them)."""
+    """What decoding needs beyond the body: the endpoint of payloads that name none, the zone of ISO times that
+    carry none (None: the server's local zone, as the original read them), and how far ahead of the server's
+    clock a timestamp may be before it is reported (ms)."""
 
     default_endpoint: str = "gex_zero"
     naive_zone: dt.tzinfo | None = dt.timezone.utc
+    future_ms: int = 86_400_000
 
     @classmethod
     def from_settings(cls, settings):
         return cls(normalize_endpoint(settings.default_endpoint, None, "default_endpoint"),
-                   zone(settings.naive_time_zone))
+                   zone(settings.naive_time_zone), round(settings.future_tolerance_s * 1000))
 
 
 def zone(name):
@@ -275,6 +277,11 @@ def _received(value, field, rules, received_ms, problems):
         return received_ms
 
 
+def _ahead(ahead_ms, rules):
+    return (f"{ahead_ms / 1000:.0f} s ahead of the server's clock (future_tolerance_s is {rules.future_ms / 1000:g}): "
+            "stored, but never taken as the latest of its ticker or feed")
+
+
 def _unwrap(body, prefix):
     """(payload, its path) and the envelopes around it, outermost first, each as (struct, path)."""
     node, at, envelopes = decode_with(ENVELOPE, body, prefix), prefix, []
@@ -299,7 +306,8 @@ def check_utf8(data, field="$"):
 
 
 def decode_gex(body, rules, received_ms, prefix="$"):
-    """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field."""
+    """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field;
+    received_ms is the server's clock when it arrived."""
     check_utf8(body, prefix)
     (payload, at), envelopes = _unwrap(body, prefix)
     ticker, ticker_at = _filled("ticker", (payload, at), envelopes)
@@ -315,11 +323,14 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     problems, skipped = [], []
     received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
     row = KINDS[kind][0](payload, at, problems, skipped)
+    ts = timestamp_ms(payload.timestamp, f"{at}.timestamp", rules)
+    if ts > received_ms + rules.future_ms:
+        problems.append({"field": f"{at}.timestamp", "error": _ahead(ts - received_ms, rules)})
     return Record(
         kind=kind,
         ticker=check_ticker(ticker, ticker_at),
         endpoint=endpoint or rules.default_endpoint,
-        timestamp_ms=timestamp_ms(payload.timestamp, f"{at}.timestamp", rules),
+        timestamp_ms=ts,
         received_ms=_received(received_at, received_at_path, rules, received_ms, problems),
         row=row,
         problems=problems + _unstored(payload, kind, row, at),

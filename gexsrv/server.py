@@ -108,7 +108,7 @@ def build(settings):
     notifier = Notifier.from_settings(settings)
     supervisor = Supervisor(store, notifier)
     ingester.on_failure = supervisor.trouble
-    latest = Latest()
+    latest = Latest(settings.future_tolerance_s)
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
     ingester.observers += [latest.observe, latest.feeds.observe, *([outputs.observe] if outputs else []),
                            trades.announcer(notifier)]
