@@ -117,7 +117,7 @@ def build(settings):
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake), poller)
+                  Runner(settings, store, notifier, lake, keys=keys), poller)
     parts.metrics = Metrics(parts)
     ingester.on_ingest = parts.metrics.observe_ingest
     logging.getLogger().addHandler(parts.metrics.log_tail)

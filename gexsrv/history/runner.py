@@ -31,8 +31,9 @@ class DiskTrouble(Exception):
 
 
 class Runner:
-    def __init__(self, conf, store, notifier, lake=None, allow_local=False):
+    def __init__(self, conf, store, notifier, lake=None, allow_local=False, keys=None):
         self.conf = conf
+        self.keys = keys  # the live intake's duplicate index (gexsrv.keys), told what imports commit
         self.notifier = notifier
         self.allow_local = allow_local  # file:// jobs: only the CLI queues them
         self.store = store
@@ -222,28 +223,45 @@ class Runner:
 
     async def _import(self, job, path):
         await self._update(job["id"], status="importing")
+        records, problems = await asyncio.to_thread(self._read, job, path)
+        if self.keys is not None:  # the live intake's duplicate flags: unknown while committing, seen once committed
+            self.keys.committing(keys_of(records))
         cursor = await self.store.use(lambda con: con.cursor())
         loop = asyncio.get_running_loop()
 
         def progress(snapshots, rows):  # after each chunk, from the import's thread
             loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
 
+        def committed(chunk):  # likewise
+            loop.call_soon_threadsafe(self.keys.committed, keys_of(chunk))
+
         try:
-            snapshots, rows, problems = await asyncio.to_thread(
-                importer.import_file, cursor, path, job["ticker"], job["endpoint"], f"history:{job['id']}",
-                progress, self.rules, self.lake_lock)
+            snapshots, rows = await asyncio.to_thread(importer.write_records, cursor, records, progress,
+                                                      self.lake_lock, committed if self.keys is not None else None)
         except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
             raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
             self.imported.pop(job["id"], None)
+        problems = importer.summary(problems)
         await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows,
                            problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
         log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
                  path, problems["count"])
         if self.lake:
             self.lake.kick()
+
+    def _read(self, job, path):
+        """The staged file's records (importer.InvalidFile: the job fails)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        return importer.read_records(data, job["ticker"], job["endpoint"], f"history:{job['id']}", self.rules)
+
+
+def keys_of(records):
+    """(key, timestamp ms) of records, as the duplicate index takes them (gexsrv.keys)."""
+    return [(record.key, record.timestamp_ms) for record in records]
 
 
 def fill(sink, blocks):
