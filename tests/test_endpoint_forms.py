@@ -55,7 +55,8 @@ def stored(server):
 def test_every_api_path_form_is_stored_under_its_endpoint(server):
     replies = [server.post("/gex", {"ticker": payload["ticker"], "endpoint": name, "data": payload})
                for name, payload, _, _ in FORMS]
-    via_uw = server.post("/uw", {"topic": "gex", "endpoint": "/SPX/classic/one/majors", "payload": majors("SPX", TS + 20)})
+    via_uw = server.post("/uw", {"topic": "gex", "endpoint": "/SPX/classic/one/majors",
+                                 "payload": majors("SPX", TS + 20)})
     server.stop()
     for reply, (name, payload, table, endpoint) in zip(replies, FORMS):
         assert reply.status == 202, (name, reply.body)

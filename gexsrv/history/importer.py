@@ -4,10 +4,10 @@ written in chunks.
 The whole file is read first (read_records): every snapshot is decoded, and one the rule refuses fails the file
 with nothing stored. Then the snapshots are written CHUNK at a time (write_records), one transaction each on a
 cursor of the caller's, so a full-day import leaves room for live ingest between its transactions; a chunk a
-concurrent write conflicts with is tried again. Keys already stored are skipped (the first stored wins), so an interrupted import resumes by
-running it again. Ticker and endpoint are the job's; source is history:<job id>. What the rule left out of a
-snapshot (a bad strike row, an alias that disagrees) is counted and its first examples kept, as a reply's
-`problems` would be.
+concurrent write conflicts with is tried again. Keys already stored are skipped (the first stored wins), so an
+interrupted import resumes by running it again. Ticker and endpoint are the job's; source is history:<job id>.
+What the rule left out of a snapshot (a bad strike row, an alias that disagrees) is counted and its first examples
+kept, as a reply's `problems` would be.
 
 File shapes: a JSON array of snapshots, {"data": [...]}, one snapshot object, or JSON Lines (one per line).
 """
