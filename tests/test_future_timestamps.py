@@ -9,6 +9,7 @@ from helpers import snapshot
 from test_latest import latest, majors, wait_loaded
 
 Y2099 = 4_070_908_800  # 2099-01-01, inside the 2000..2100 bound
+GEX = "/gex?ack=ingested"  # the views show what is stored
 
 
 def feed_timestamps(server):
@@ -33,11 +34,11 @@ def test_a_far_future_timestamp_is_stored_but_never_the_latest(start_server, tmp
     folder = tmp_path / "outputs"
     server = start_server(None, "--outputs-dir", str(folder))
     wait_loaded(server)
-    replies = [server.post("/gex", snapshot(timestamp=now - 60, n_strikes=2, spot=100.0)),
-               server.post("/gex", snapshot(timestamp=Y2099, n_strikes=2, spot=999.0)),
-               server.post("/gex", majors("SPX", Y2099, 999.0)),
-               server.post("/gex", snapshot(timestamp=soon, n_strikes=2, spot=101.0)),
-               server.post("/gex", majors("SPX", now, 102.0))]
+    replies = [server.post(GEX, snapshot(timestamp=now - 60, n_strikes=2, spot=100.0)),
+               server.post(GEX, snapshot(timestamp=Y2099, n_strikes=2, spot=999.0)),
+               server.post(GEX, majors("SPX", Y2099, 999.0)),
+               server.post(GEX, snapshot(timestamp=soon, n_strikes=2, spot=101.0)),
+               server.post(GEX, majors("SPX", now, 102.0))]
     assert [r.status for r in replies] == [202] * 5
     problems = [r.json()["problems"] for r in replies]
     assert [p == [] for p in problems] == [True, False, False, True, True]
