@@ -3,9 +3,10 @@ data/source/live/<YYYYMMDD>/<first seq>.ndjson.zst and then removed from the jou
 arrived, readable as it is: `read_ndjson('data/source/live/*/*.zst')` in DuckDB, or `zstdcat`; and the way
 back for a restored or fresh database, which ingest fills again from it (records_after, Ingester.open).
 
-The day is the UTC day the segment's first record arrived. A file is published with os.link (never replacing one)
-after an fsync; only then is the journal segment removed. Archives older than `retention_days` (0: keep forever)
-are deleted.
+The day is the UTC day the segment's first record arrived, by the server's clock (never a client's received_at,
+which would file every record of the segment under its day, for retention to delete). A file is published with
+os.link (never replacing one) after an fsync; only then is the journal segment removed. Archives older than
+`retention_days` (0: keep forever) are deleted.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ LEVEL = 3
 
 
 class FirstLine(msgspec.Struct):
-    received: int
+    arrived: int | None = None  # the server's clock; lines of gexsrv before it have none
 
 
 FIRST_LINE = msgspec.json.Decoder(FirstLine)
@@ -38,11 +39,14 @@ def archive_dir(data_dir):
 
 
 def day_of(path):
-    """YYYYMMDD (UTC) of the first record of a journal segment."""
+    """YYYYMMDD (UTC) the first record of a journal segment arrived, by the server's clock. A segment an older
+    gexsrv wrote has only `received`, which may be a client's received_at: its last write's day is taken
+    instead, at most a segment's age later."""
     with open(path, "rb") as f:
         first = f.readline()
-    received = FIRST_LINE.decode(first[:first.rindex(b',"crc":')] + b"}").received
-    return dt.datetime.fromtimestamp(received / 1000, dt.timezone.utc).strftime("%Y%m%d")
+    arrived = FIRST_LINE.decode(first[:first.rindex(b',"crc":')] + b"}").arrived
+    moment = arrived / 1000 if arrived is not None else os.path.getmtime(path)
+    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).strftime("%Y%m%d")
 
 
 def compress(path, root):

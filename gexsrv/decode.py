@@ -1,8 +1,9 @@
 """The one decoding rule for GEX payloads, on every path: POST /gex, POST /uw with topic "gex", the poller and
 history files (CONTRACT sections 1 and 6).
 
-- An explicit `kind` wins. Otherwise a payload with strike rows is a snapshot; one with maxchange windows (or
-  named by a maxchange endpoint) is maxchange; one with `mpos_*`/`mneg_*` is majors; anything else a snapshot.
+- An explicit `kind` wins. Otherwise a payload with strike rows is a snapshot; one whose endpoint names its kind
+  (`classic/zero/majors`, `gex_maxchange`: gexsrv.endpoints) is of that kind; one with maxchange windows is
+  maxchange; one with `mpos_*`/`mneg_*` is majors; anything else a snapshot.
 - The envelope's fields fill what the payload lacks: ticker, endpoint (or feed), kind and received_at.
 - Every alias the original mapped is mapped. A recognised value that ends in no column (an alias that disagrees
   with the value stored, a field the kind has no column for, a bad strike row) is listed in the record's
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from msgspec import Raw
 
+from gexsrv.endpoints import endpoint_parts, normalize_endpoint
 from gexsrv.payloads import Envelope, GexPayload, PayloadError, StrikeRow
 from gexsrv.records import MajorsRow, MaxChangeRow, Record, SnapshotRow
 
@@ -30,10 +32,6 @@ LATEST_MS = 4_102_444_800_000  # 2100-01-01
 SECONDS_BELOW = 100_000_000_000  # epoch values under this are seconds (year 5138), above are milliseconds
 NUMERIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
-PACKAGES = ("classic", "state", "orderflow")  # gexbot's `package/category` endpoint names
-ENDPOINT_ALIASES = {"zero": "gex_zero", "one": "gex_one", "full": "gex_full"}
-MAXCHANGE_NAMES = ("maxchange", "gex_maxchange")
-ENDPOINT = re.compile(r"^[a-z0-9_]{1,40}$")
 # Letters, digits and $^_.=:!+- ; no path separators or control characters, no `..`, no leading `.` or `-`.
 TICKER = re.compile(r"^(?![.-])(?!.*\.\.)[A-Z0-9$^_.=:!+-]{1,32}$")
 TICKER_RULE = ("must be 1 to 32 letters, digits or $^_.=:!+- characters, not starting with . or - and without "
@@ -81,16 +79,18 @@ RAW_LIST = msgspec.json.Decoder(list[Raw])
 
 
 class Rules(NamedTuple):
-    """What decoding needs beyond the body: the endpoint of payloads that name none, and the zone of ISO times
-    that carry none (None: the server's local zone, as the original read them)."""
+    """What decoding needs beyond the body: the endpoint of payloads that name none, the zone of ISO times that
+    carry none (None: the server's local zone, as the original read them), and how far ahead of the server's
+    clock a timestamp may be before it is reported (ms)."""
 
     default_endpoint: str = "gex_zero"
     naive_zone: dt.tzinfo | None = dt.timezone.utc
+    future_ms: int = 86_400_000
 
     @classmethod
     def from_settings(cls, settings):
         return cls(normalize_endpoint(settings.default_endpoint, None, "default_endpoint"),
-                   zone(settings.naive_time_zone))
+                   zone(settings.naive_time_zone), round(settings.future_tolerance_s * 1000))
 
 
 def zone(name):
@@ -147,28 +147,6 @@ def _iso_ms(text, field, rules):
         return moment.timestamp() * 1000  # a naive time left here is read in the local zone
     except (ValueError, OverflowError):  # year 1 or 9999 in the local zone, out of range anyway
         return math.nan
-
-
-def endpoint_parts(name, field="$.endpoint"):
-    """(endpoint, names maxchange) of an endpoint as clients write it: `gex_one`, `one`, `classic/one`,
-    `classic/zero/maxchange`, `gex_maxchange`. The endpoint is None when the name gives only the maxchange."""
-    parts = [part for part in name.strip().lower().split("/") if part]
-    if len(parts) > 1 and parts[0] in PACKAGES:
-        parts = parts[1:]
-    maxchange = bool(parts) and parts[-1] in MAXCHANGE_NAMES
-    if maxchange:
-        parts = parts[:-1]
-    if len(parts) > 1:
-        raise PayloadError(field, f"expected an endpoint such as gex_zero or classic/zero, got {name[:40]!r}")
-    endpoint = ENDPOINT_ALIASES.get(parts[0], parts[0]) if parts else None
-    if endpoint is not None and not ENDPOINT.match(endpoint):
-        raise PayloadError(field, f"an endpoint is 1 to 40 letters, digits or _, got {name[:40]!r}")
-    return endpoint, maxchange
-
-
-def normalize_endpoint(name, default, field="$.endpoint"):
-    endpoint = endpoint_parts(name, field)[0] if name else None
-    return endpoint or default
 
 
 def check_ticker(name, field="$.ticker"):
@@ -268,10 +246,12 @@ def _unstored(payload, kind, row, at):
     return problems
 
 
-def _infer_kind(payload, maxchange_named):
+def _infer_kind(payload, named_kind):
     if _present(payload.strikes):
         return "snapshot"
-    if maxchange_named or any(getattr(payload, window) is not None for window in WINDOWS):
+    if named_kind:
+        return named_kind
+    if any(getattr(payload, window) is not None for window in WINDOWS):
         return "maxchange"
     if any(getattr(payload, marker) is not None for marker in MAJORS_MARKERS):
         return "majors"
@@ -295,6 +275,11 @@ def _received(value, field, rules, received_ms, problems):
     except PayloadError as exc:
         problems.append({"field": field, "error": f"{exc.reason}; the server's receive time is stored instead"})
         return received_ms
+
+
+def _ahead(ahead_ms, rules):
+    return (f"{ahead_ms / 1000:.0f} s ahead of the server's clock (future_tolerance_s is {rules.future_ms / 1000:g}): "
+            "stored, but never taken as the latest of its ticker or feed")
 
 
 def _unwrap(body, prefix):
@@ -321,7 +306,8 @@ def check_utf8(data, field="$"):
 
 
 def decode_gex(body, rules, received_ms, prefix="$"):
-    """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field."""
+    """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field;
+    received_ms is the server's clock when it arrived."""
     check_utf8(body, prefix)
     (payload, at), envelopes = _unwrap(body, prefix)
     ticker, ticker_at = _filled("ticker", (payload, at), envelopes)
@@ -330,18 +316,21 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     endpoint, endpoint_at = _filled("endpoint", (payload, at), envelopes)
     if endpoint is None:
         endpoint, endpoint_at = _filled("feed", (payload, at), envelopes)
-    endpoint, maxchange_named = endpoint_parts(endpoint, endpoint_at) if endpoint else (None, False)
+    endpoint, named_kind = endpoint_parts(endpoint, endpoint_at) if endpoint else (None, None)
     if payload.timestamp is None:
         raise PayloadError(f"{at}.timestamp", "Object missing required field `timestamp`")
-    kind = _filled("kind", (payload, at), envelopes)[0] or _infer_kind(payload, maxchange_named)
+    kind = _filled("kind", (payload, at), envelopes)[0] or _infer_kind(payload, named_kind)
     problems, skipped = [], []
     received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
     row = KINDS[kind][0](payload, at, problems, skipped)
+    ts = timestamp_ms(payload.timestamp, f"{at}.timestamp", rules)
+    if ts > received_ms + rules.future_ms:
+        problems.append({"field": f"{at}.timestamp", "error": _ahead(ts - received_ms, rules)})
     return Record(
         kind=kind,
         ticker=check_ticker(ticker, ticker_at),
         endpoint=endpoint or rules.default_endpoint,
-        timestamp_ms=timestamp_ms(payload.timestamp, f"{at}.timestamp", rules),
+        timestamp_ms=ts,
         received_ms=_received(received_at, received_at_path, rules, received_ms, problems),
         row=row,
         problems=problems + _unstored(payload, kind, row, at),

@@ -5,6 +5,7 @@ Handlers and the poller call Intake.accept; nothing is acknowledged before the f
 """
 
 import asyncio
+import time
 
 from tornado.ioloop import PeriodicCallback
 
@@ -28,7 +29,8 @@ class NotDurable(Exception):
 
 
 def gex_header(record, path):
-    """What a journal line says of a GEX record: its key as decided, when and how it arrived."""
+    """What a journal line says of a GEX record: its key as decided, how it arrived, and its received time as
+    stored (the client's received_at when it sent one; Intake.accept adds the server's clock as `arrived`)."""
     return {"kind": record.kind, "path": path, "source": record.source, "ticker": record.ticker,
             "endpoint": record.endpoint, "ts": record.timestamp_ms, "received": record.received_ms}
 
@@ -73,7 +75,7 @@ class Intake:
     def append(self, record, header, body):
         """Journal one record; return (seq, future resolving once durable)."""
         seq, segment, end, durable = self.journal.append(header, body)
-        self.ingester.add(seq, segment, end, header["received"], len(body), record.held())
+        self.ingester.add(seq, segment, end, header["arrived"], len(body), record.held())
         self.keys.add(record.key, self._when(record))
         return seq, durable
 
@@ -86,10 +88,12 @@ class Intake:
             self.refused += 1
             raise Busy(reason)
         duplicates = [self.keys.seen(record.key, self._when(record)) for record, _ in items]
+        # The server's clock, whatever the client's received_at says: the archive files the line by its day.
+        arrived = round(time.time() * 1000)
         appended = []
         try:
             for (record, header), dup in zip(items, duplicates):
-                appended.append(self.append(record, {**header, "dup": dup}, body))
+                appended.append(self.append(record, {**header, "dup": dup, "arrived": arrived}, body))
         except JournalError as exc:
             raise NotDurable(f"not stored: {exc}" if not appended else f"{exc}; part of the request may be "
                              "stored, and sending it again is safe", unknown=bool(appended)) from exc

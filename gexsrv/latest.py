@@ -6,6 +6,10 @@ and kind (a history file replayed through /gex, a late retry) does not replace i
 "latest"; one as new or newer does (of equal timestamps, the one stored last wins). Endpoints do not matter:
 the latest snapshot is the latest of gex_zero, gex_one and gex_full alike.
 
+A record dated more than the future tolerance ahead of the server's clock (future_tolerance_s; the reply lists it
+in its problems) is stored but never held, here or in the feeds, nor loaded at start: one payload dated 2099 would
+otherwise stay the newest, and every feed's age frozen, for good.
+
 Holding a record is the whole cost on the hot path; the JSON view is built when asked and cached until the
 ticker's next change. At start the view is loaded from DuckDB in a worker thread (load()): the newest snapshot
 (with its strike rows), majors and maxchange of every ticker; records stored meanwhile are kept where newer.
@@ -18,6 +22,7 @@ records as ingest holds them (without StrikeRow objects) and read the strike row
 import asyncio
 import datetime as dt
 import logging
+import time
 
 import msgspec
 
@@ -47,6 +52,10 @@ SNAPSHOT_FIELDS = {"spot_price": "spot", "zero_gamma": "zero_gamma", "min_dte": 
                    "sec_min_dte": "sec_min_dte", "major_pos_vol": "major_pos_vol", "major_pos_oi": "major_pos_oi",
                    "major_neg_vol": "major_neg_vol", "major_neg_oi": "major_neg_oi", "sum_gex_vol": "sum_gex_vol",
                    "sum_gex_oi": "sum_gex_oi", "delta_risk_reversal": "delta_risk_reversal"}
+
+
+def now_ms():
+    return time.time() * 1000
 
 
 def seconds(ms):
@@ -159,7 +168,8 @@ class Feeds:
     """Every feed, and the newest snapshot of each (ticker, endpoint); used on the event loop only. Unlike the
     latest view, endpoints are kept apart: a chart of gex_one must not show a gex_zero snapshot."""
 
-    def __init__(self):
+    def __init__(self, future_ms):
+        self.future_ms = future_ms  # records dated further ahead of the clock are not shown
         self.feeds = {}  # (ticker, endpoint, kind) -> Feed
         self.snapshots = {}  # (ticker, endpoint) -> the newest snapshot Record, strike rows included
 
@@ -170,7 +180,7 @@ class Feeds:
 
     def observe(self, record):
         """Ingest's observer, as Latest.observe: a GEX record stored."""
-        if record.kind not in ROWS:
+        if record.kind not in ROWS or record.timestamp_ms > now_ms() + self.future_ms:
             return
         self._feed((record.ticker, record.endpoint, record.kind), record.timestamp_ms, record.received_ms).records += 1
         if record.kind == "snapshot":
@@ -201,17 +211,19 @@ class Feeds:
 class Latest:
     """The view of every ticker, and the feeds; used on the event loop only."""
 
-    def __init__(self):
+    def __init__(self, future_s):
+        self.future_ms = future_s * 1000  # records dated further ahead of the clock are stored, never held
         self.entries = {}  # ticker -> Entry
-        self.feeds = Feeds()
+        self.feeds = Feeds(self.future_ms)
         self.version = 0  # counts changes, so a file writer knows when the view changed
         self.encoded_all = None
         self.load_state = "pending"  # pending | loading | done | failed: <why>
         self.loading = None
 
     def observe(self, record):
-        """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind."""
-        if record.kind in ROWS:
+        """Ingest's observer: hold a stored GEX record if it is the newest of its ticker and kind (and not dated
+        too far ahead)."""
+        if record.kind in ROWS and record.timestamp_ms <= now_ms() + self.future_ms:
             self.offer(record, live=True)
 
     def offer(self, record, live):
@@ -262,7 +274,7 @@ class Latest:
         """Fill the view from the database, in a worker thread; a failure is logged and the view stays live-only."""
         self.load_state = "loading"
         try:
-            records, feeds = await asyncio.to_thread(newest_records, store)
+            records, feeds = await asyncio.to_thread(newest_records, store, round(now_ms() + self.future_ms))
         except Exception as exc:  # the view then holds what is stored from now on; serving goes on
             log.error("latest view not loaded from the database: %s", exc, exc_info=not isinstance(exc, LoadError))
             self.load_state = f"failed: {exc}"
@@ -280,11 +292,13 @@ class LoadError(Exception):
     """The database cannot be read."""
 
 
-# The newest row per ticker (of equal timestamps, the one received last). max() per ticker and the join on its
-# result keep this a scan of three columns, not a sort of the table; legacy rows have NULL endpoint and received_at.
+# The newest row per ticker up to a time (of equal timestamps, the one received last). max() per ticker and the join
+# on its result keep this a scan of three columns, not a sort of the table; legacy rows have NULL endpoint and
+# received_at.
 NEWEST = """
     SELECT ticker, endpoint, timestamp, coalesce(received_at, timestamp), {columns} FROM {table}
-    JOIN (SELECT ticker, max(timestamp) AS timestamp FROM {table} GROUP BY ticker) USING (ticker, timestamp)
+    JOIN (SELECT ticker, max(timestamp) AS timestamp FROM {table} WHERE timestamp <= $upto GROUP BY ticker)
+    USING (ticker, timestamp)
     QUALIFY row_number() OVER (PARTITION BY ticker ORDER BY received_at DESC NULLS LAST, endpoint NULLS LAST) = 1"""
 # One query per snapshot, with its key as constants: DuckDB then skips every row group whose timestamp range
 # misses it (measured on 5M legacy strike rows: ~10 ms a ticker), where a join would scan the range between the
@@ -294,33 +308,34 @@ STRIKES = """
     WHERE ticker = ? AND timestamp = ? AND endpoint IS NOT DISTINCT FROM ? ORDER BY rowid"""
 
 
-# Each feed's newest timestamp and last arrival; legacy rows (NULL endpoint) belong to no feed.
+# Each feed's newest timestamp up to a time, and its last arrival; legacy rows (NULL endpoint) belong to no feed.
 FEEDS = """
     SELECT ticker, endpoint, max(timestamp), coalesce(max(received_at), max(timestamp)) FROM {table}
-    WHERE endpoint IS NOT NULL GROUP BY ticker, endpoint"""
+    WHERE endpoint IS NOT NULL AND timestamp <= $upto GROUP BY ticker, endpoint"""
 
 
-def newest_records(store):
+def newest_records(store, upto_ms):
     """The newest snapshot (with its strike rows), majors and maxchange of every ticker, as Records; and
-    (ticker, endpoint, kind, newest timestamp, last received) of every feed."""
+    (ticker, endpoint, kind, newest timestamp, last received) of every feed; rows dated after upto_ms left out."""
     cursor = store.cursor()
     if cursor is None:
         raise LoadError(f"database is {store.state}: {store.error}")
+    upto = {"upto": upto_ms}
     try:
-        records = [record for kind in ROWS for record in _newest(cursor, kind)]
+        records = [record for kind in ROWS for record in _newest(cursor, kind, upto)]
         feeds = [(ticker, endpoint, kind, *times) for kind in ROWS
-                 for ticker, endpoint, *times in cursor.execute(FEEDS.format(table=TABLES[kind])).fetchall()]
+                 for ticker, endpoint, *times in cursor.execute(FEEDS.format(table=TABLES[kind]), upto).fetchall()]
         return records, feeds
     finally:
         cursor.close()
 
 
-def _newest(cursor, kind):
+def _newest(cursor, kind, upto):
     row_type = ROWS[kind]
     columns = [name for name in row_type.__struct_fields__ if name != "strikes"]
     sql = NEWEST.format(table=TABLES[kind], columns=", ".join(columns))
     records = []
-    for ticker, endpoint, timestamp, received, *values in cursor.execute(sql).fetchall():
+    for ticker, endpoint, timestamp, received, *values in cursor.execute(sql, upto).fetchall():
         fields = dict(zip(columns, values))
         if kind == "snapshot":
             found = cursor.execute(STRIKES, [ticker, timestamp, endpoint]).fetchall()

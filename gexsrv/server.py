@@ -111,7 +111,7 @@ def build(settings):
     notifier = Notifier.from_settings(settings)
     supervisor = Supervisor(store, notifier)
     ingester.on_failure = supervisor.trouble
-    latest = Latest()
+    latest = Latest(settings.future_tolerance_s)
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
     ingester.observers += [latest.observe, latest.feeds.observe, *([outputs.observe] if outputs else []),
                            trades.announcer(notifier)]
@@ -120,7 +120,7 @@ def build(settings):
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake), poller, Connections(settings.max_connections))
+                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections))
     parts.metrics = Metrics(parts)
     ingester.on_ingest = parts.metrics.observe_ingest
     logging.getLogger().addHandler(parts.metrics.log_tail)

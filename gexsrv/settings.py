@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     duckdb_checkpoint_mb: Annotated[int, _setting("WAL size that triggers a DuckDB checkpoint, in MiB", ge=1)]
     duckdb_memory_mb: Annotated[int, _setting("memory DuckDB may use for its cache and queries, in MiB", ge=64)]
     default_endpoint: Annotated[str, _setting("endpoint stored for snapshots that name none")]
+    future_tolerance_s: Annotated[float, _setting(
+        "seconds a payload's timestamp may be ahead of the server's clock; past it the payload is stored but listed "
+        "in the reply's problems and never taken as the latest", ge=0)]
     naive_time_zone: Annotated[str, _setting(
         "zone of ISO times sent without one: local (the server's, as the original read them), UTC or an IANA name")]
     cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]

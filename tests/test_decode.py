@@ -13,10 +13,11 @@ from gexsrv.payloads import PayloadError
 
 TS = 1777492800  # 2026-04-29 20:00:00 UTC
 UTC = Rules("gex_zero", dt.timezone.utc)
+RECEIVED_MS = (TS + 60) * 1000  # the server's clock when the bodies arrive
 
 
-def decode(body, rules=UTC):
-    return decode_gex(json.dumps(body).encode(), rules, 0)
+def decode(body, rules=UTC, received_ms=RECEIVED_MS):
+    return decode_gex(json.dumps(body).encode(), rules, received_ms)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -55,10 +56,13 @@ def test_unreadable_timestamps_are_refused_naming_the_field(value, reason):
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("zero", ("gex_zero", False)), ("ONE", ("gex_one", False)), ("gex_full", ("gex_full", False)),
-    ("classic/zero", ("gex_zero", False)), ("classic/one", ("gex_one", False)), ("state/full", ("gex_full", False)),
-    ("classic/gex_one", ("gex_one", False)), ("classic/zero/maxchange", ("gex_zero", True)),
-    ("gex_maxchange", (None, True)), ("maxchange", (None, True)),
+    ("zero", ("gex_zero", None)), ("ONE", ("gex_one", None)), ("gex_full", ("gex_full", None)),
+    ("classic/zero", ("gex_zero", None)), ("classic/one", ("gex_one", None)), ("state/full", ("gex_full", None)),
+    ("classic/gex_one", ("gex_one", None)), ("classic/zero/maxchange", ("gex_zero", "maxchange")),
+    ("gex_maxchange", (None, "maxchange")), ("maxchange", (None, "maxchange")),
+    ("classic/one/majors", ("gex_one", "majors")), ("/SPX/state/zero/majors", ("gex_zero", "majors")),
+    ("/v2/NQ_NDX/classic/full/", ("gex_full", None)), ("/STATE/classic/one", ("gex_one", None)),
+    ("state/gamma_zero", ("gamma_zero", None)), ("majors", (None, "majors")),
 ])
 def test_endpoint_names_as_clients_write_them(name, expected):
     assert endpoint_parts(name) == expected
@@ -110,6 +114,18 @@ def test_every_alias_lands_in_its_column():
     assert (majors.mpos_vol, majors.mneg_vol, majors.net_gex_vol, majors.net_gex_oi) == (1, 2, 3, 4)
     by_net_gex = decode({"timestamp": TS, "ticker": "SPX", "net_gex": 42.5, "strikes": []}).row
     assert (by_net_gex.net_gex, by_net_gex.sum_gex_vol) == (42.5, 42.5)
+
+
+def test_a_timestamp_past_the_future_tolerance_is_kept_and_reported():
+    tolerance = UTC.future_ms // 1000
+    at_the_edge = decode({"timestamp": TS + 60 + tolerance, "ticker": "SPX", "spot": 1.0})
+    past_it = decode({"ticker": "SPX", "data": {"timestamp": TS + 61 + tolerance, "spot": 1.0}})
+    assert at_the_edge.problems == []
+    assert past_it.timestamp_ms == (TS + 61 + tolerance) * 1000
+    assert past_it.problems == [{"field": "$.data.timestamp", "error": "86401 s ahead of the server's clock "
+                                 "(future_tolerance_s is 86400): stored, but never taken as the latest of its ticker "
+                                 "or feed"}]
+    assert decode({"timestamp": TS + 3600, "ticker": "SPX"}, Rules(future_ms=0)).problems[0]["field"] == "$.timestamp"
 
 
 def test_recognised_values_that_fit_no_column_are_reported_not_dropped():

@@ -75,7 +75,7 @@ def test_a_start_under_a_foreign_lock_after_the_journal_emptied_never_reuses_a_s
                            and h["ingest"]["records_waiting"] == 0 and h)
     restarted.stop()
 
-    assert [r.status for r in replies] == [202] * 5
+    assert [(r.status, r.json()["duplicate"]) for r in replies] == [(202, None)] * 5
     assert held["status"] == "degraded" and held["ingest"]["records_waiting"] == 5
     if emptied != "journal and archive removed":
         assert held["journal"]["next_seq"] == 26

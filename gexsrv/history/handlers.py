@@ -6,13 +6,13 @@ import datetime as dt
 from typing import Annotated
 
 import msgspec
-from msgspec import Meta, Struct
+from msgspec import Meta, Raw, Struct
 
 from gexsrv.handlers import NOT_STORED, ApiError, IngestHandler, database_or_503
-from gexsrv.history import backfill, command, forward, names
+from gexsrv.history import backfill, command, forward, importer, names, staging
 from gexsrv.history.urls import Refused
 from gexsrv.decode import check_ticker, decode_with, normalize_endpoint
-from gexsrv.payloads import PayloadError, Text
+from gexsrv.payloads import NOTHING, PayloadError, Text
 
 
 LISTED_DAYS = 5_000
@@ -24,6 +24,9 @@ class HistoryRequest(Struct):
     endpoint: Text | None = None
     feed: Text | None = None
     kind: Text | None = None
+    gex_type: Text | None = None  # the original's own name for the category
+    # the file itself, inline (the original's receiver took it so): then the url only names it
+    raw_body: Raw = NOTHING
     # a backfill instead of a url: the days' files are found through the gexbot API
     package: Text | None = None
     category: Text | None = None
@@ -33,6 +36,9 @@ class HistoryRequest(Struct):
 
 
 DECODER = msgspec.json.Decoder(HistoryRequest)
+TEXT = msgspec.json.Decoder(str)
+INLINE_SHAPES = ("expected the history file: its JSON (an array of snapshots, {\"data\": [...]} or one snapshot) "
+                 "as it is, or its text (JSON Lines too) as a JSON string")
 
 
 def decode(body):
@@ -41,6 +47,21 @@ def decode(body):
         return decode_with(DECODER, body, "$")
     except PayloadError as exc:
         raise ApiError(400, exc.reason, field=exc.field) from None
+
+
+def inline_file(raw):
+    """The bytes of the file a request carries in raw_body (None without one), or 400 naming it."""
+    if not raw or bytes(raw) == b"null":
+        return None
+    head = bytes(memoryview(raw)[:1])
+    if head == b'"':
+        try:
+            return decode_with(TEXT, raw, "$.raw_body").encode()
+        except PayloadError as exc:
+            raise ApiError(400, exc.reason, field=exc.field) from None
+    if head in (b"[", b"{"):
+        return bytes(raw)
+    raise ApiError(400, INLINE_SHAPES, field="$.raw_body")
 
 
 def refuse_options(values):
@@ -84,7 +105,11 @@ class HistoryHandler(IngestHandler):
             raise ApiError(405, "a history job is read only: POST requests to /gex_history_url")
         body = self.body()
         request = decode(body)
+        inline = inline_file(request.raw_body)
         wants_days = request.date or request.first or request.last or request.package or request.category
+        if inline is not None and (request.url is None or wants_days):
+            raise ApiError(400, "raw_body is a file named by its url: give a url, and no date, from, to, package or "
+                                "category", field="$.url" if request.url is None else "$.raw_body")
         if request.url is None or wants_days:
             await self.backfill(request)
             return
@@ -93,14 +118,15 @@ class HistoryHandler(IngestHandler):
             return
         inferred_ticker, inferred_endpoint = names.infer(request.url)
         ticker = (request.ticker or inferred_ticker or "").upper()
-        endpoint = request.endpoint or request.feed or request.kind or inferred_endpoint
+        endpoint = request.endpoint or request.feed or request.kind or request.gex_type or inferred_endpoint
         if not ticker:
             raise ApiError(400, "no ticker given and none in the file name", field="$.ticker")
         if not endpoint:
             raise ApiError(400, "no endpoint given and none in the file name", field="$.endpoint")
         refuse_options({"url": request.url, "ticker": ticker, "endpoint": endpoint})
         try:
-            self.runner.policy.check_url(request.url)
+            if inline is None:  # an inline file's url is never fetched
+                self.runner.policy.check_url(request.url)
         except Refused as exc:
             raise ApiError(400, str(exc), field="$.url")
         try:
@@ -108,9 +134,24 @@ class HistoryHandler(IngestHandler):
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
         with database_or_503(self.conf.retry_after_seconds, write=True):
-            job, created = await self.runner.submit(request.url, ticker, endpoint)
+            if inline is None:
+                job, created = await self.runner.submit(request.url, ticker, endpoint)
+            else:
+                job, created = await self.submit_inline(request.url, ticker, endpoint, inline)
         self.reply(202, {"status": "queued", "via": "local", "id": job["id"], "ticker": job["ticker"],
                          "endpoint": job["endpoint"], "job_status": job["status"], "duplicate": not created})
+
+    async def submit_inline(self, url, ticker, endpoint, content):
+        """The runner's submit_inline, its refusals as replies naming raw_body."""
+        try:
+            return await self.runner.submit_inline(url, ticker, endpoint, content)
+        except importer.InvalidFile as exc:
+            raise ApiError(400, f"raw_body: {exc}", field="$.raw_body") from None
+        except staging.TooLarge as exc:
+            raise ApiError(413, f"raw_body: {exc}", field="$.raw_body") from None
+        except OSError as exc:  # staging it met a full or failing disk: nothing is queued
+            raise ApiError(503, f"raw_body could not be staged, nothing is queued: {exc}",
+                           retry_after=self.conf.retry_after_seconds, extra=NOT_STORED) from None
 
     async def backfill(self, request):
         """Plan the days; the backfill worker asks the API for their files and queues them (gexsrv.history.backfill)."""

@@ -1,13 +1,13 @@
 """A staged history file -> the Records POST /gex would make of its snapshots (gexsrv.decode, the one rule),
 written in chunks.
 
-The whole file is read first: every snapshot is decoded, and one the rule refuses fails the file with nothing
-stored. Then the snapshots are written CHUNK at a time, one transaction each on a cursor of the caller's, so a
-full-day import leaves room for live ingest between its transactions; a chunk a concurrent write conflicts with
-is tried again. Keys already stored are skipped (the first stored wins), so an interrupted import resumes by
-running it again. Ticker and endpoint are the job's; source is history:<job id>. What the rule left out of a
-snapshot (a bad strike row, an alias that disagrees) is counted and its first examples kept, as a reply's
-`problems` would be.
+The whole file is read first (read_records): every snapshot is decoded, and one the rule refuses fails the file
+with nothing stored. Then the snapshots are written CHUNK at a time (write_records), one transaction each on a
+cursor of the caller's, so a full-day import leaves room for live ingest between its transactions; a chunk a
+concurrent write conflicts with is tried again. Keys already stored are skipped (the first stored wins), so an
+interrupted import resumes by running it again. Ticker and endpoint are the job's; source is history:<job id>.
+What the rule left out of a snapshot (a bad strike row, an alias that disagrees) is counted and its first examples
+kept, as a reply's `problems` would be.
 
 File shapes: a JSON array of snapshots, {"data": [...]}, one snapshot object, or JSON Lines (one per line).
 """
@@ -106,18 +106,40 @@ def write_chunk(cursor, chunk, lock):
     return len(stored), sum(r.strike_rows for r in stored)
 
 
-def import_file(cursor, path, ticker, endpoint, source, progress=None, rules=Rules(), lock=NO_LOCK):
-    """Import one staged file; return (snapshots stored, strike rows stored, problems (count, first examples)).
-    progress(snapshots, strike rows) is called after each chunk; lock is held around each transaction (the
-    lake exporter's, gexsrv.lake)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    check_utf8(data)
-    records, problems = decode_all(snapshots(data), ticker, endpoint, source, rules)
+def read_records(data, ticker, endpoint, source, rules=Rules()):
+    """Every snapshot of a file's bytes as a Record, and the problems found; InvalidFile when the file cannot be
+    imported whole (not UTF-8 or JSON, or a snapshot the rule refuses)."""
+    try:
+        check_utf8(data)
+    except PayloadError as exc:
+        raise InvalidFile(exc.reason) from None
+    return decode_all(snapshots(data), ticker, endpoint, source, rules)
+
+
+def write_records(cursor, records, progress=None, lock=NO_LOCK, committed=None):
+    """Write the records CHUNK at a time; return (snapshots stored, strike rows stored). progress(snapshots, strike
+    rows) and committed(the chunk's records, stored before or now) are called after each chunk's commit; lock is
+    held around each transaction (the lake exporter's, gexsrv.lake)."""
     stored = rows = 0
     for start in range(0, len(records), CHUNK):
-        chunk_stored, chunk_rows = write_chunk(cursor, records[start:start + CHUNK], lock)
+        chunk = records[start:start + CHUNK]
+        chunk_stored, chunk_rows = write_chunk(cursor, chunk, lock)
         stored, rows = stored + chunk_stored, rows + chunk_rows
+        if committed:
+            committed(chunk)
         if progress:
             progress(stored, rows)
-    return stored, rows, {"count": len(problems), "examples": problems[:EXAMPLES]}
+    return stored, rows
+
+
+def summary(problems):
+    """The problems as a job keeps them: their count and the first examples."""
+    return {"count": len(problems), "examples": problems[:EXAMPLES]}
+
+
+def import_file(cursor, path, ticker, endpoint, source, progress=None, rules=Rules(), lock=NO_LOCK):
+    """Import one staged file; return (snapshots stored, strike rows stored, problems summary)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    records, problems = read_records(data, ticker, endpoint, source, rules)
+    return *write_records(cursor, records, progress, lock), summary(problems)

@@ -4,9 +4,8 @@ import posixpath
 import re
 import urllib.parse
 
-from gexsrv.decode import normalize_endpoint
+from gexsrv.endpoints import PACKAGES, normalize_endpoint
 
-PACKAGES = ("classic", "state", "orderflow")
 NAME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})_(?P<ticker>[A-Za-z0-9_.^-]+?)_(?P<package>" + "|".join(PACKAGES) + r")_"
     r"(?P<category>[A-Za-z0-9_]+?)(?:\.json)?(?:\.gz)?$"

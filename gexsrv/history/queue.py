@@ -30,6 +30,19 @@ def add(con, url, ticker, endpoint):
     return _as_dict(con.execute(SELECT + " WHERE id = ?", [job_id]).fetchall()[0]), True
 
 
+def add_staged(con, url, ticker, endpoint, file_path, sha256, size):
+    """Queue a job whose file is staged already (it came inline), or return the live one with the same content:
+    (job, created). The same URL does not make it the same job: its download may be the one that failed."""
+    same = con.execute(SELECT + " WHERE sha256 = ? AND status <> 'failed' ORDER BY id LIMIT 1", [sha256]).fetchall()
+    if same:
+        return _as_dict(same[0]), False
+    (job_id,) = con.execute(
+        "INSERT INTO gex_history_queue (id, url, ticker, endpoint, status, bytes, sha256, file_path) "
+        "SELECT coalesce(max(id), 0) + 1, ?, ?, ?, 'pending', ?, ?, ? FROM gex_history_queue RETURNING id",
+        [url, ticker, endpoint, size, sha256, file_path]).fetchone()
+    return _as_dict(con.execute(SELECT + " WHERE id = ?", [job_id]).fetchall()[0]), True
+
+
 def update(con, job_id, fields):
     assignments = ", ".join(f"{name} = ?" for name in fields)
     finished = ", finished_at = current_timestamp" if fields.get("status") in ("completed", "failed") else ""

@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import threading
+import uuid
 
 import duckdb
 import msgspec
@@ -30,8 +31,9 @@ class DiskTrouble(Exception):
 
 
 class Runner:
-    def __init__(self, conf, store, notifier, lake=None, allow_local=False):
+    def __init__(self, conf, store, notifier, lake=None, allow_local=False, keys=None):
         self.conf = conf
+        self.keys = keys  # the live intake's duplicate index (gexsrv.keys), told what imports commit
         self.notifier = notifier
         self.allow_local = allow_local  # file:// jobs: only the CLI queues them
         self.store = store
@@ -65,6 +67,22 @@ class Runner:
         if created:
             self.wake.set()
         return job, created
+
+    async def submit_inline(self, url, ticker, endpoint, content):
+        """Queue a job for a file the request carries: checked (importer.InvalidFile) and staged here as a download
+        would be, so the job imports it without fetching its url, which only names it."""
+        path, sha256, size = await asyncio.to_thread(self._stage_inline, content, ticker, endpoint)
+        job, created = await self.store.use(queue.add_staged, url, ticker, endpoint, path, sha256, size)
+        if created:
+            self.wake.set()
+        return job, created
+
+    def _stage_inline(self, content, ticker, endpoint):
+        records, _ = importer.read_records(content, ticker, endpoint, "inline", self.rules)
+        if not records:
+            raise importer.InvalidFile("the file holds no snapshots")
+        sink = fill(staging.Sink(self.folder, f"inline-{uuid.uuid4().hex}", self.conf.history_max_bytes), [content])
+        return staging.publish(sink.path, self.folder, ticker, endpoint, sink.sha256), sink.sha256, sink.size
 
     def job(self, job_id):
         """A job as replies show it: with its live progress, and its URL without the query string (listed)."""
@@ -115,7 +133,7 @@ class Runner:
         """Fetch, stage and import one job (or let HISTORY_DOWNLOAD_COMMAND do it all); return its final row."""
         job_id = job["id"]
         try:
-            if self._command_imports():
+            if self._command_imports() and not job["file_path"]:  # a file staged here (inline) is imported here
                 await self._run_importing_command(job)
             else:
                 await self._stage_and_import(job)
@@ -208,22 +226,28 @@ class Runner:
 
     async def _import(self, job, path):
         await self._update(job["id"], status="importing")
+        records, problems = await asyncio.to_thread(self._read, job, path)
+        if self.keys is not None:  # the live intake's duplicate flags: unknown while committing, seen once committed
+            self.keys.committing(keys_of(records))
         cursor = await self.store.use(lambda con: con.cursor())
         loop = asyncio.get_running_loop()
 
         def progress(snapshots, rows):  # after each chunk, from the import's thread
             loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
 
+        def committed(chunk):  # likewise
+            loop.call_soon_threadsafe(self.keys.committed, keys_of(chunk))
+
         try:
-            snapshots, rows, problems = await asyncio.to_thread(
-                importer.import_file, cursor, path, job["ticker"], job["endpoint"], f"history:{job['id']}",
-                progress, self.rules, self.lake_lock)
+            snapshots, rows = await asyncio.to_thread(importer.write_records, cursor, records, progress,
+                                                      self.lake_lock, committed if self.keys is not None else None)
         except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
             raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
             self.imported.pop(job["id"], None)
+        problems = importer.summary(problems)
         await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows,
                            problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
         log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
@@ -231,15 +255,31 @@ class Runner:
         if self.lake:
             self.lake.kick()
 
-
-def copy_into(path, sink):
-    """Feed a local file through a Sink (decompressing, hashing, size-capping) and finish it."""
-    try:
+    def _read(self, job, path):
+        """The staged file's records (importer.InvalidFile: the job fails)."""
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sink.feed(block)
+            data = f.read()
+        return importer.read_records(data, job["ticker"], job["endpoint"], f"history:{job['id']}", self.rules)
+
+
+def keys_of(records):
+    """(key, timestamp ms) of records, as the duplicate index takes them (gexsrv.keys)."""
+    return [(record.key, record.timestamp_ms) for record in records]
+
+
+def fill(sink, blocks):
+    """Feed blocks of a file through a Sink (decompressing, hashing, size-capping) and finish it."""
+    try:
+        for block in blocks:
+            sink.feed(block)
         sink.sha256 = sink.finish()
     except BaseException:
         sink.discard()
         raise
     return sink
+
+
+def copy_into(path, sink):
+    """Feed a local file through a Sink and finish it."""
+    with open(path, "rb") as f:
+        return fill(sink, iter(lambda: f.read(1 << 20), b""))
