@@ -323,7 +323,7 @@ def test_a_full_backlog_refuses_writes_with_503_and_journals_nothing_of_them(sta
     assert waited.status == 503 and waited.headers["Retry-After"] == "1"
     assert waited.json()["outcome"] == "journaled" and "not ingested within 0.5 s" in waited.json()["error"]
     assert refused.status == 503 and refused.headers["Retry-After"] == "1"
-    assert refused.json() == {"status": "error",
+    assert refused.json() == {"status": "error", "outcome": "not stored",
                               "error": "server busy, not stored: 5 journaled records are waiting for ingest"}
     assert health["journal"]["refused_busy"] == 1 and health["ingest"]["records_waiting"] == 5
     assert [(json.loads(line)["seq"], json.loads(line)["ts"]) for line in lines] == [

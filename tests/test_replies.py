@@ -2,8 +2,6 @@
 site's script), every error in JSON (the page's files included), every 503 of a write saying `outcome`; and a
 history job read from a worker thread while it finishes."""
 
-import subprocess
-import sys
 import types
 
 import pytest
@@ -12,7 +10,7 @@ from gexsrv import settings
 from gexsrv.history import queue
 from gexsrv.history.runner import Runner
 from gexsrv.store import Store
-from helpers import snapshot
+from helpers import database_held, snapshot
 
 TS = 1777492800
 PREFLIGHT = {"Origin": "https://unusualwhales.com", "Access-Control-Request-Method": "POST",
@@ -47,20 +45,10 @@ def test_errors_of_the_page_routes_are_json(server, path, status, error):
     assert reply.json() == {"status": "error", "error": error}
 
 
-def hold_database(path):
-    """Another process holding the DuckDB file's lock, until killed: nothing can be ingested."""
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
-                               f"con = duckdb.connect({str(path)!r})\n"
-                               "print('locked', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 def test_every_503_of_a_write_says_it_was_not_stored(start_server, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    holder = hold_database(data / "gex_data.db")
-    try:
+    with database_held(data / "gex_data.db"):
         server = start_server(data, "--backlog-max-records", "1", "--history-allowed-hosts", "127.0.0.1",
                               "--history-allowed-networks", "127.0.0.1/32")
         journaled = server.post("/gex", snapshot(timestamp=TS))
@@ -69,10 +57,6 @@ def test_every_503_of_a_write_says_it_was_not_stored(start_server, tmp_path):
                    server.post("/uw", [None, None, "option_trades", "new_msg", {"data": []}]),
                    # Never fetched: the job cannot even be queued while the database is away.
                    server.post("/gex_history_url", {"url": "http://127.0.0.1:9/2025-10-21_SPX_classic_gex_zero.json"})]
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
     assert journaled.status == 202
     assert [(r.status, r.headers.get("Retry-After"), r.json()["outcome"]) for r in refused] == [
         (503, "1", "not stored")] * 4, [r.body for r in refused]
