@@ -25,13 +25,15 @@ def link_new(temp_path, final_path):
     return True
 
 
-def replace_durably(path, data):
-    """Write a small file whole: an fsynced temp file renamed over path, so a crash leaves the old or the new one.
-    For the server's own bookkeeping files only, never for data."""
-    temp = f"{path}.tmp"
+
+def replace_file(folder, name, content):
+    """Write folder/name whole: readers, and a crash, leave the old file or the new one, never a part of either.
+    For files the server rewrites (latest.json, its bookkeeping), never for data."""
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{name}.tmp")  # one name: a leftover of a crash is overwritten next time
     with open(temp, "wb") as f:
-        f.write(data)
+        f.write(content)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(temp, path)
-    fsync_dir(os.path.dirname(path))
+    os.replace(temp, os.path.join(folder, name))
+    fsync_dir(folder)

@@ -18,7 +18,6 @@ The ingest thread is the store's own (Store.run), which owns the write connectio
 
 import asyncio
 import collections
-import itertools
 import logging
 import statistics
 import time
@@ -84,6 +83,22 @@ def decode_line(line, rules):
 PROGRESS_EVERY_S = 5.0
 
 
+def runs_of(found, upto, limit):
+    """The (segment, end, line) records found, up to seq upto, in runs of consecutive seqs of at most limit: each
+    run is one batch, its position that of its last record."""
+    run = []
+    for record in found:
+        seq = seq_of(record[2])
+        if seq > upto:
+            break
+        if run and (seq != seq_of(run[-1][2]) + 1 or len(run) == limit):
+            yield run
+            run = []
+        run.append(record)
+    if run:
+        yield run
+
+
 class Ingester:
     def __init__(self, store, journal, archive_root, rules, interval_ms, batch_records, max_records, memory_bytes):
         self.store = store
@@ -101,7 +116,6 @@ class Ingester:
         self.archived = 0  # records re-ingested from the raw archive since start
         self.durable_seq = 0
         self.busy = False
-        self.stash = []  # an archived record read ahead of its batch (_archived_batch)
         self.waiters = {}  # seq -> future of an ?ack=ingested request
         self.observers = []  # called with every record stored (not duplicates) once, on the event loop
         self.stored = collections.Counter()
@@ -153,10 +167,10 @@ class Ingester:
         log.info("the database has ingested up to seq %d and the journal starts at seq %d: ingesting seqs %d to %d "
                  "again from the raw archive %s", self.position[2], upto + 1, self.position[2] + 1, upto,
                  self.archive_root)
-        found = archive.records_after(self.archive_root, self.position[2])
+        runs = runs_of(archive.records_after(self.archive_root, self.position[2]), upto, self.max_records)
         said = time.monotonic()
         while self.position[2] < upto:
-            taken = await self._replay(self._archived_batch, found, upto)
+            taken = await self._replay(self._archived_batch, runs)
             if not taken:
                 break
             self.archived += taken
@@ -170,25 +184,19 @@ class Ingester:
             self.position = (0, 0, upto)
         log.info("from the raw archive: %d records ingested; the journal follows", self.archived)
 
-    def _archived_batch(self, found, upto):
-        """Write the next run of consecutive archived records (at most max_records); on the ingest thread."""
-        lines, place = [], None
-        for first, end, line in itertools.chain(self.stash, found):
-            seq = seq_of(line)
-            if seq > upto or (lines and seq != seq_of(lines[-1]) + 1) or len(lines) == self.max_records:
-                self.stash = [(first, end, line)]
-                break
-            if not lines and seq != self.position[2] + 1:
-                log.warning("seqs %d to %d are not in the raw archive (expired or removed): they cannot be ingested "
-                            "again", self.position[2] + 1, seq - 1)
-            lines.append(line)
-            place = (first, end, seq)
-        else:
-            self.stash = []
-        if not lines:
+    def _archived_batch(self, runs):
+        """Write the next run of consecutive archived records (runs_of); on the ingest thread."""
+        run = next(runs, None)
+        if run is None:
             return []
+        first_seq = seq_of(run[0][2])
+        if first_seq != self.position[2] + 1:
+            log.warning("seqs %d to %d are not in the raw archive (expired or removed): they cannot be ingested "
+                        "again", self.position[2] + 1, first_seq - 1)
+        lines = [line for _, _, line in run]
         records = [decode_line(line, self.rules) for line in lines]
-        return self._write(records, self.store.prepare(records), place, lines)
+        segment, end, _ = run[-1]
+        return self._write(records, self.store.prepare(records), (segment, end, first_seq + len(run) - 1), lines)
 
     async def _replay(self, read, *args):
         """One batch read back (from the journal or the archive) and written by read(*args) on the ingest thread,

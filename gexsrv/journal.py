@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gexsrv.durable import fsync_dir, replace_durably
+from gexsrv.durable import fsync_dir, replace_file
 
 log = logging.getLogger("gexsrv.journal")
 
@@ -190,7 +190,9 @@ class Journal:
 
     def _read_back(self, known_seq, archived_seq):
         names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
-        mark = self._read_mark()
+        mark = self._read_seq(MARK_NAME)
+        self.marked = mark or 0
+        self.ingested_mark = self._read_seq(INGESTED_NAME) or 0
         used = max(known_seq, mark if mark is not None else archived_seq())
         last = None
         for i, name in enumerate(names):
@@ -211,14 +213,8 @@ class Journal:
         self.durable_seq = self.written_seq = self.next_seq - 1
         self.mark_used(self.next_seq - 1)
 
-    def _read_mark(self):
-        self.ingested_mark = self._read_seq(INGESTED_NAME, "the journal starts counting what waits from its "
-                                                           "segments") or 0
-        mark = self._read_seq(MARK_NAME, "the journal counts from its segments, the database and the archive")
-        self.marked = mark or 0
-        return mark
-
-    def _read_seq(self, name, without):
+    def _read_seq(self, name):
+        """The seq a bookkeeping file (LAST_SEQ, INGESTED_SEQ) holds; None without one."""
         path = os.path.join(self.folder, name)
         try:
             with open(path) as f:
@@ -228,13 +224,13 @@ class Journal:
         try:
             return int(text)
         except ValueError:
-            raise JournalCorrupt(f"{path} does not hold a seq ({text[:40]!r}); restore it, or delete it ({without} "
-                                 "then)") from None
+            raise JournalCorrupt(f"{path} does not hold a seq ({text[:40]!r}); restore it, or delete it: the journal "
+                                 "then counts from its segments, the database and the archive") from None
 
     def mark_ingested(self, seq):
         """Record that ingest reached seq, so that a start without the database knows what waits; any thread."""
         if seq > self.ingested_mark:
-            replace_durably(os.path.join(self.folder, INGESTED_NAME), f"{seq}\n".encode())
+            replace_file(self.folder, INGESTED_NAME, f"{seq}\n".encode())
             self.ingested_mark = seq
 
     def mark_used(self, seq):
@@ -242,7 +238,7 @@ class Journal:
         Any thread."""
         with self.mark_lock:
             if seq > self.marked:
-                replace_durably(os.path.join(self.folder, MARK_NAME), f"{seq}\n".encode())
+                replace_file(self.folder, MARK_NAME, f"{seq}\n".encode())
                 self.marked = seq
 
     def first_seq(self):

@@ -15,7 +15,7 @@ import os
 
 import msgspec
 
-from gexsrv.durable import fsync_dir
+from gexsrv.durable import replace_file
 from gexsrv.latest import seconds
 
 log = logging.getLogger("gexsrv.outputs")
@@ -39,18 +39,6 @@ def append_lines(folder, lines):
         f.write(b"".join(encoder.encode(line) + b"\n" for line in lines))
         f.flush()
         os.fsync(f.fileno())
-
-
-def replace_file(folder, name, content):
-    """Readers see the old file or the new one, never a part of either."""
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{name}.tmp")  # one name: a leftover of a crash is overwritten next time
-    with open(temp, "wb") as f:
-        f.write(content)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, os.path.join(folder, name))
-    fsync_dir(folder)
 
 
 class Outputs:

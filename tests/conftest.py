@@ -1,5 +1,6 @@
 import pytest
 
+from filesrv import FileServer
 from helpers import Server
 
 
@@ -24,3 +25,22 @@ def start_server(tmp_path):
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A local file server (tests/filesrv.py) over a temporary folder: history files to download, a hook."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with FileServer(folder) as srv:
+        yield srv
+
+
+@pytest.fixture
+def hist(start_server, files):
+    """Start servers allowed to download history files from `files`, with short backoffs and exports."""
+    def start(*flags, data_dir=None):
+        return start_server(data_dir, "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
+                            "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
+                            "--alert-webhook-url", f"{files.url}/hook", "--lake-export-interval", "0.3", *flags)
+    return start

@@ -112,7 +112,9 @@ def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **ex
 
 @contextlib.contextmanager
 def database_held(path):
-    """Another process holding a DuckDB file's lock (a notebook, a duckdb shell) while the block runs."""
+    """Another process holding a DuckDB file's lock (a notebook, a duckdb shell) while the block runs: the server
+    journals, and ingests nothing."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
                                f"con = duckdb.connect({str(path)!r})\n"
                                "print('locked', flush=True)\ntime.sleep(300)"], stdout=subprocess.PIPE, text=True)
@@ -135,3 +137,28 @@ def wait_until(check, timeout=30, step=0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {getattr(check, '__name__', check)}")
         time.sleep(step)
+
+
+def post_fillers_until(server, done, first_ts, timeout=30, **fields):
+    """Post a QQQ filler snapshot now and then (a journal segment is archived once a newer one exists) until the
+    archive holds files and done() is true; fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    filler = 0
+    while time.monotonic() < deadline:
+        filler += 1
+        assert server.post("/gex", snapshot(ticker="QQQ", timestamp=first_ts + filler, **fields)).status == 202
+        time.sleep(0.4)
+        if server.get("/health").json()["archive"]["files"] and done():
+            return
+    raise AssertionError(f"not archived in {timeout} s: {server.get('/health').json()}")
+
+
+def wait_job(server, job_id, timeout=30):
+    """The history job once it completed or failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = server.get(f"/gex_history_url/{job_id}").json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")

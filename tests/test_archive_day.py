@@ -9,7 +9,7 @@ import time
 
 import duckdb
 
-from helpers import snapshot
+from helpers import post_fillers_until, snapshot
 from gexsrv.journal import encode_line, segment_name
 
 TS = 1777492800
@@ -31,18 +31,9 @@ def archived(data):
              line.get("arrived")) for line in lines]
 
 
-def archive_through(server, seq, timeout=30):
-    """Post filler snapshots (a segment is archived once a newer one exists) until line `seq` is archived."""
-    deadline = time.monotonic() + timeout
-    filler = 0
-    while time.monotonic() < deadline:
-        filler += 1
-        assert server.post("/gex", snapshot(ticker="QQQ", timestamp=TS + filler, n_strikes=1)).status == 202
-        time.sleep(0.4)
-        if server.get("/health").json()["archive"]["files"] and any(
-                row[1] == seq for row in archived(server.data_dir)):
-            return
-    raise AssertionError(f"line {seq} not archived in {timeout} s: {server.get('/health').json()}")
+def archive_through(server, seq):
+    """Post filler snapshots until line `seq` is archived."""
+    post_fillers_until(server, lambda: any(row[1] == seq for row in archived(server.data_dir)), TS, n_strikes=1)
 
 
 def test_a_client_clock_in_2001_files_nothing_under_2001(start_server):

@@ -1,7 +1,6 @@
 """The write-ahead journal end to end, with real processes and files: SIGKILL at random moments under load, a
 replay of 100,000 journaled records, what each ack promises, 503 on a full ingest backlog, and the quarantine."""
 
-import contextlib
 import http.client
 import itertools
 import json
@@ -18,7 +17,7 @@ from pathlib import Path
 import duckdb
 import make_history_file
 from filesrv import FileServer
-from helpers import request, snapshot, wait_until
+from helpers import database_held, request, snapshot, wait_until
 
 from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
@@ -292,25 +291,9 @@ def test_ack_journal_means_the_row_is_journaled_and_lands_at_the_next_start(star
 
 # ---- a full ingest backlog ----
 
-@contextlib.contextmanager
-def database_held(data_dir):
-    """Another process holds DuckDB's lock on the database for the duration: the server journals, ingests nothing."""
-    data_dir.mkdir(exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
-                               f"con = duckdb.connect({str(data_dir / 'gex_data.db')!r})\n"
-                               "print('locked', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
-
-
 def test_a_full_backlog_refuses_writes_with_503_and_journals_nothing_of_them(start_server, tmp_path):
     data = tmp_path / "data"
-    with database_held(data):
+    with database_held(data / "gex_data.db"):
         server = start_server(data, "--backlog-max-records", "5", "--ack-ingested-timeout-s", "0.5")
         journaled = [server.post("/gex", snapshot(timestamp=TS + i)) for i in range(4)]
         waited = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 4))

@@ -5,10 +5,8 @@ holds gex_data.db, so the stored keys cannot be loaded until it lets go."""
 import json
 import time
 
-from helpers import snapshot
+from helpers import database_held, snapshot, wait_job, wait_until
 from make_history_file import snapshots
-from test_faults import hold_database, release, wait_health
-from test_history import files, hist, wait_job  # noqa: F401  (fixtures)
 
 
 def duplicate(server, ts, ticker="SPX"):
@@ -42,15 +40,12 @@ def test_a_start_without_the_database_says_null_for_what_it_cannot_know(start_se
     first = start_server(data)
     assert first.post("/gex?ack=ingested", snapshot(timestamp=now - 60, n_strikes=2)).status == 202
     first.stop()
-    holder = hold_database(data / "gex_data.db")
-    try:
+    with database_held(data / "gex_data.db"):
         server = start_server(data)
         assert server.get("/health").json()["storage"]["cause"] == "locked"
         while_locked = {"stored before": duplicate(server, now - 60), "new": duplicate(server, now - 30),
                         "journaled since start": duplicate(server, now - 30)}
-    finally:
-        release(holder)
-    assert wait_health(server, lambda h: h["status"] == "ok")["status"] == "ok"
+    assert wait_until(lambda: server.get("/health").json()["status"] == "ok")
     loaded = {"stored before": duplicate(server, now - 60), "journaled while locked": duplicate(server, now - 30),
               "new": duplicate(server, now)}
     server.stop()

@@ -4,8 +4,7 @@ history request's `gex_type` (the original's own name for the category). Each ro
 
 import json
 
-from helpers import snapshot
-from test_history import files, hist, wait_job  # noqa: F401  (fixtures)
+from helpers import snapshot, wait_job
 
 TS = 1777492800
 

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,25 +15,10 @@ import duckdb
 import pytest
 
 from filesrv import FileServer
-from helpers import Server, snapshot
+from helpers import Server, database_held, snapshot
 from make_history_file import snapshots
 
 TS = 1777492800
-
-
-def hold_database(path):
-    """Another process holding the DuckDB file's lock, until killed."""
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, time\n"
-                               f"con = duckdb.connect({str(path)!r})\n"
-                               "print('locked', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def release(holder):
-    holder.kill()
-    holder.wait()
-    holder.stdout.close()
 
 
 def wait_health(server, done, timeout=30):
@@ -50,8 +34,7 @@ def test_a_database_held_by_another_process_is_taken_up_again_without_a_restart(
     data = tmp_path / "data"
     data.mkdir()
     with FileServer(tmp_path) as hooks:
-        holder = hold_database(data / "gex_data.db")
-        try:
+        with database_held(data / "gex_data.db"):
             server = start_server(data, "--alert-webhook-url", f"{hooks.url}/hook", "--history-allowed-hosts",
                                   "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32")
             held = server.get("/health").json()
@@ -59,8 +42,6 @@ def test_a_database_held_by_another_process_is_taken_up_again_without_a_restart(
             history = server.post("/gex_history_url",
                                   {"url": f"{hooks.url}/files/2025-10-21_SPX_classic_gex_zero.json"})
             listing = server.get("/gex_history_url")
-        finally:
-            release(holder)
         recovered = wait_health(server, lambda h: h["status"] == "ok")
         stored = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 3, n_strikes=3))
         alerts = [hook["text"] for hook in hooks.hooks]

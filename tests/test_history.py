@@ -9,7 +9,7 @@ import time
 import duckdb
 import polars as pl
 import pytest
-from filesrv import FileServer
+from helpers import wait_job
 from make_history_file import snapshots
 
 from gexsrv.history import importer
@@ -24,33 +24,6 @@ def write_history(path, n=SNAPS, seed=1, ticker="SPX", compress=False):
     data = json.dumps(list(snapshots(n, STRIKES, ticker, dt.date.fromisoformat(DAY), seed=seed))).encode()
     path.write_bytes(gzip.compress(data) if compress else data)
     return path
-
-
-@pytest.fixture
-def files(tmp_path):
-    folder = tmp_path / "files"
-    folder.mkdir()
-    with FileServer(folder) as srv:
-        yield srv
-
-
-@pytest.fixture
-def hist(start_server, files):
-    def start(*flags, data_dir=None):
-        return start_server(data_dir, "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
-                            "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
-                            "--alert-webhook-url", f"{files.url}/hook", "--lake-export-interval", "0.3", *flags)
-    return start
-
-
-def wait_job(server, job_id, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = server.get(f"/gex_history_url/{job_id}").json()
-        if job["status"] in ("completed", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def submit(server, url, **extra):

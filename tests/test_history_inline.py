@@ -3,8 +3,7 @@ expired pre-signed URL loses nothing. A real gexsrv; the URL points at a local f
 
 import json
 
-from helpers import snapshot
-from test_history import files, hist, wait_job  # noqa: F401  (fixtures)
+from helpers import snapshot, wait_job
 
 TS = 1761053400  # 2025-10-21 13:30 UTC
 NAME = "2025-10-21_SPX_classic_gex_one.json"

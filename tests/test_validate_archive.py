@@ -8,11 +8,10 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import duckdb
 import pytest
-from helpers import REPO, Server, snapshot
+from helpers import REPO, Server, post_fillers_until, snapshot
 from validate_helpers import T0, plant
 
 MS = T0 * 1000
@@ -54,19 +53,10 @@ def archived(data):
     return [dict(zip(found.columns, row)) for row in found.fetchall()]
 
 
-def wait_for_archive(server, timeout=30):
-    """Post a filler snapshot now and then (a segment is archived once a newer one exists) until a filler, and so
-    every line before it, is in the archive."""
-    deadline = time.monotonic() + timeout
-    filler = 0
-    while time.monotonic() < deadline:
-        filler += 1
-        assert server.post("/gex", snapshot(ticker="QQQ", timestamp=T0 + filler, spot=600.0)).status == 202
-        time.sleep(0.4)
-        if server.get("/health").json()["archive"]["files"] and any(
-                line["ticker"] == "QQQ" for line in archived(server.data_dir)):
-            return
-    raise AssertionError(f"nothing archived in {timeout} s: {server.get('/health').json()}")
+def wait_for_archive(server):
+    """Post filler snapshots until one, and so every line before it, is in the archive."""
+    post_fillers_until(server, lambda: any(line["ticker"] == "QQQ" for line in archived(server.data_dir)), T0,
+                       spot=600.0)
 
 
 @pytest.fixture(scope="module")
