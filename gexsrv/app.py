@@ -7,12 +7,13 @@ from importlib import resources
 from tornado.log import access_log
 from tornado.web import Application
 
-from gexsrv import __version__, handlers
+from gexsrv import __version__, auth, handlers
 from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, StatusHandler,
                         StrikesHandler)
 from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryDaysHandler, HistoryHandler
 from gexsrv.metrics import route_label
+from gexsrv.origins import Gate
 from gexsrv.store import StorageError
 from gexsrv.uw.handler import UwHandler
 from gexsrv.validate.service import integrity_report
@@ -108,6 +109,8 @@ def make_app(settings, parts):
         serve_traceback=settings.debug,
         log_function=request_logger(settings.debug, parts.metrics.observe_request),
         gexsrv=settings,
+        gate=Gate.from_settings(settings),
+        signatures=auth.Signatures.from_settings(settings),
         bodies_in_flight=[0],  # bytes of request bodies being received, all connections together
         requests_in_flight=[0],  # writes being handled, which a shutdown lets finish
     )

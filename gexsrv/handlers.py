@@ -61,17 +61,37 @@ class BaseHandler(RequestHandler):
         for name, value in deps.items():
             setattr(self, name, value)
 
+    signature = None  # the signature this request claimed (gexsrv.auth.Signatures)
+
     def prepare(self):
+        self.refuse_foreign()
         self.refuse_unwanted()
         if self.request.method == "GET" and not self.open_to_all:
             self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
             if self.signed_reads:
-                self.refuse_if(auth.signature_problem(self.conf, self.request.uri.encode(),
-                                                      self.request.headers.get("X-Signature")))
+                self.check_signature(b"")
+
+    def refuse_foreign(self):
+        """A page of a site not allowed, or a Host name not allowed (gexsrv.origins), gets 403, before anything
+        else is looked at."""
+        refusal = self.application.settings["gate"].refusal(self.request)
+        if refusal:
+            raise ApiError(403, refusal[0], extra={"setting": refusal[1]})
 
     def refuse_if(self, problem):
         if problem:
             raise ApiError(401, problem)
+
+    def check_signature(self, body):
+        request = self.request
+        problem, self.signature = self.application.settings["signatures"].check(
+            request.method, request.uri, body, request.headers, time.time())
+        self.refuse_if(problem)
+
+    def on_finish(self):
+        if self.signature and (self.get_status() >= 300 or not self._finished):  # refused, failed or cut off
+            self.application.settings["signatures"].release(self.signature)
+            self.signature = None
 
     def refuse_unwanted(self):
         """A method the route does not answer, or a body it does not take, is refused from the request's head:
@@ -92,15 +112,19 @@ class BaseHandler(RequestHandler):
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
-        self.set_header("Access-Control-Allow-Origin", self.conf.cors_origin)
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Signature")
+        self.set_header("Vary", "Origin")
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.application.settings["gate"].refusal(self.request):
+            self.set_header("Access-Control-Allow-Origin", origin)  # an allowed page's, never `*`
+            self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.set_header("Access-Control-Allow-Headers",
+                            "Content-Type, Authorization, X-Signature, X-Signature-Timestamp")
 
     def options(self, *args):
         # Private Network Access: Chrome asks before a public site's script reaches a private address (the
-        # userscript on the Unusual Whales site posting to a server on the LAN).
-        asked = self.request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true"
-        if asked and self.conf.cors_origin:
+        # userscript on the Unusual Whales site posting to a server on the LAN); prepare() let only allowed
+        # origins this far.
+        if self.request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
             self.set_header("Access-Control-Allow-Private-Network", "true")
         self.set_status(204)
         self.finish()
@@ -185,6 +209,7 @@ class IngestHandler(BaseHandler):
         self.held += size
 
     def on_finish(self):
+        super().on_finish()
         self.application.settings["bodies_in_flight"][0] -= self.held
         self.held = 0
         if self.counted:
@@ -206,7 +231,7 @@ class IngestHandler(BaseHandler):
         if self.size > self.conf.max_body_bytes:
             raise ApiError(413, f"body is over the {self.conf.max_body_bytes}-byte limit")
         body = b"".join(self.chunks)
-        self.refuse_if(auth.signature_problem(self.conf, body, self.request.headers.get("X-Signature")))
+        self.check_signature(body)
         if not body.strip():
             raise ApiError(400, "empty request body", field="$")
         return body

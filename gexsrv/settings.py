@@ -72,13 +72,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "in the reply's problems and never taken as the latest", ge=0)]
     naive_time_zone: Annotated[str, _setting(
         "zone of ISO times sent without one: local (the server's, as the original read them), UTC or an IANA name")]
-    cors_origin: Annotated[str, _setting("Access-Control-Allow-Origin sent with every reply")]
+    allowed_origins: Annotated[str, _setting(
+        "comma-separated origins (scheme://host[:port], * a wildcard) whose web pages may use the server; a request "
+        "from another page gets 403, one without Origin (curl, scripts) is not concerned; the server's own page is "
+        "always allowed")]
+    allowed_hosts: Annotated[str, _setting(
+        "comma-separated Host names (* a wildcard) the server answers to, besides IP addresses and --host; others "
+        "get 403 (DNS rebinding)")]
     auth_token: Annotated[str, _setting(
         "bearer token (Authorization: Bearer ...) every write and every read of data requires; open: /health, "
         "/openapi.json and the status page's files; empty: off")]
     auth_hmac_secret: Annotated[str, _setting(
-        "secret writes sign their body with, and reads of data (but /metrics) their path and query "
-        "(X-Signature: sha256=<HMAC-SHA256 hex>); empty: off")]
+        "secret requests sign with: X-Signature: sha256=<HMAC-SHA256 hex of X-Signature-Timestamp, method, path "
+        "and query, body> on writes and reads of data (but /metrics); empty: off")]
+    auth_signature_window_s: Annotated[float, _setting(
+        "how far X-Signature-Timestamp may be from the server's clock, in seconds; a signature is refused a second "
+        "time within it", gt=0)]
+    auth_legacy_signatures: Annotated[bool, _setting(
+        "also accept the old, replayable X-Signature form (no timestamp: HMAC of a write's body or a read's target)")]
     gexbot_api_key: Annotated[str, _setting("gexbot API key of the original's poller and of backfill",
                                             env=["GEXBOT_API_KEY"])]
     gexbot_api_url: Annotated[str, _setting(
@@ -126,6 +137,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
 
 FIELDS = msgspec.inspect.type_info(Settings).fields
+# Settings that are gone, and what took their place: a configuration naming one is told, not silently changed.
+REPLACED = {"cors_origin": "allowed_origins (the sites whose pages may use the server; `*` is no longer sent)"}
 DEFAULTS_FILE = "gexsrv.toml"
 
 
@@ -181,6 +194,9 @@ def load(args, environ=None, cwd="."):
         merged.update(read_toml(config))
     merged.update(from_environment(environ))
     merged.update({f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name, None) is not None})
+    for name, successor in REPLACED.items():
+        if name in merged or environ.get(f"GEXSRV_{name.upper()}"):
+            raise ConfigError(f"gexsrv: the setting {name} is replaced by {successor}")
     unknown = sorted(set(merged) - {f.name for f in FIELDS})
     if unknown:
         raise ConfigError(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")

@@ -1,7 +1,7 @@
 import pytest
 
 from filesrv import FileServer
-from helpers import Server
+from helpers import Server, chromium
 
 
 @pytest.fixture
@@ -44,3 +44,11 @@ def hist(start_server, files):
                             "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
                             "--alert-webhook-url", f"{files.url}/hook", "--lake-export-interval", "0.3", *flags)
     return start
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (helpers.chromium), quit after the test."""
+    driver = chromium()
+    yield driver
+    driver.quit()

@@ -1,6 +1,6 @@
 """A local HTTP server for history-download tests, on 127.0.0.1 in a thread, serving files from a folder.
 
-Paths: /files/<name> serves a file; /flaky/<n>/<name> answers 503 n times, then serves it; /drop/<n>/<name>
+Paths: /files/<name> serves a file (a .html one as a page); /flaky/<n>/<name> answers 503 n times, then serves it; /drop/<n>/<name>
 closes the connection without an answer n times, then serves it; /status/<code>; /redirect?to=<url> answers 302;
 POST /hook records the JSON body (an alert webhook receiver).
 """
@@ -55,7 +55,8 @@ class FileServer:
                 hit = server.count(parts.path)
                 segments = parts.path.strip("/").split("/")
                 if segments[0] == "files":
-                    self.send(200, (server.folder / segments[1]).read_bytes())
+                    page = [("Content-Type", "text/html")] if segments[1].endswith(".html") else []
+                    self.send(200, (server.folder / segments[1]).read_bytes(), page)
                 elif segments[0] == "flaky":
                     if hit <= int(segments[1]):
                         self.send(503, b"try later")

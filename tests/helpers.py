@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ BENCH = REPO / "bench"
 # The fixture builders (make_legacy_db, make_history_file) live in bench/, whose scripts use them too. bench/ holds
 # scripts, not a package, so it goes on the path; conftest.py imports this module before any test module.
 sys.path.append(str(BENCH))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
 
@@ -162,3 +165,19 @@ def wait_job(server, job_id, timeout=30):
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def chromium(*arguments, page_load_timeout=10):
+    """Headless Chromium driven by selenium (Debian's chromium and chromium-driver), its console logged."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,1500", "--hide-scrollbars", "--no-first-run", *arguments):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(page_load_timeout)
+    return driver

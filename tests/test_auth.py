@@ -1,9 +1,10 @@
-"""Optional shared-secret authentication of /gex and /uw: bearer token and HMAC-SHA256 body signatures."""
+"""Optional shared-secret authentication: bearer token, and HMAC-SHA256 signatures over the timestamp, method,
+request target and body, which cannot be replayed (gexsrv.auth)."""
 
 import hashlib
 import hmac
 import json
-import types
+import time
 
 from gexsrv import auth
 from helpers import snapshot
@@ -11,33 +12,74 @@ from helpers import snapshot
 TOKEN = "s3cret-token"
 SECRET = "hmac-secret"
 FRAME = [None, None, "news", "new_msg", {"title": "hello"}]
+NOW = 1_800_000_000.0
 
 
-def sign(body, secret=SECRET):
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed(method, target, body=b"", secret=SECRET, timestamp=None):
+    """The headers of a request signed as the README shows."""
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    message = f"{stamp}\n{method}\n{target}\n".encode() + body
+    return {"X-Signature-Timestamp": stamp,
+            "X-Signature": "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}
 
 
-def conf(token="", secret=""):
-    return types.SimpleNamespace(auth_token=token, auth_hmac_secret=secret)
+def legacy(message, secret=SECRET):
+    return {"X-Signature": "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}
 
 
-def test_checks_pass_when_off_and_name_what_is_wrong_when_on():
+def test_a_token_check_passes_when_off_and_names_what_is_wrong_when_on():
+    conf = type("Conf", (), {"auth_token": TOKEN})
+    assert auth.token_problem(type("Off", (), {"auth_token": ""}), None) is None
+    assert auth.token_problem(conf, f"Bearer {TOKEN}") is None
+    assert auth.token_problem(conf, f"bearer {TOKEN}") is None
+    assert auth.token_problem(conf, None) == "missing bearer token (Authorization: Bearer <token>)"
+    assert auth.token_problem(conf, f"Basic {TOKEN}").startswith("missing bearer token")
+    assert auth.token_problem(conf, "Bearer nope") == "bad bearer token"
+    assert auth.token_problem(conf, "Bearer s3cret-tokén") == "bad bearer token"  # non-ASCII must not raise
+
+
+def test_a_signature_is_bound_to_method_target_body_and_moment_and_taken_once():
+    check = auth.Signatures(SECRET, 300, legacy=False).check
     body = b'{"a":1}'
-    assert auth.token_problem(conf(), None) is None
-    assert auth.signature_problem(conf(), body, None) is None
-    on = conf(TOKEN, SECRET)
-    assert auth.token_problem(on, f"Bearer {TOKEN}") is None
-    assert auth.token_problem(on, f"bearer {TOKEN}") is None
-    assert auth.token_problem(on, None) == "missing bearer token (Authorization: Bearer <token>)"
-    assert auth.token_problem(on, f"Basic {TOKEN}").startswith("missing bearer token")
-    assert auth.token_problem(on, "Bearer nope") == "bad bearer token"
-    assert auth.token_problem(on, "Bearer s3cret-tokén") == "bad bearer token"  # non-ASCII must not raise
-    assert auth.signature_problem(on, body, sign(body)) is None
-    assert auth.signature_problem(on, body, sign(body).upper().replace("SHA256=", "sha256=")) is None
-    assert auth.signature_problem(on, body + b" ", sign(body)) == "bad signature"
-    assert auth.signature_problem(on, body, sign(body, "other")) == "bad signature"
-    assert auth.signature_problem(on, body, "md5=abc").startswith("missing signature")
-    assert auth.signature_problem(on, body, None).startswith("missing signature")
+    good = signed("POST", "/gex", body, timestamp=int(NOW))
+    assert check("POST", "/gex", body, good, NOW) == (None, good["X-Signature"][7:])
+    assert check("POST", "/gex", body, good, NOW + 1) == (
+        "signature already used: sign each request anew (a new X-Signature-Timestamp)", None)
+    fresh = signed("POST", "/gex", body, timestamp=int(NOW) + 1)
+    assert check("POST", "/uw", body, fresh, NOW)[0] == "bad signature"  # signed for another route
+    assert check("GET", "/gex", body, fresh, NOW)[0] == "bad signature"
+    assert check("POST", "/gex", body + b" ", fresh, NOW)[0] == "bad signature"
+    assert check("POST", "/gex", body, signed("POST", "/gex", body, "guess", int(NOW) + 1), NOW)[0] == "bad signature"
+    assert check("POST", "/gex", body, {**fresh, "X-Signature": fresh["X-Signature"].upper().replace(
+        "SHA256=", "sha256=")}, NOW)[0] is None  # hex in either case
+    stale = signed("POST", "/gex", body, timestamp=int(NOW) - 301)
+    assert check("POST", "/gex", body, stale, NOW)[0] == (
+        "stale signature: X-Signature-Timestamp is -301 s from the server's clock, outside auth_signature_window_s "
+        "(300 s)")
+    assert check("POST", "/gex", body, {**good, "X-Signature-Timestamp": "soon"}, NOW)[0] == (
+        "X-Signature-Timestamp must be Unix seconds, got 'soon'")
+    assert check("POST", "/gex", body, {}, NOW)[0].startswith("missing signature (X-Signature: sha256=<hex")
+    assert check("POST", "/gex", body, legacy(body), NOW)[0].startswith(
+        "signature without X-Signature-Timestamp: the old form, which can be replayed, is refused")
+
+
+def test_a_released_signature_may_be_sent_again_and_used_ones_expire():
+    signatures = auth.Signatures(SECRET, 300, legacy=False)
+    headers = signed("POST", "/gex", b"{}", timestamp=int(NOW))
+    _, claimed = signatures.check("POST", "/gex", b"{}", headers, NOW)
+    signatures.release(claimed)  # the request was refused or failed: the client sends it again as it was
+    assert signatures.check("POST", "/gex", b"{}", headers, NOW) == (None, claimed)
+    later = signed("POST", "/gex", b"{}", timestamp=int(NOW) + 301)
+    assert signatures.check("POST", "/gex", b"{}", later, NOW + 301)[0] is None
+    assert signatures.used == {later["X-Signature"][7:]: NOW + 601}  # the first one's window is over
+
+
+def test_the_old_form_is_accepted_only_when_asked_for():
+    check = auth.Signatures(SECRET, 300, legacy=True).check
+    assert check("POST", "/gex", b"{}", legacy(b"{}"), NOW) == (None, None)
+    assert check("GET", "/api/latest", b"", legacy(b"/api/latest"), NOW) == (None, None)
+    assert check("POST", "/gex", b"{}", legacy(b"{ }"), NOW)[0] == "bad signature"
+    assert auth.Signatures("", 300, legacy=False).check("POST", "/gex", b"{}", {}, NOW) == (None, None)
 
 
 def test_bearer_token_guards_gex_and_uw(start_server):
@@ -57,17 +99,37 @@ def test_bearer_token_guards_gex_and_uw(start_server):
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}
 
 
-def test_hmac_signature_guards_gex_and_uw(start_server):
+def test_hmac_signature_guards_gex_and_uw_and_a_captured_request_cannot_be_replayed(start_server):
     server = start_server(None, env={"GEXSRV_AUTH_HMAC_SECRET": SECRET})
     uw_body, gex_body = json.dumps(FRAME).encode(), json.dumps(snapshot()).encode()
+    gex_signed = signed("POST", "/gex?ack=ingested", gex_body)
     refused = [server.post("/uw", uw_body), server.post("/gex", gex_body),
-               server.post("/uw", uw_body, {"X-Signature": sign(gex_body)}),
-               server.post("/gex", gex_body, {"X-Signature": sign(gex_body, "guess")})]
-    assert [r.status for r in refused] == [401] * 4
-    assert [r.json()["error"] for r in refused[2:]] == ["bad signature", "bad signature"]
-    assert server.post("/uw", uw_body, {"X-Signature": sign(uw_body)}).status == 200
-    assert server.post("/gex?ack=ingested", gex_body, {"X-Signature": sign(gex_body)}).status == 202
+               server.post("/uw", uw_body, signed("POST", "/gex", uw_body)),
+               server.post("/gex?ack=ingested", gex_body, signed("POST", "/gex?ack=ingested", gex_body, "guess")),
+               server.post("/gex?ack=ingested", gex_body, legacy(gex_body)),
+               server.post("/gex?ack=ingested", gex_body, signed("POST", "/gex?ack=ingested", gex_body,
+                                                                 timestamp=int(time.time()) - 3600))]
+    assert [r.status for r in refused] == [401] * 6
+    assert [r.json()["error"].split(":")[0] for r in refused[2:]] == [
+        "bad signature", "bad signature", "signature without X-Signature-Timestamp", "stale signature"]
+    assert server.post("/uw", uw_body, signed("POST", "/uw", uw_body)).status == 200
+    assert server.post("/gex?ack=ingested", gex_body, gex_signed).status == 202
+    replayed = server.post("/gex?ack=ingested", gex_body, gex_signed)
+    assert (replayed.status, replayed.json()["error"]) == (
+        401, "signature already used: sign each request anew (a new X-Signature-Timestamp)")
+    bad_body = b'{"ticker": 5}'
+    bad_signed = signed("POST", "/gex", bad_body)
+    # a request that failed may be sent again as it was: it gets its own answer, not "already used"
+    assert [server.post("/gex", bad_body, bad_signed).status for _ in range(2)] == [400, 400]
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}
+
+
+def test_the_old_signature_form_works_behind_its_setting(start_server):
+    server = start_server(None, "--auth-legacy-signatures", env={"GEXSRV_AUTH_HMAC_SECRET": SECRET})
+    gex_body = json.dumps(snapshot()).encode()
+    assert server.post("/gex?ack=ingested", gex_body, legacy(gex_body)).status == 202
+    assert server.request("GET", "/api/latest", headers=legacy(b"/api/latest")).status == 200
+    assert server.post("/gex", gex_body, legacy(gex_body + b" ")).status == 401
 
 
 def test_reads_need_the_same_credentials_as_writes(start_server):
@@ -77,11 +139,14 @@ def test_reads_need_the_same_credentials_as_writes(start_server):
     for path in ("/gex_history_url", "/gex_history_url/1", "/api/latest", "/integrity", "/api/status",
                  "/api/snapshots?ticker=SPX", "/gex_history_url/days"):
         unsigned = server.request("GET", path, headers=token)
-        signed_other = server.request("GET", path, headers={**token, "X-Signature": sign(b"/gex_history_url/2")})
-        signed = server.request("GET", path, headers={**token, "X-Signature": sign(path.encode())})
-        no_token = server.request("GET", path, headers={"X-Signature": sign(path.encode())})
-        assert (unsigned.status, signed_other.status, no_token.status) == (401, 401, 401), path
-        assert signed.status in (200, 404), (path, signed.status, signed.body)
+        signed_other = server.request("GET", path, headers={**token, **signed("GET", "/gex_history_url/2")})
+        as_write = server.request("GET", path, headers={**token, **signed("POST", path)})
+        no_token = server.request("GET", path, headers=signed("GET", path))
+        good = signed("GET", path)
+        first, again = (server.request("GET", path, headers={**token, **good}) for _ in range(2))
+        assert (unsigned.status, signed_other.status, as_write.status, no_token.status) == (401,) * 4, path
+        assert first.status in (200, 404), (path, first.status, first.body)
+        assert again.status == (401 if first.status == 200 else 404), path  # a failed read may be sent again
     assert server.get("/health").status == 200  # liveness stays open; it shows no stored data
     # a Prometheus scrape sends the token and cannot sign
     assert server.request("GET", "/metrics", headers=token).status == 200

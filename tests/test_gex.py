@@ -130,9 +130,9 @@ def test_oversized_bodies_get_413_by_length_and_when_chunked(start_server):
 
 
 def test_options_gets_204_with_cors_and_unknown_paths_get_json_404(server):
-    options = server.request("OPTIONS", "/gex")
+    options = server.request("OPTIONS", "/gex", headers={"Origin": "https://www.gexbot.com"})
     assert options.status == 204
-    assert options.headers["Access-Control-Allow-Origin"] == "*"
+    assert options.headers["Access-Control-Allow-Origin"] == "https://www.gexbot.com"
     assert "POST" in options.headers["Access-Control-Allow-Methods"]
     missing = server.get("/nowhere")
     assert missing.status == 404

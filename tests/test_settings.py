@@ -54,6 +54,14 @@ def test_unknown_key_in_config_file_is_refused(tmp_path):
         parse(["--config", str(config)])
 
 
+@pytest.mark.parametrize("environ", [{"GEXSRV_CORS_ORIGIN": "*"}, {"GEXSRV_CONFIG": "cors.toml"}])
+def test_a_setting_that_is_gone_names_its_successor(tmp_path, environ):
+    (tmp_path / "cors.toml").write_text('cors_origin = "*"\n')
+    environ = {name: str(tmp_path / value) if name == "GEXSRV_CONFIG" else value for name, value in environ.items()}
+    with pytest.raises(SystemExit, match="the setting cors_origin is replaced by allowed_origins"):
+        parse([], environ=environ)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--port", "http"], "gexsrv: invalid setting: Expected `int`, got `str` - at `port`"),
     (["--config", "/no/such/gexsrv.toml"], "gexsrv: cannot read config /no/such/gexsrv.toml: [Errno 2]"),

@@ -4,16 +4,13 @@ its own; stale feeds are highlighted. Saves the README's screenshot (docs/status
 
 Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); skips, saying so, where they are missing."""
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import CHROMIUM, CHROMEDRIVER, REPO
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOT = REPO / "docs" / "status-page.png"
 WAIT_S = 10
 
@@ -33,23 +30,6 @@ def gex_snapshot(ticker, timestamp, spot, tilt):
             "major_pos_oi": base + 25, "major_neg_oi": base - 20, "strikes": strikes,
             "sum_gex_vol": sum(row[1] for row in strikes), "sum_gex_oi": sum(row[2] for row in strikes),
             "delta_risk_reversal": 0.1, "max_priors": []}
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,1500", "--hide-scrollbars", "--no-first-run"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, read at the end
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT_S)
-    yield driver
-    driver.quit()
 
 
 def wait_for(check, what):
