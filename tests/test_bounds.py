@@ -53,15 +53,15 @@ def closed_by_server(sock):
 
 
 @pytest.mark.parametrize("head, status", [
-    ("GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("GET /api/status HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked", 413),
-    ("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("GET /web/status.js HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("OPTIONS /gex HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("GET /gex_history_url HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 413),
-    ("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 405),
-    ("POST /no/such/path HTTP/1.1\r\nHost: x\r\nContent-Length: 31457280", 404),
+    ("GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("GET /api/status HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked", 413),
+    ("GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("GET /web/status.js HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("GET /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("OPTIONS /gex HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("GET /gex_history_url HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 413),
+    ("POST /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 405),
+    ("POST /no/such/path HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 404),
 ])
 def test_a_body_the_route_does_not_take_is_refused_before_it_is_sent(server, head, status):
     """Only the head is sent: the old server waited for the 30 MiB (buffering it, outside the in-flight budget)."""
@@ -92,9 +92,9 @@ def test_connections_past_the_cap_get_503_and_room_comes_back_when_one_closes(st
     server = start_server(None, "--max-connections", "4")
     held = [connect(server) for _ in range(4)]
     try:
-        assert [ask(sock, "GET /health HTTP/1.1\r\nHost: x")[0] for sock in held] == [200] * 4  # kept alive
+        assert [ask(sock, "GET /health HTTP/1.1\r\nHost: localhost")[0] for sock in held] == [200] * 4  # kept alive
         extra = connect(server)
-        status, headers, body = ask(extra, "POST /gex HTTP/1.1\r\nHost: x\r\nContent-Length: 0")
+        status, headers, body = ask(extra, "POST /gex HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0")
         assert closed_by_server(extra)
         extra.close()
         held.pop().close()
@@ -112,7 +112,7 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(start_server):
     server = start_server(None, "--idle-connection-timeout-s", "0.5")
     sock = connect(server)
     try:
-        assert ask(sock, "GET /health HTTP/1.1\r\nHost: x")[0] == 200
+        assert ask(sock, "GET /health HTTP/1.1\r\nHost: localhost")[0] == 200
         assert closed_by_server(sock)  # the old server kept it 300 s: recv timed out after WAIT_S
     finally:
         sock.close()
@@ -153,7 +153,7 @@ def test_the_journal_still_writes_when_the_process_is_out_of_descriptors(start_s
     pid = server.proc.pid
     flood = [connect(server) for _ in range(20)]
     try:
-        assert [ask(sock, "GET /health HTTP/1.1\r\nHost: x")[0] for sock in flood] == [200] * 20
+        assert [ask(sock, "GET /health HTTP/1.1\r\nHost: localhost")[0] for sock in flood] == [200] * 20
         _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (first_free_descriptor(pid) + 1, hard))
         try:

@@ -214,7 +214,7 @@ def send_part(url, length, sent):
     """A connection that announces a body of `length` bytes and sends only `sent` of them."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
-    sock.sendall(f"POST /gex HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode() + b" " * sent)
+    sock.sendall(f"POST /gex HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n".encode() + b" " * sent)
     return sock
 
 
