@@ -10,6 +10,7 @@ import sys
 import make_legacy_db
 from helpers import REPO, legacy_fingerprint, snapshot, wait_job, wait_until
 from make_history_file import snapshots
+from validate_helpers import plant
 
 TS = 1777492800
 SNAPSHOT_SQL = "SELECT endpoint, timestamp, spot_price, zero_gamma, sum_gex_vol, source FROM gex_snapshots"
@@ -110,10 +111,24 @@ def test_state_and_classic_history_files_of_one_day_are_imported_apart_and_valid
     assert lake == ["gex_zero", "state_gex_one", "state_gex_zero"]
 
     # every snapshot compared with its staged file and the lake, each under its own endpoint
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(server.data_dir), "--json",
-                          "--sample", "1000"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    report = json.loads(run.stdout)
-    checks = {c["name"]: c for c in report["checks"]}
-    assert (run.returncode, report["status"]) == (0, "clean"), run.stdout
+    code, checks = validate(server.data_dir)
+    assert code == 0, checks
     for name in ("crosscheck.spot_staged_json", "crosscheck.spot_parquet", "crosscheck.parquet_counts"):
         assert (checks[name]["status"], checks[name]["count"]) == ("passed", 0), checks[name]
+
+    # one state value off: found under the state endpoint, named as clients name it, and only there
+    first = state[0]["timestamp"] * 1000
+    plant(server.data_dir, "UPDATE gex_snapshots SET spot_price = spot_price + 1 "
+                           f"WHERE endpoint = 'state_gex_zero' AND timestamp = {first}")
+    code, checks = validate(server.data_dir, "--endpoint", "state/zero")
+    assert (code, checks["crosscheck.spot_staged_json"]["examples"][0]["endpoint"]) == (1, "state_gex_zero")
+    assert [(e["timestamp"], e["field"]) for e in checks["crosscheck.spot_staged_json"]["examples"]] == [
+        (first, "spot_price")]
+    assert validate(server.data_dir, "--endpoint", "classic/zero,state/one")[0] == 0
+
+
+def validate(data_dir, *args):
+    """(exit code, {check name: result}) of `python -m gexsrv validate`, every snapshot in the sample."""
+    run = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(data_dir), "--json",
+                          "--sample", "1000", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return run.returncode, {c["name"]: c for c in json.loads(run.stdout)["checks"]}
