@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import duckdb
 import make_legacy_db
 from helpers import REPO, legacy_fingerprint, snapshot, wait_job, wait_until
 from make_history_file import snapshots
@@ -17,9 +18,9 @@ SNAPSHOT_SQL = "SELECT endpoint, timestamp, spot_price, zero_gamma, sum_gex_vol,
 STRIKE_SQL = "SELECT endpoint, timestamp, strike, gamma, oi_gamma, priors FROM gex_strikes"
 
 
-def stored(server):
+def stored(data_dir):
     """(snapshot rows, strike rows) gexsrv wrote (legacy rows have no endpoint), in key order."""
-    with server.db() as db:
+    with duckdb.connect(str(data_dir / "gex_data.db"), read_only=True) as db:
         return (db.execute(f"{SNAPSHOT_SQL} WHERE endpoint IS NOT NULL ORDER BY ALL").fetchall(),
                 db.execute(f"{STRIKE_SQL} WHERE endpoint IS NOT NULL ORDER BY ALL").fetchall())
 
@@ -61,7 +62,7 @@ def test_classic_and_state_snapshots_of_one_timestamp_are_both_stored(server):
         found = wait_until(lambda: shown(name))
         assert (found["endpoint"], found["spot"], len(found["strikes"])) == ("state_gex_zero", 7200.0, 4)
     server.stop()
-    assert stored(server) == expected(("gex_zero", classic), ("state_gex_zero", state),
+    assert stored(server.data_dir) == expected(("gex_zero", classic), ("state_gex_zero", state),
                                       ("state_gamma_zero", gamma), ("orderflow_orderflow", flow))
 
 
@@ -77,7 +78,7 @@ def test_legacy_rows_stay_as_they_were_beside_both_packages(start_server, tmp_pa
     assert [(r.status, r.json()["duplicate"]) for r in replies] == [(202, False)] * 2
     server.stop()
     assert legacy_fingerprint(data / "gex_data.db", tmp_path) == before
-    assert stored(server) == expected(("gex_zero", classic), ("state_gex_zero", state))
+    assert stored(server.data_dir) == expected(("gex_zero", classic), ("state_gex_zero", state))
 
 
 DAY = dt.date(2025, 10, 21)
@@ -103,7 +104,7 @@ def test_state_and_classic_history_files_of_one_day_are_imported_apart_and_valid
     done = [wait_job(server, job["id"]) for job in jobs]
     assert [(j["status"], j["snapshots_imported"], j["rows_imported"]) for j in done] == [("completed", 30, 120)] * 3
     server.stop()
-    assert stored(server) == expected(*[(e, s, f"history:{job['id']}") for e, snaps, job in (
+    assert stored(server.data_dir) == expected(*[(e, s, f"history:{job['id']}") for e, snaps, job in (
         ("gex_zero", classic, jobs[0]), ("state_gex_zero", state, jobs[1]), ("state_gex_one", state_one, jobs[2]))
         for s in snaps])
     staged = sorted(p.name for p in (server.data_dir / "source" / "gexbot").glob("*.json"))
@@ -132,3 +133,16 @@ def validate(data_dir, *args):
     run = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(data_dir), "--json",
                           "--sample", "1000", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
     return run.returncode, {c["name"]: c for c in json.loads(run.stdout)["checks"]}
+
+
+def test_the_import_command_keeps_a_state_file_apart_even_given_a_classic_name(tmp_path):
+    classic = write_file(tmp_path, f"{DAY}_SPX_classic_gex_zero.json", seed=1)
+    state = write_file(tmp_path, f"{DAY}_SPX_state_gex_zero.json", seed=2)
+    data = tmp_path / "data"
+    for name in (f"{DAY}_SPX_classic_gex_zero.json", f"{DAY}_SPX_state_gex_zero.json"):
+        run = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(tmp_path / name), "--endpoint", "gex_zero",
+                              "--data-dir", str(data), "--no-progress"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert stored(data) == expected(*[("gex_zero", s, "history:1") for s in classic],
+                                            *[("state_gex_zero", s, "history:2") for s in state])
