@@ -113,6 +113,17 @@ def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **ex
     return body
 
 
+def legacy_fingerprint(path, scratch):
+    """make_legacy_db's fingerprint of the legacy rows only: taken on a scratch copy without gexsrv's rows."""
+    import make_legacy_db  # from bench/, which the path holds only once the lines above ran
+    copy = scratch / "fingerprint-copy.db"
+    shutil.copyfile(path, copy)
+    with duckdb.connect(str(copy)) as db:
+        db.execute("DELETE FROM gex_snapshots WHERE endpoint IS NOT NULL")
+        db.execute("DELETE FROM gex_strikes WHERE endpoint IS NOT NULL")
+    return make_legacy_db.fingerprint(copy)
+
+
 @contextlib.contextmanager
 def database_held(path):
     """Another process holding a DuckDB file's lock (a notebook, a duckdb shell) while the block runs: the server

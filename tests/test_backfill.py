@@ -147,11 +147,12 @@ def gexbot(tmp_path):
         yield fake
 
 
-def add_files(fake, tickers, categories, days, gzipped=(), lines=(), package="classic"):
-    """A history file per (ticker, category, day), JSON unless named in gzipped or lines; the snapshots of each."""
+def add_files(fake, tickers, categories, days, gzipped=(), lines=(), package="classic", seed=0):
+    """A history file per (ticker, category, day), JSON unless named in gzipped or lines; the snapshots of each.
+    Another seed gives the same timestamps with other values."""
     made = {}
     for i, (ticker, category, day) in enumerate((t, c, d) for d in days for t in tickers for c in categories):
-        snaps = list(snapshots(SNAPS, STRIKES, ticker, day, seed=i))
+        snaps = list(snapshots(SNAPS, STRIKES, ticker, day, seed=seed + i))
         key = (ticker, category, day)
         data = (b"\n".join(json.dumps(s).encode() for s in snaps) if key in lines else json.dumps(snaps).encode())
         name = f"{day}_{ticker}_{package}_{category}.json" + (".gz" if key in gzipped else "")
@@ -358,6 +359,36 @@ def test_the_endpoint_backfills_a_range_and_a_day_on_a_running_server(gexbot, st
     assert sorted(d for *_feed, d in gexbot.asked()) == ["2025-01-16", "2025-01-17", "2025-01-17", "2025-01-21"]
     snaps, strikes, jobs = stored(data)
     assert (snaps, strikes) == expected(made, jobs)
+
+
+def test_a_state_backfill_is_stored_apart_from_the_classic_one_of_the_same_day(gexbot, start_server, tmp_path):
+    day = trading("2025-01-16")
+    made = {"gex_zero": add_files(gexbot, ["SPX"], ["gex_zero"], day),
+            "state_gex_zero": add_files(gexbot, ["SPX"], ["gex_zero"], day, package="state", seed=100)}
+    data = tmp_path / "data"
+    for package in ("classic", "state"):
+        code, summary, _out, err = backfill(gexbot, data, "--tickers", "SPX", "--package", package, "--categories",
+                                            "gex_zero", "--from", "2025-01-16", "--to", "2025-01-16")
+        assert (code, summary["imported"], summary["snapshots"]) == (0, 1, SNAPS), err
+    assert sorted(gexbot.asked()) == [("SPX", "classic", "gex_zero", "2025-01-16"),
+                                      ("SPX", "state", "gex_zero", "2025-01-16")]
+    with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
+        snaps = db.execute("SELECT endpoint, timestamp, spot_price, zero_gamma FROM gex_snapshots ORDER BY ALL"
+                           ).fetchall()
+        strikes = db.execute("SELECT endpoint, timestamp, strike, gamma, oi_gamma FROM gex_strikes ORDER BY ALL"
+                             ).fetchall()
+        jobs = db.execute("SELECT d.package, d.category, q.endpoint FROM gex_history_days d "
+                          "JOIN gex_history_queue q ON q.id = d.job_id ORDER BY ALL").fetchall()
+    files = [(endpoint, s) for endpoint, by_day in made.items() for day_snaps in by_day.values() for s in day_snaps]
+    assert snaps == sorted((e, s["timestamp"] * 1000, s["spot"], s["zero_gamma"]) for e, s in files)
+    assert strikes == sorted((e, s["timestamp"] * 1000, *row[:3]) for e, s in files for row in s["strikes"])
+    assert jobs == [("classic", "gex_zero", "gex_zero"), ("state", "gex_zero", "state_gex_zero")]
+    server = start_server(data)
+    for package, endpoint in (("classic", "gex_zero"), ("state", "state_gex_zero")):
+        listed = server.get(f"/gex_history_url/days?package={package}").json()["days"]
+        assert [(d["package"], d["status"], d["snapshots_imported"]) for d in listed] == [(package, "completed", SNAPS)]
+        job = server.get(f"/gex_history_url/{listed[0]['job_id']}").json()
+        assert job["endpoint"] == endpoint
 
 
 BAD_REQUESTS = [

@@ -57,18 +57,30 @@ def test_unreadable_timestamps_are_refused_naming_the_field(value, reason):
 
 @pytest.mark.parametrize("name, expected", [
     ("zero", ("gex_zero", None)), ("ONE", ("gex_one", None)), ("gex_full", ("gex_full", None)),
-    ("classic/zero", ("gex_zero", None)), ("classic/one", ("gex_one", None)), ("state/full", ("gex_full", None)),
+    ("classic/zero", ("gex_zero", None)), ("classic/one", ("gex_one", None)), ("state/full", ("state_gex_full", None)),
     ("classic/gex_one", ("gex_one", None)), ("classic/zero/maxchange", ("gex_zero", "maxchange")),
     ("gex_maxchange", (None, "maxchange")), ("maxchange", (None, "maxchange")),
-    ("classic/one/majors", ("gex_one", "majors")), ("/SPX/state/zero/majors", ("gex_zero", "majors")),
+    ("classic/one/majors", ("gex_one", "majors")), ("/SPX/state/zero/majors", ("state_gex_zero", "majors")),
     ("/v2/NQ_NDX/classic/full/", ("gex_full", None)), ("/STATE/classic/one", ("gex_one", None)),
-    ("state/gamma_zero", ("gamma_zero", None)), ("majors", (None, "majors")),
+    ("state/gamma_zero", ("state_gamma_zero", None)), ("majors", (None, "majors")),
+    ("state/gex_zero", ("state_gex_zero", None)), ("state_gex_zero", ("state_gex_zero", None)),
+    ("/v2/SPX/orderflow/orderflow", ("orderflow_orderflow", None)),
 ])
 def test_endpoint_names_as_clients_write_them(name, expected):
     assert endpoint_parts(name) == expected
 
 
-@pytest.mark.parametrize("name", ["a/b/c", "gex zero", "../x", "x" * 41])
+@pytest.mark.parametrize("name, package, expected", [
+    ("gex_zero", "state", "state_gex_zero"), ("zero", "state", "state_gex_zero"),
+    ("state_gex_zero", "state", "state_gex_zero"), ("classic/zero", "state", "gex_zero"),
+    ("gex_zero", "classic", "gex_zero"), ("orderflow", "orderflow", "orderflow_orderflow"),
+])
+def test_a_name_without_a_package_is_in_the_package_given(name, package, expected):
+    """A history file's name gives the package of the endpoint sent beside it (gexsrv.history.names)."""
+    assert normalize_endpoint(name, None, package=package) == expected
+
+
+@pytest.mark.parametrize("name", ["a/b/c", "gex zero", "../x", "x" * 41, "state/" + "x" * 35])
 def test_endpoints_that_cannot_name_a_folder_are_refused(name):
     with pytest.raises(PayloadError) as caught:
         normalize_endpoint(name, "gex_zero")

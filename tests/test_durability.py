@@ -1,24 +1,11 @@
 """A 202 means committed: the row survives SIGKILL, and an established database is adopted untouched."""
 
-import shutil
 import signal
 
-import duckdb
-
 import make_legacy_db
-from helpers import snapshot
+from helpers import legacy_fingerprint, snapshot
 
 LEGACY_FIRST_MS = make_legacy_db.FIRST_MS  # the generator's first snapshot time
-
-
-def legacy_fingerprint(path, scratch):
-    """make_legacy_db's fingerprint of the legacy rows only: taken on a scratch copy without gexsrv's rows."""
-    copy = scratch / "fingerprint-copy.db"
-    shutil.copyfile(path, copy)
-    with duckdb.connect(str(copy)) as db:
-        db.execute("DELETE FROM gex_snapshots WHERE endpoint IS NOT NULL")
-        db.execute("DELETE FROM gex_strikes WHERE endpoint IS NOT NULL")
-    return make_legacy_db.fingerprint(copy)
 
 
 def test_row_acknowledged_with_202_survives_sigkill(start_server, tmp_path):

@@ -27,10 +27,10 @@ FORMS = [
     ("/SPX/classic/zero/majors", majors("SPX", TS + 3), "gex_majors", "gex_zero"),
     ("/SPX/classic/zero/maxchange", maxchange("SPX", TS + 4), "gex_maxchange", "gex_zero"),
     ("NQ_NDX/classic/full", snapshot("NQ_NDX", TS + 5, n_strikes=2), "gex_snapshots", "gex_full"),
-    ("/v2/SPX/state/gex_one/majors", majors("SPX", TS + 6), "gex_majors", "gex_one"),
-    ("v2/SPX/state/one/maxchange/", maxchange("SPX", TS + 7), "gex_maxchange", "gex_one"),
+    ("/v2/SPX/state/gex_one/majors", majors("SPX", TS + 6), "gex_majors", "state_gex_one"),
+    ("v2/SPX/state/one/maxchange/", maxchange("SPX", TS + 7), "gex_maxchange", "state_gex_one"),
     ("https://api.gex.bot/v2/SPX/classic/full/majors?key=k", majors("SPX", TS + 8), "gex_majors", "gex_full"),
-    ("state/gamma_zero", snapshot("SPX", TS + 9, n_strikes=2), "gex_snapshots", "gamma_zero"),
+    ("state/gamma_zero", snapshot("SPX", TS + 9, n_strikes=2), "gex_snapshots", "state_gamma_zero"),
     ("/classic/zero", snapshot("SPX", TS + 10, n_strikes=2), "gex_snapshots", "gex_zero"),
     ("majors", majors("SPX", TS + 11), "gex_majors", "gex_zero"),
     # the path names the kind when the payload does not show it (no mpos_* fields)

@@ -104,7 +104,7 @@ def test_inputs_the_original_handled_are_accepted_and_stored(start_server):
                          "ORDER BY strike").fetchall()
     priors = json.dumps(snapshot(n_strikes=2)["max_priors"], separators=(",", ":"))
     assert [s[:3] for s in snaps] == [
-        ("$SPX", "gex_zero", 1777493040000), ("NDX", "gex_zero", TS * 1000), ("QQQ", "gex_full", TS * 1000),
+        ("$SPX", "gex_zero", 1777493040000), ("NDX", "gex_zero", TS * 1000), ("QQQ", "state_gex_full", TS * 1000),
         ("SPY", "gex_one", TS * 1000), ("SPY", "gex_zero", TS * 1000)]
     assert snaps[2][3] == "[[600.0,null],[605.0,7.5]]" and snaps[0][3] == priors
     assert qqq == [(600, 1.5, 0.5, [1, None, 3, None, 5]), (610, 2.5, None, None)]

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 
 from gexsrv.decode import check_ticker, normalize_endpoint
+from gexsrv.endpoints import stored_endpoint
 from gexsrv.history import days
 from gexsrv.history.api import ApiFailed, HistApi, KeyRefused
 from gexsrv.history.urls import Refused
@@ -143,7 +144,7 @@ class Backfill:
                 await self.store.use(days.record, day, "no data")
                 return
             self.runner.policy.check_url(url)
-            job, _created = await self.runner.submit(url, day.ticker, day.category)
+            job, _created = await self.runner.submit(url, day.ticker, stored_endpoint(day.package, day.category))
         except KeyRefused as exc:
             self.halted = str(exc)
             log.error("backfill stopped: %s", exc)

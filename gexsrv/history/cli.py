@@ -24,7 +24,8 @@ def parser():
                                 description="Import a gexbot history file (URL or local path) into a data dir.")
     p.add_argument("source", help="http(s) URL or local file (.json or gzip, detected by content)")
     p.add_argument("--ticker", help="default: from the file name, e.g. 2025-10-21_NQ_NDX_classic_gex_zero.json")
-    p.add_argument("--endpoint", help="gex_zero | gex_one | gex_full (default: from the file name)")
+    p.add_argument("--endpoint", help="gex_zero, state/zero, ... as POST /gex takes it; in the file name's package "
+                                      "when it names none (default: from the file name)")
     p.add_argument("--data-dir", dest="data_dir", help="default: the data_dir setting")
     p.add_argument("--config", metavar="FILE", help="a TOML file whose keys override conf/gexsrv.toml")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,7 +44,8 @@ def main(argv):
     url = args.source
     if os.path.isfile(url):
         url = "file://" + os.path.abspath(url)
-    return asyncio.run(run(conf, url, ticker, normalize_endpoint(endpoint, None), not args.no_progress))
+    endpoint = normalize_endpoint(endpoint, None, package=names.package(url))
+    return asyncio.run(run(conf, url, ticker, endpoint, not args.no_progress))
 
 
 def open_store(conf, command):

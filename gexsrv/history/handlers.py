@@ -130,7 +130,8 @@ class HistoryHandler(IngestHandler):
         except Refused as exc:
             raise ApiError(400, str(exc), field="$.url")
         try:
-            ticker, endpoint = check_ticker(ticker), normalize_endpoint(endpoint, None)
+            ticker = check_ticker(ticker)
+            endpoint = normalize_endpoint(endpoint, None, package=names.package(request.url))
         except PayloadError as exc:
             raise ApiError(400, exc.reason, field=exc.field)
         with database_or_503(self.conf.retry_after_seconds, write=True):

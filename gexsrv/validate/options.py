@@ -6,6 +6,9 @@ from typing import Annotated
 
 import msgspec
 
+from gexsrv.endpoints import normalize_endpoint
+from gexsrv.payloads import PayloadError
+
 NAME = re.compile(r"^[A-Za-z0-9_.^/-]{1,40}$")  # tickers and endpoints, inlined into SQL only after this check
 # Thresholds are scaled to ms and inlined into SQL: bounded, each stays a finite number there (1e9 s: 31 years).
 MOST = 1e9
@@ -20,7 +23,8 @@ def _opt(help_text, **limits):
 
 class Options(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     ticker: Annotated[list[str], _opt("only these tickers (comma-separated)")] = []
-    endpoint: Annotated[list[str], _opt("only these endpoints; 'legacy' means rows with no endpoint")] = []
+    endpoint: Annotated[list[str], _opt("only these endpoints, named as POST /gex takes them (state/zero is "
+                                        "state_gex_zero); 'legacy' means rows with no endpoint")] = []
     since: Annotated[str, _opt("only data at or after this UTC date/time (YYYY-MM-DD, ISO-8601 or epoch ms)")] = ""
     until: Annotated[str, _opt("only data before this UTC time; a bare date includes that whole day")] = ""
     sample: Annotated[int, _opt("snapshots (and archived journal records) compared field by field across sources",
@@ -63,7 +67,18 @@ def parse(values):
         if getattr(options, name):
             epoch_ms(getattr(options, name), name, end_of_day=name == "until")
     return msgspec.structs.replace(options, ticker=[t.upper() for t in options.ticker],
-                                   endpoint=[e.lower() for e in options.endpoint])
+                                   endpoint=[_endpoint(e) for e in options.endpoint])
+
+
+def _endpoint(name):
+    """The endpoint a name selects as stored, so that a feed named as clients name it is not silently empty."""
+    try:
+        stored = normalize_endpoint(name, None, "endpoint")
+    except PayloadError as exc:
+        raise OptionsError(f"endpoint: {exc.reason}") from None
+    if stored is None:
+        raise OptionsError(f"endpoint: {name!r} names a kind of payload (majors, maxchange), not an endpoint")
+    return stored
 
 
 def epoch_ms(text, name="time", end_of_day=False):
