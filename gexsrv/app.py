@@ -27,7 +27,7 @@ async def read_or_none(read):
         return None
 
 
-def health_report(parts, started):
+def health_report(parts, started, bodies_in_flight):
     async def report():
         store, journal, ingester = parts.store, parts.journal, parts.ingester
         pending = await read_or_none(store.pending_history_jobs)
@@ -44,7 +44,7 @@ def health_report(parts, started):
             "ingest": ingester.report(),
             "archive": parts.archiver.report(),
             "stored_since_start": dict(ingester.stored),
-            "connections": parts.connections.report(),
+            "connections": {**parts.connections.report(), "bodies_in_flight_bytes": bodies_in_flight[0]},
             "history": {"pending_jobs": pending},
             "poller": parts.poller.report() if parts.poller else {"enabled": False},
             "lake": parts.lake.report() if parts.lake else None,
@@ -81,7 +81,8 @@ def labelled(routes):
 
 def make_app(settings, parts):
     """The routes, each handler given what it needs; `parts` are the server's running pieces (gexsrv.server)."""
-    health = health_report(parts, time.monotonic())
+    bodies_in_flight = [0]  # bytes of request bodies being received, all connections together
+    health = health_report(parts, time.monotonic(), bodies_in_flight)
     ingest = dict(intake=parts.intake, rules=Rules.from_settings(settings))
     # A trailing slash names the same route, as the original stripped it.
     return Application(
@@ -111,6 +112,6 @@ def make_app(settings, parts):
         gexsrv=settings,
         gate=Gate.from_settings(settings),
         signatures=auth.Signatures.from_settings(settings),
-        bodies_in_flight=[0],  # bytes of request bodies being received, all connections together
+        bodies_in_flight=bodies_in_flight,
         requests_in_flight=[0],  # writes being handled, which a shutdown lets finish
     )

@@ -2,6 +2,7 @@ import pytest
 
 from filesrv import FileServer
 from helpers import Server, chromium
+from run_account import RunAccount
 
 
 @pytest.fixture
@@ -52,3 +53,9 @@ def browser():
     driver = chromium()
     yield driver
     driver.quit()
+
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller, or a run without workers
+        config.pluginmanager.register(RunAccount(), "run-account")

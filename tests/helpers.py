@@ -141,15 +141,16 @@ def database_held(path):
         holder.stdout.close()
 
 
-def wait_until(check, timeout=30, step=0.05):
-    """check()'s first truthy value; fails the test when none comes within timeout seconds."""
+def eventually(check, what, timeout=30, step=0.05):
+    """check()'s first truthy value; fails the test, saying what did not happen and the last value seen, when none
+    comes within timeout seconds (generous: a loaded machine is slow, and a pass returns as soon as it can)."""
     deadline = time.monotonic() + timeout
     while True:
         found = check()
         if found:
             return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {getattr(check, '__name__', check)}")
+            raise AssertionError(f"{what}: not within {timeout} s (last: {found!r})")
         time.sleep(step)
 
 

@@ -5,7 +5,7 @@ holds gex_data.db, so the stored keys cannot be loaded until it lets go."""
 import json
 import time
 
-from helpers import database_held, snapshot, wait_job, wait_until
+from helpers import database_held, snapshot, wait_job, eventually
 from make_history_file import snapshots
 
 
@@ -45,7 +45,7 @@ def test_a_start_without_the_database_says_null_for_what_it_cannot_know(start_se
         assert server.get("/health").json()["storage"]["cause"] == "locked"
         while_locked = {"stored before": duplicate(server, now - 60), "new": duplicate(server, now - 30),
                         "journaled since start": duplicate(server, now - 30)}
-    assert wait_until(lambda: server.get("/health").json()["status"] == "ok")
+    assert eventually(lambda: server.get("/health").json()["status"] == "ok", "health ok")
     loaded = {"stored before": duplicate(server, now - 60), "journaled while locked": duplicate(server, now - 30),
               "new": duplicate(server, now)}
     server.stop()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from helpers import database_held, snapshot, wait_until
+from helpers import database_held, snapshot, eventually
 
 from gexsrv import archive
 from gexsrv.journal import segment_name
@@ -44,8 +44,8 @@ def health(server):
 
 
 def wait_ingested(server, seq):
-    return wait_until(lambda: (h := health(server))["status"] == "ok" and h["ingest"]["position"]["seq"] >= seq
-                      and h)
+    return eventually(lambda: (h := health(server))["status"] == "ok" and h["ingest"]["position"]["seq"] >= seq
+                      and h, f"seq {seq} ingested")
 
 
 @pytest.mark.parametrize("emptied", ["an empty segment left", "the journal folder removed", "journal and archive removed"])
@@ -71,8 +71,8 @@ def test_a_start_under_a_foreign_lock_after_the_journal_emptied_never_reuses_a_s
         restarted = start_server(data)
         replies = [restarted.post("/gex", p) for p in later]
         held = health(restarted)
-    recovered = wait_until(lambda: (h := health(restarted))["status"] == "ok"
-                           and h["ingest"]["records_waiting"] == 0 and h)
+    recovered = eventually(lambda: (h := health(restarted))["status"] == "ok"
+                           and h["ingest"]["records_waiting"] == 0 and h, "recovered, nothing waiting")
     restarted.stop()
 
     assert [(r.status, r.json()["duplicate"]) for r in replies] == [(202, None)] * 5
@@ -94,7 +94,7 @@ def test_a_waiter_for_ingest_is_answered_by_the_recovery_that_stores_its_record(
         waiting = threading.Thread(target=lambda: replies.append(
             server.post("/gex?ack=ingested", snapshot(timestamp=TS, n_strikes=STRIKES))))
         waiting.start()
-        wait_until(lambda: health(server)["journal"]["durable_seq"] == 1)
+        eventually(lambda: health(server)["journal"]["durable_seq"] == 1, "seq 1 durable")
     waiting.join(timeout=60)
     after = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 1, n_strikes=STRIKES))
     report = health(server)
@@ -122,8 +122,8 @@ def test_a_fresh_or_restored_database_is_filled_again_from_the_archive_and_the_j
     for i in range(10, 30):
         post_ingested(server, payloads[i:i + 1])
         if i % 5 == 0:  # a segment ages out, the next post starts another, the archive takes the old one
-            wait_until(lambda: health(server)["archive"]["files"] >= (i - 5) // 5)
-    wait_until(lambda: health(server)["archive"]["files"] >= 4)
+            eventually(lambda: health(server)["archive"]["files"] >= (i - 5) // 5, "segments archived")
+    eventually(lambda: health(server)["archive"]["files"] >= 4, "4 archive files")
     server.stop()
     journal_first = min(int(p.name[:16]) for p in (data / "journal").glob("*.ndjson"))
     assert journal_first > 11  # what the backup lacks is partly in the archive only
@@ -150,7 +150,7 @@ def test_views_show_what_was_stored_not_what_was_sent_again(start_server, tmp_pa
     server.stop()
     restarted = start_server(data, "--outputs-dir", str(outputs))
     again = restarted.post("/gex", snapshot(timestamp=TS, n_strikes=STRIKES, spot=200.0))
-    wait_until(lambda: health(restarted)["stored_since_start"].get("duplicates") == 1)
+    eventually(lambda: health(restarted)["stored_since_start"].get("duplicates") == 1, "one duplicate counted")
     latest = restarted.get("/api/latest?ticker=SPX").json()
     strikes = restarted.get("/api/strikes?ticker=SPX&endpoint=gex_zero").json()
     restarted.stop()

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import pytest
 
 from filesrv import FileServer
-from helpers import database_held, wait_until
+from helpers import database_held, eventually
 from gexsrv.notify import Notifier, proposal_messages
 
 TOKEN, CHANNEL, USER, DM_CHANNEL = "test-bot-token", "1234", "5678", "900000000000000001"
@@ -277,8 +277,8 @@ def test_orders_journaled_while_the_database_is_held_are_proposed_once_it_is_bac
     with database_held(data / "gex_data.db"):
         server = start_server(data, "--discord-api-url", discord.url, env=DISCORD_ENV)
         replies = [server.post("/uw", frame) for frame in FRAMES[:2]]
-    wait_until(lambda: server.get("/health").json()["ingest"]["records_waiting"] == 0)
-    wait_until(lambda: len(discord.to(CHANNEL_MESSAGES)) >= 2)
+    eventually(lambda: server.get("/health").json()["ingest"]["records_waiting"] == 0, "nothing waiting")
+    eventually(lambda: len(discord.to(CHANNEL_MESSAGES)) >= 2, "two channel messages")
     server.stop()
     assert [r.status for r in replies] == [200, 200]
     assert sorted(s.body["content"] for s in discord.to(CHANNEL_MESSAGES)) == [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import CHROMEDRIVER, CHROMIUM, chromium, snapshot, wait_job, wait_until
+from helpers import CHROMEDRIVER, CHROMIUM, chromium, snapshot, wait_job, eventually
 
 TS = 1761053400  # 2025-10-21 13:30 UTC
 FRAME = [None, None, "news", "new_msg", {"title": "hello"}]
@@ -63,7 +63,7 @@ def test_a_page_of_another_site_can_neither_write_nor_read_unless_allowed(hist, 
     attempt = browser.execute_async_script(ATTEMPT, guarded.url, json.dumps(snapshot(spot=1.0)),
                                            history_request(files, 2.0))
     assert attempt == {"write": "unreadable: TypeError", "read": "unreadable: TypeError", "beacon": True}
-    wait_until(lambda: refused_in_log(guarded, "/gex_history_url"))
+    eventually(lambda: refused_in_log(guarded, "/gex_history_url"), "the beacon refused")
     assert refused_in_log(guarded, "/gex?ack=ingested")
     browser.get(f"{guarded.url}/")  # the server's own page may post (its Origin is the server's)
     own = browser.execute_async_script(ATTEMPT, guarded.url, json.dumps(snapshot(spot=3.0)), "{}")
@@ -77,7 +77,7 @@ def test_a_page_of_another_site_can_neither_write_nor_read_unless_allowed(hist, 
                                            history_request(files, 2.0))
     assert attempt["write"][0] == 202 and attempt["read"]["SPX"]["combined"]["spot"] == 1.0
     assert attempt["beacon"] is True
-    job = wait_until(lambda: opened.get("/gex_history_url").json()["jobs"])[0]
+    job = eventually(lambda: opened.get("/gex_history_url").json()["jobs"], "the beacon's job queued")[0]
     assert wait_job(opened, job["id"])["status"] == "completed"
     opened.stop()
     assert stored(opened) == ([("SPX", TS, 2.0, f"history:{job['id']}"), ("SPX", 1777492800, 1.0, "live")], 1)

@@ -9,7 +9,7 @@ import sys
 
 import duckdb
 import make_legacy_db
-from helpers import REPO, legacy_fingerprint, snapshot, wait_job, wait_until
+from helpers import REPO, legacy_fingerprint, snapshot, wait_job, eventually
 from make_history_file import snapshots
 from validate_helpers import plant
 
@@ -59,7 +59,7 @@ def test_classic_and_state_snapshots_of_one_timestamp_are_both_stored(server):
         return reply.status == 200 and reply.json()
 
     for name in ("state/zero", "state_gex_zero"):
-        found = wait_until(lambda: shown(name))
+        found = eventually(lambda: shown(name), f"{name} shown")
         assert (found["endpoint"], found["spot"], len(found["strikes"])) == ("state_gex_zero", 7200.0, 4)
     server.stop()
     assert stored(server.data_dir) == expected(("gex_zero", classic), ("state_gex_zero", state),
