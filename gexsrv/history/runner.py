@@ -240,7 +240,8 @@ class Runner:
 
         try:
             snapshots, rows = await asyncio.to_thread(importer.write_records, cursor, records, progress,
-                                                      self.lake_lock, committed if self.keys is not None else None)
+                                                      self.lake_lock, committed if self.keys is not None else None,
+                                                      lambda: self.store.conflicted("history"))
         except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
             raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:

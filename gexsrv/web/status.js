@@ -76,6 +76,7 @@
       ["storage", storage.state + (storage.error ? ` (${storage.cause || "error"}: ${storage.error})` : ""),
        storage.state !== "writable"],
       ["quarantined", storage.quarantined, storage.quarantined > 0],
+      ["commit conflicts", Object.entries(storage.commit_conflicts || {}).map(([w, n]) => `${w} ${n}`).join(", ")],
       ["journal", `${journal.segments} segments, ${journal.fsyncs} fsyncs${journal.error ? `, ${journal.error}` : ""}`,
        Boolean(journal.error)],
       ["waiting for ingest", `${ingest.records_waiting} records, ${megabytes(journal.bytes_waiting)}, ` +
