@@ -29,7 +29,7 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 TABLES = {"snapshot": "gex_snapshots", "strike_rows": "gex_strikes", "majors": "gex_majors",
           "maxchange": "gex_maxchange", "uw": "universal_webhooks"}
 STATES = ("writable", "read-only", "failing", "closed")
-JOB_STATUSES = ("pending", "downloading", "importing", "completed", "failed")
+JOB_STATUSES = ("pending", "downloading", "importing", "completed", "skipped", "failed")
 NOTIFICATION_RESULTS = ("sent", "failed", "dropped")
 GROUP = re.compile(r"\(([^)]*)\)")
 

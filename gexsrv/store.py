@@ -151,7 +151,7 @@ class Store:
 
     def pending_history_jobs(self):
         return self.read(
-            "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'failed')")[0][0]
+            "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'skipped', 'failed')")[0][0]
 
     def journal_position(self):
         """(segment, offset, seq) of the last journal record ingested."""

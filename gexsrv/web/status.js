@@ -115,6 +115,7 @@
 
   function progress(job) {
     if (job.status === "downloading") return `${megabytes(job.bytes)} downloaded`;
+    if (job.status === "skipped") return "nothing new";
     if (job.snapshots_imported == null) return job.status === "completed" ? "done" : "";
     return `${job.snapshots_imported} snapshots, ${job.rows_imported} rows`;
   }
