@@ -244,11 +244,11 @@ def write(con, records, prepared=None, before_commit=None, on_conflict=None):
     batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was. So it is
     when another transaction (a history import on its cursor, or live ingest) committed one of the keys since this
     one began: DuckDB refuses the COMMIT or the careful INSERT (conflict()); on_conflict() is told, and the retry
-    finds the key stored, which wins. A batch that fails otherwise is retried record by record, so only a guilty record is
-    refused (RecordRefused in its place; `whole` is then False and before_commit did not run). A record that fails
-    alone for anything but its own values (REFUSALS: a full disk fails a commit as well) means the database is at
-    fault: its error is raised and no record is refused, for the batch to be tried again. The records committed
-    alone before it are then found stored by that retry.
+    finds the key stored, which wins. A batch that fails otherwise is retried record by record, so only a guilty
+    record is refused (RecordRefused in its place; `whole` is then False and before_commit did not run). A record
+    that fails alone for anything but its own values (REFUSALS: a full disk fails a commit as well) means the
+    database is at fault: its error is raised and no record is refused, for the batch to be tried again. The
+    records committed alone before it are then found stored by that retry.
     """
     try:
         return _write(con, records, prepared or _tables(records), before_commit, on_conflict), True
