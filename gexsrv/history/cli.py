@@ -11,7 +11,7 @@ import time
 from tqdm import tqdm
 
 from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
-from gexsrv.history import names
+from gexsrv.history import names, queue
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
@@ -70,7 +70,7 @@ async def run(conf, url, ticker, endpoint, progress):
     runner = Runner(conf, store, notifier, lake, allow_local=True)
     try:
         job, created = await runner.submit(url, ticker, endpoint)
-        if not created and job["status"] in ("completed", "importing", "downloading"):
+        if not created and job["status"] in (*queue.DONE, "importing", "downloading"):
             print(json.dumps({"job": job["id"], "status": job["status"], "note": "this URL was queued before"}))
             return 0
         started = time.perf_counter()
@@ -84,7 +84,7 @@ async def run(conf, url, ticker, endpoint, progress):
         await notifier.close()
         store.close()
     print(json.dumps(_summary(job, seconds)))
-    return 0 if job["status"] == "completed" else 1
+    return 0 if job["status"] in queue.DONE else 1
 
 
 def _summary(job, seconds):
