@@ -15,7 +15,8 @@ from gexsrv.history import names, queue
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
-from gexsrv.decode import normalize_endpoint
+from gexsrv.decode import check_ticker, normalize_endpoint
+from gexsrv.payloads import PayloadError
 from gexsrv.store import Store
 
 
@@ -36,10 +37,15 @@ def main(argv):
     args = parser().parse_args(argv)
     conf = settings.load(args)
     ticker, endpoint = names.infer(args.source)
-    ticker = (args.ticker or ticker or "").upper()
+    ticker = args.ticker or ticker
     endpoint = args.endpoint or endpoint
     if not ticker or not endpoint:
         print("gexsrv import: give --ticker and --endpoint (the file name does not name them)", file=sys.stderr)
+        return 2
+    try:
+        ticker = check_ticker(ticker, "--ticker")
+    except PayloadError as exc:
+        print(f"gexsrv import: {exc.field}: {exc.reason}", file=sys.stderr)
         return 2
     url = args.source
     if os.path.isfile(url):
