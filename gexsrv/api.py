@@ -84,15 +84,24 @@ class LatestHandler(BaseHandler):
         if ticker is None:
             body = self.latest.encoded()
         else:
-            ticker = ticker.strip().upper()
-            if not ticker:
+            if not ticker.strip():
                 raise ApiError(400, "ticker is empty (leave it out for every ticker)", field="ticker")
+            try:
+                ticker = check_ticker(ticker, "ticker")
+            except PayloadError as exc:
+                raise ApiError(400, exc.reason, field=exc.field)
             body = self.latest.encoded(ticker)
             if body is None:
-                known = ", ".join(sorted(self.latest.entries)) or "none yet"
-                raise ApiError(404, f"no latest data for ticker {ticker!r} (tickers: {known})", field="ticker")
+                raise ApiError(404, self.not_held(ticker), field="ticker")
         self.set_status(200)
         self.finish(body)
+
+    def not_held(self, ticker):
+        entries = self.latest.entries
+        if entries.evicted:  # the ticker may be one of those let go of: say where its data is
+            return (f"no latest data in memory for ticker {ticker!r}: the view holds the {entries.limit} tickers "
+                    f"updated last (max_feeds); older ones are in DuckDB only (GET /api/snapshots?ticker={ticker})")
+        return f"no latest data for ticker {ticker!r} (tickers: {', '.join(sorted(entries)) or 'none yet'})"
 
 
 class StatusHandler(ReadHandler):

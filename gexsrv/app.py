@@ -27,18 +27,27 @@ async def read_or_none(read):
         return None
 
 
+def failing_tasks(parts):
+    """The background tasks failing again and again (gexsrv.streak), each with its last error."""
+    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs) if part)]
+    return [streak.report() for streak in streaks if streak.degraded]
+
+
 def health_report(parts, started, bodies_in_flight):
     async def report():
         store, journal, ingester = parts.store, parts.journal, parts.ingester
         pending = await read_or_none(store.pending_history_jobs)
         quarantined = await read_or_none(store.quarantined)
+        failing = failing_tasks(parts)
         return {
             "status": "ok" if store.state == "writable" and parts.supervisor.since is None
-                      and not (journal.error or journal.refusing) else "degraded",
+                      and not (journal.error or journal.refusing or failing) else "degraded",
+            "failing_tasks": failing,
             "version": __version__,
             "uptime_s": round(time.monotonic() - started, 3),
             "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause,
-                        "quarantined": quarantined, **parts.supervisor.report()},
+                        "quarantined": quarantined, "commit_conflicts": dict(store.conflicts),
+                        **parts.supervisor.report()},
             "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(ingester.position),
                         "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
             "ingest": ingester.report(),

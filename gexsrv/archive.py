@@ -21,6 +21,7 @@ from tornado.ioloop import PeriodicCallback
 
 from gexsrv.durable import link_new
 from gexsrv.journal import SUFFIX, check_line, lines_of, seq_of
+from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.archive")
 
@@ -153,7 +154,7 @@ class Archiver:
         self.timer = PeriodicCallback(self.kick, every_s * 1000)
         self.task = None
         self.bytes, self.files = 0, 0
-        self.error = None
+        self.streak = Streak("archive")  # the archiving runs failed in a row, for /health
 
     async def start(self):
         self.bytes, self.files = await asyncio.to_thread(size, self.root)
@@ -180,9 +181,9 @@ class Archiver:
             gone = await asyncio.to_thread(expire, self.root, self.retention_days)
             if gone:
                 self.bytes, self.files = await asyncio.to_thread(size, self.root)
-            self.error = None
-        except OSError as exc:  # the segment stays in the journal and is tried again after the next ingest
-            self.error = str(exc)
+            self.streak.succeeded()
+        except OSError as exc:  # the segment stays in the journal and is tried again at the next kick
+            self.streak.failed(f"{type(exc).__name__}: {exc}")
             log.error("archiving journal segments failed: %s", exc)
 
     async def close(self):
@@ -193,4 +194,4 @@ class Archiver:
         await asyncio.to_thread(self.journal.mark_ingested, self.ingested_seq())
 
     def report(self):
-        return {"bytes": self.bytes, "files": self.files, "error": self.error}
+        return {"bytes": self.bytes, "files": self.files, "error": self.streak.error}

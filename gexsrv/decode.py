@@ -80,17 +80,26 @@ RAW_LIST = msgspec.json.Decoder(list[Raw])
 
 class Rules(NamedTuple):
     """What decoding needs beyond the body: the endpoint of payloads that name none, the zone of ISO times that
-    carry none (None: the server's local zone, as the original read them), and how far ahead of the server's
-    clock a timestamp may be before it is reported (ms)."""
+    carry none (None: the server's local zone, as the original read them), how far ahead of the server's clock a
+    timestamp may be before it is reported (ms), and the most strike rows a snapshot may have (None: any).
+
+    `replay` decodes a body that was accepted before (a journal or archive line, whose key the line holds):
+    the checks that refuse a body are not made again, since a limit lowered or a rule tightened since its
+    acceptance must not make ingest refuse what was acknowledged."""
 
     default_endpoint: str = "gex_zero"
     naive_zone: dt.tzinfo | None = dt.timezone.utc
     future_ms: int = 86_400_000
+    max_strikes: int | None = None
+    replay: bool = False
 
     @classmethod
     def from_settings(cls, settings):
         return cls(normalize_endpoint(settings.default_endpoint, None, "default_endpoint"),
-                   zone(settings.naive_time_zone), round(settings.future_tolerance_s * 1000))
+                   zone(settings.naive_time_zone), round(settings.future_tolerance_s * 1000), settings.max_strikes)
+
+    def replaying(self):
+        return self._replace(max_strikes=None, replay=True)
 
 
 def zone(name):
@@ -131,7 +140,8 @@ def timestamp_ms(value, field, rules=Rules()):
         text = value.strip()
         value = float(text) if NUMERIC.match(text) else _iso_ms(text, field, rules)
     ms = value * 1000 if abs(value) < SECONDS_BELOW else value
-    if not EARLIEST_MS <= ms < LATEST_MS:  # nan and inf (numeric text such as "1e400") too
+    # The bound is checked on the value stored, after rounding: 4102444799.9996 s rounds to 2100-01-01 itself.
+    if not (rules.replay or (math.isfinite(ms) and EARLIEST_MS <= round(ms) < LATEST_MS)):
         raise PayloadError(field, "timestamp is outside 2000-01-01 .. 2100-01-01 (expected epoch seconds or ms)")
     return round(ms)
 
@@ -150,10 +160,19 @@ def _iso_ms(text, field, rules):
 
 
 def check_ticker(name, field="$.ticker"):
-    ticker = name.strip().upper()
-    if not TICKER.match(ticker):
+    """The ticker upper-cased, or PayloadError. ASCII is checked first: str.upper() folds some other letters into
+    ASCII ones (`ß` into `SS`, `ſ` into `S`), which would store a ticker nobody sent."""
+    ticker = name.strip()
+    if not ticker.isascii() or not TICKER.match(ticker := ticker.upper()):
         raise PayloadError(field, f"ticker {name[:40]!r} {TICKER_RULE}")
     return ticker
+
+
+def check_strike_count(count, field, rules):
+    """A snapshot's strike rows are held in memory by the views (gexsrv.latest): their number is bounded."""
+    if rules.max_strikes is not None and count > rules.max_strikes:
+        raise PayloadError(field, f"{count} strike rows, more than the {rules.max_strikes} a snapshot may have "
+                                  "(max_strikes)")
 
 
 def _present(raw):
@@ -323,12 +342,14 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     problems, skipped = [], []
     received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
     row = KINDS[kind][0](payload, at, problems, skipped)
+    if kind == "snapshot":
+        check_strike_count(len(row.strikes) + len(skipped), f"{at}.strikes", rules)
     ts = timestamp_ms(payload.timestamp, f"{at}.timestamp", rules)
     if ts > received_ms + rules.future_ms:
         problems.append({"field": f"{at}.timestamp", "error": _ahead(ts - received_ms, rules)})
     return Record(
         kind=kind,
-        ticker=check_ticker(ticker, ticker_at),
+        ticker=ticker if rules.replay else check_ticker(ticker, ticker_at),
         endpoint=endpoint or rules.default_endpoint,
         timestamp_ms=ts,
         received_ms=_received(received_at, received_at_path, rules, received_ms, problems),

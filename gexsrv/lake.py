@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from gexsrv.durable import link_new
 from gexsrv.pathnames import encode
+from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.lake")
 
@@ -192,7 +193,7 @@ class Lake:
         self.stopping = False
         self.exported_rows = 0
         self.last_export_at = None
-        self.error = None  # why the last export failed; None once one succeeds
+        self.streak = Streak("lake")  # the exports failed in a row, for /health
 
     async def start(self):
         await asyncio.to_thread(tidy, self.root)
@@ -219,7 +220,8 @@ class Lake:
             log.exception("Parquet export failed at shutdown; its range is retried at the next start")
 
     def report(self):
-        return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at, "error": self.error}
+        return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at,
+                "error": self.streak.error}
 
     def _sequence_high(self, con):
         with self.lock:
@@ -246,9 +248,9 @@ class Lake:
         try:
             await self._export(compaction)
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.streak.failed(f"{type(exc).__name__}: {exc}")
             raise
-        self.error = None
+        self.streak.succeeded()
 
     async def _export(self, compaction):
         async with self.exporting:

@@ -17,6 +17,11 @@ ticker's next change. At start the view is loaded from DuckDB in a worker thread
 Beside it, per feed (ticker, endpoint, kind), what the status page and /metrics show (Feeds): the newest timestamp,
 when a payload last arrived, and the newest snapshot of each (ticker, endpoint) with its strike rows. Both hold
 records as ingest holds them (without StrikeRow objects) and read the strike rows back only for the ones they show.
+
+Memory is bounded: a snapshot has at most max_strikes strike rows (gexsrv.decode), and the tickers of the view, the
+feeds and the feeds' snapshots are each at most max_feeds (gexsrv.bounded); past it, the one updated least recently
+is let go of. It stays in DuckDB; a ticker let go of comes back with the next payload stored for it, which then is
+its latest here even if DuckDB holds a newer one (a late retry).
 """
 
 import asyncio
@@ -26,6 +31,7 @@ import time
 
 import msgspec
 
+from gexsrv.bounded import Bounded
 from gexsrv.decode import with_strikes
 from gexsrv.payloads import StrikeRow
 from gexsrv.records import MajorsRow, MaxChangeRow, Record, SnapshotRow
@@ -168,13 +174,17 @@ class Feeds:
     """Every feed, and the newest snapshot of each (ticker, endpoint); used on the event loop only. Unlike the
     latest view, endpoints are kept apart: a chart of gex_one must not show a gex_zero snapshot."""
 
-    def __init__(self, future_ms):
+    def __init__(self, future_ms, max_feeds):
         self.future_ms = future_ms  # records dated further ahead of the clock are not shown
-        self.feeds = {}  # (ticker, endpoint, kind) -> Feed
-        self.snapshots = {}  # (ticker, endpoint) -> the newest snapshot Record, strike rows included
+        self.feeds = Bounded(max_feeds)  # (ticker, endpoint, kind) -> Feed
+        self.snapshots = Bounded(max_feeds)  # (ticker, endpoint) -> the newest snapshot Record
 
     def _feed(self, key, timestamp_ms, received_ms):
-        feed = self.feeds.get(key) or self.feeds.setdefault(key, Feed())
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = self.feeds[key] = Feed()
+        else:
+            self.feeds.touch(key)
         feed.update(timestamp_ms, received_ms)
         return feed
 
@@ -192,12 +202,14 @@ class Feeds:
         """The newest snapshot of (ticker, endpoint) held, with its strike rows; None if none is."""
         held = self.snapshots.get((ticker, endpoint))
         if held is not None:
-            held = self.snapshots[(ticker, endpoint)] = with_strikes(held)
+            held = with_strikes(held)
+            self.snapshots.keep((ticker, endpoint), held)
         return held
 
     def loaded(self, rows):
-        """(ticker, endpoint, kind, newest timestamp, last received) of each feed stored in the database."""
-        for ticker, endpoint, kind, timestamp_ms, received_ms in rows:
+        """(ticker, endpoint, kind, newest timestamp, last received) of each feed stored in the database; the ones
+        received last are kept when there are more than max_feeds."""
+        for ticker, endpoint, kind, timestamp_ms, received_ms in sorted(rows, key=lambda row: row[4]):
             self._feed((ticker, endpoint, kind), timestamp_ms, received_ms)
 
     def report(self, now_ms):
@@ -211,10 +223,10 @@ class Feeds:
 class Latest:
     """The view of every ticker, and the feeds; used on the event loop only."""
 
-    def __init__(self, future_s):
+    def __init__(self, future_s, max_feeds):
         self.future_ms = future_s * 1000  # records dated further ahead of the clock are stored, never held
-        self.entries = {}  # ticker -> Entry
-        self.feeds = Feeds(self.future_ms)
+        self.entries = Bounded(max_feeds)  # ticker -> Entry
+        self.feeds = Feeds(self.future_ms, max_feeds)
         self.version = 0  # counts changes, so a file writer knows when the view changed
         self.encoded_all = None
         self.load_state = "pending"  # pending | loading | done | failed: <why>
@@ -236,6 +248,7 @@ class Latest:
         if held is not None and (record.timestamp_ms < held.timestamp_ms
                                  or (not live and record.timestamp_ms == held.timestamp_ms)):
             return
+        self.entries.touch(record.ticker)
         entry.held[record.kind] = record
         if live or entry.last is None or record.received_ms >= entry.last.received_ms:
             entry.last = record
@@ -259,7 +272,10 @@ class Latest:
         return entry.encoded
 
     def report(self):
-        return {"tickers": len(self.entries), "load": self.load_state}
+        held = (self.entries, self.feeds.feeds, self.feeds.snapshots)
+        return {"tickers": len(self.entries), "load": self.load_state, "feeds": len(self.feeds.feeds),
+                "snapshots": len(self.feeds.snapshots), "max_feeds": self.entries.limit,
+                "evicted": sum(bounded.evicted for bounded in held)}
 
     def start_loading(self, store):
         """Load in the background (serving goes on meanwhile), unless loaded or loading already."""
@@ -279,7 +295,7 @@ class Latest:
             log.error("latest view not loaded from the database: %s", exc, exc_info=not isinstance(exc, LoadError))
             self.load_state = f"failed: {exc}"
             return
-        for record in records:
+        for record in sorted(records, key=lambda record: record.received_ms):  # past max_feeds, the newest stay
             self.offer(record, live=False)
         self.feeds.loaded(feeds)
         self.load_state = "done"

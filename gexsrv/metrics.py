@@ -29,7 +29,7 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 TABLES = {"snapshot": "gex_snapshots", "strike_rows": "gex_strikes", "majors": "gex_majors",
           "maxchange": "gex_maxchange", "uw": "universal_webhooks"}
 STATES = ("writable", "read-only", "failing", "closed")
-JOB_STATUSES = ("pending", "downloading", "importing", "completed", "failed")
+JOB_STATUSES = ("pending", "downloading", "importing", "completed", "skipped", "failed")
 NOTIFICATION_RESULTS = ("sent", "failed", "dropped")
 GROUP = re.compile(r"\(([^)]*)\)")
 
@@ -157,6 +157,10 @@ class PartsCollector:
                        ["state"], {(state,): int(store.state == state) for state in STATES})
         yield counter("gexsrv_storage_incidents", "Times the database stopped taking writes",
                       parts.supervisor.incidents)
+        yield labelled(CounterMetricFamily, "gexsrv_commit_conflicts", "Commits refused because another "
+                       "transaction had just committed one of their keys (live ingest beside a history import), by "
+                       "whose commit it was: written again, the key stored first kept; not an incident",
+                       ["writer"], {(writer,): n for writer, n in store.conflicts.items()})
         if self.metrics.stored is not None:
             yield gauge("gexsrv_storage_quarantined_records", "Journaled records the database refused "
                         "(gexsrv_quarantine)", self.metrics.stored["quarantined"])

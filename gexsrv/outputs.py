@@ -17,6 +17,7 @@ import msgspec
 
 from gexsrv.durable import replace_file
 from gexsrv.latest import seconds
+from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.outputs")
 
@@ -51,7 +52,7 @@ class Outputs:
         self.stopping = asyncio.Event()
         self.task = None
         self.dropped = 0
-        self.error = None  # why the last write failed; None once one succeeds
+        self.streak = Streak("outputs")  # the writes failed in a row, for /health
 
     def observe(self, record):
         column = SPOT_COLUMNS.get(record.kind)
@@ -71,7 +72,7 @@ class Outputs:
 
     def report(self):
         return {"dir": self.folder, "pending_lines": len(self.lines), "dropped_lines": self.dropped,
-                "error": self.error}
+                "error": self.streak.error}
 
     async def _loop(self):
         while not self.stopping.is_set():
@@ -99,12 +100,12 @@ class Outputs:
                 self._failed(exc)
                 return
             self.written_version = version
-        self.error = None
+        self.streak.succeeded()
 
     def _failed(self, exc):
-        if self.error is None:
+        if self.streak.error is None:
             log.error("cannot write to %s: %s; retrying every %s s", self.folder, exc, self.interval)
-        self.error = f"{type(exc).__name__}: {exc}"
+        self.streak.failed(f"{type(exc).__name__}: {exc}")
 
     def _keep(self, lines):
         """Keep unwritten lines for the next try, up to MAX_PENDING."""

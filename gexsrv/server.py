@@ -101,8 +101,10 @@ def build(settings):
     store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
     journal = Journal(os.path.join(settings.data_dir, "journal"), settings.journal_segment_mb << 20,
                       settings.journal_segment_seconds)
-    ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules, settings.ingest_interval_ms,
-                        settings.ingest_batch_records, settings.ingest_max_records, settings.ingest_memory_mb << 20)
+    # ingest decodes journaled bodies again: accepted ones, which today's limits must not refuse
+    ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),
+                        settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
+                        settings.ingest_memory_mb << 20)
     archiver = Archiver(journal, lambda: ingester.position[2], archive_dir(settings.data_dir),
                         settings.archive_retention_days, settings.archive_interval_s)
     keys = RecentKeys(settings.duplicate_horizon_s)
@@ -111,7 +113,7 @@ def build(settings):
     notifier = Notifier.from_settings(settings)
     supervisor = Supervisor(store, notifier)
     ingester.on_failure = supervisor.trouble
-    latest = Latest(settings.future_tolerance_s)
+    latest = Latest(settings.future_tolerance_s, settings.max_feeds)
     outputs = Outputs(settings.outputs_dir, latest) if settings.outputs_dir else None
     ingester.observers += [latest.observe, latest.feeds.observe, *([outputs.observe] if outputs else []),
                            trades.announcer(notifier)]

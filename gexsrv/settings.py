@@ -41,6 +41,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "descriptors for the server itself, in the open-file limit (ulimit -n)", ge=1, le=1_000_000)]
     idle_connection_timeout_s: Annotated[float, _setting(
         "how long a connection may wait for its next request (keep-alive) or send its headers, in seconds", gt=0)]
+    max_strikes: Annotated[int, _setting(
+        "most strike rows a snapshot may have, on every way in (POST /gex, /uw, history files); more get 400",
+        ge=1)]
+    max_feeds: Annotated[int, _setting(
+        "tickers, feeds and newest snapshots each held in memory by the latest views; past it the least recently "
+        "updated one is let go of (it stays in DuckDB)", ge=1)]
     shutdown_grace_s: Annotated[float, _setting(
         "on SIGTERM/SIGINT, how long in-flight requests and the last ingest may take before the server exits", gt=0)]
     ingest_interval_ms: Annotated[float, _setting("how often journaled records are ingested into DuckDB, in ms", gt=0)]

@@ -39,6 +39,10 @@ def cause_of(exc):
     return "io"
 
 
+# Who commits beside whom: live ingest on the store's thread, a history import on a cursor of its own.
+COMMITTERS = ("ingest", "history")
+
+
 class StorageError(Exception):
     """The database could not take a write; the batch was rolled back and can be retried."""
 
@@ -61,6 +65,8 @@ class Store:
         self.error = None
         self.cause = None  # why it is not writable: locked | damaged | permission | io
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-store")
+        self.conflicts = {writer: 0 for writer in COMMITTERS}  # commits retried after a conflict
+        self.conflicts_lock = threading.Lock()  # ingest and a history import count from their own threads
 
     def open(self):
         """Open (or create) and adopt the database for writing, on a fresh connection; when that fails, open it for
@@ -138,9 +144,14 @@ class Store:
         with self.reader_lock:
             return self.reader.cursor() if self.reader is not None else None
 
+    def conflicted(self, writer):
+        """Count a commit of writer's that conflicted with another's and was written again (not a failure)."""
+        with self.conflicts_lock:
+            self.conflicts[writer] += 1
+
     def pending_history_jobs(self):
         return self.read(
-            "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'failed')")[0][0]
+            "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'skipped', 'failed')")[0][0]
 
     def journal_position(self):
         """(segment, offset, seq) of the last journal record ingested."""
@@ -194,7 +205,7 @@ class Store:
         self._check_writable()
         save = (lambda: self._save_position(position)) if position is not None else None
         try:
-            outcomes, whole = write(self.con, records, prepared, save)
+            outcomes, whole = write(self.con, records, prepared, save, lambda: self.conflicted("ingest"))
         except (duckdb.Error, pa.ArrowException) as exc:
             self.state, self.error = "failing", str(exc)
             raise StorageError(str(exc)) from exc
@@ -226,49 +237,75 @@ REFUSALS = (duckdb.ConstraintException, duckdb.ConversionException, duckdb.OutOf
             duckdb.TypeMismatchException, pa.ArrowException)
 
 
-def write(con, records, prepared=None, before_commit=None):
+def write(con, records, prepared=None, before_commit=None, on_conflict=None):
     """Commit records on con in one transaction (before_commit() runs inside it); return (outcomes, whole).
 
     The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses the
-    batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was. A batch
-    that fails otherwise is retried record by record, so only a guilty record is refused (RecordRefused in its
-    place; `whole` is then False and before_commit did not run). A record that fails alone for anything but its
-    own values (REFUSALS: a full disk fails a commit as well) means the database is at fault: its error is raised
-    and no record is refused, for the batch to be tried again. The records committed alone before it are then
-    found stored by that retry.
+    batch; it is rolled back and written again with ON CONFLICT DO NOTHING, which finds whose it was. So it is
+    when another transaction (a history import on its cursor, or live ingest) committed one of the keys since this
+    one began: DuckDB refuses the COMMIT or the careful INSERT (conflict()); on_conflict() is told, and the retry
+    finds the key stored, which wins. A batch that fails otherwise is retried record by record, so only a guilty
+    record is refused (RecordRefused in its place; `whole` is then False and before_commit did not run). A record
+    that fails alone for anything but its own values (REFUSALS: a full disk fails a commit as well) means the
+    database is at fault: its error is raised and no record is refused, for the batch to be tried again. The
+    records committed alone before it are then found stored by that retry.
     """
     try:
-        return _write(con, records, prepared or _tables(records), before_commit), True
+        return _write(con, records, prepared or _tables(records), before_commit, on_conflict), True
     except (duckdb.Error, pa.ArrowException) as exc:
         if (len(records) == 1 and not isinstance(exc, REFUSALS)) or isinstance(exc, duckdb.FatalException):
             raise  # a fatal error invalidates the database: only a fresh connection helps (gexsrv.supervisor)
         log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
     outcomes = []
     for record in records:
-        outcome = _alone(con, record)
+        outcome = _alone(con, record, on_conflict)
         if isinstance(outcome, Exception) and not isinstance(outcome, REFUSALS):
             raise outcome
         outcomes.append(outcome)
     return [RecordRefused(str(o)) if isinstance(o, Exception) else o for o in outcomes], False
 
 
-def _alone(con, record):
+def conflict(exc, careful):
+    """Where another transaction's commit of one of the batch's keys, since this one began, stopped it: "commit"
+    (DuckDB refused the COMMIT, which ended the transaction), "insert" (the careful INSERT met the key: ON CONFLICT
+    DO NOTHING skips only the keys this transaction sees), or None (not a conflict)."""
+    if isinstance(exc, duckdb.TransactionException) and "constraint violation" in str(exc):
+        return "commit"
+    if careful and isinstance(exc, duckdb.ConstraintException) and "Duplicate key" in str(exc):
+        return "insert"
+    return None
+
+
+def _alone(con, record, on_conflict):
     try:
-        return _write(con, [record], _tables([record]), None)[0]
+        return _write(con, [record], _tables([record]), None, on_conflict)[0]
     except (duckdb.Error, pa.ArrowException) as exc:
         return exc
 
 
-def _write(con, records, prepared, before_commit):
-    try:
+def _write(con, records, prepared, before_commit, on_conflict):
+    """Each conflict means another transaction stored one of the batch's keys, which the careful retry sees and
+    skips: so there are at most as many conflicts as records."""
+    careful, conflicts = False, 0
+    while True:
         try:
-            return _commit(con, records, prepared, before_commit, careful=False)
-        except duckdb.ConstraintException:
-            _rollback(con)
-            return _commit(con, records, prepared, before_commit, careful=True)
-    except duckdb.Error:
-        _rollback(con)
-        raise
+            return _commit(con, records, prepared, before_commit, careful)
+        except duckdb.Error as exc:
+            where = conflict(exc, careful)
+            if where != "commit":  # a refused COMMIT ended the transaction itself
+                _rollback(con)
+            if where is None:
+                if careful or not isinstance(exc, duckdb.ConstraintException):
+                    raise
+            elif conflicts < len(records):
+                conflicts += 1
+                log.info("a commit of %d records conflicted with another transaction's (%s); written again",
+                         len(records), exc)
+                if on_conflict is not None:
+                    on_conflict()
+            else:
+                raise
+            careful = True
 
 
 def _commit(con, records, prepared, before_commit, careful):

@@ -230,7 +230,7 @@ def reply_status(sock, timeout=5):
 
 
 def test_slow_and_stalled_bodies_are_cut_off_and_cannot_hold_the_servers_memory(start_server):
-    server = start_server(None, "--bodies-in-flight-mb", "1", "--body-timeout-s", "1")
+    server = start_server(None, "--bodies-in-flight-mb", "1", "--body-timeout-s", "1", "--max-strikes", "2000")
     stalled = [send_part(server.url, 400_000, 100) for _ in range(2)]
     time.sleep(0.3)
     refused = reply_status(send_part(server.url, 400_000, 100))

@@ -172,7 +172,7 @@ def test_json_lines_and_more_snapshots_than_a_chunk_import_whole(hist, files):
     assert stored == [(s["timestamp"], s["spot"], "history:1") for s in made]
 
 
-def test_same_url_or_same_content_is_not_imported_twice(hist, files):
+def test_same_url_or_same_content_for_the_same_feed_is_skipped_saying_why(hist, files):
     write_history(files.folder / NAME)
     write_history(files.folder / "same-times-other-values.json", seed=2)
     server = hist()
@@ -181,15 +181,57 @@ def test_same_url_or_same_content_is_not_imported_twice(hist, files):
     again = submit(server, url)
     assert again["id"] == first["id"] and again["duplicate"] is True
     signed = wait_job(server, submit(server, url + "?sig=other")["id"])  # another URL, same bytes
-    assert signed["status"] == "completed" and signed["last_error"] == f"same content as job {first['id']}"
+    assert (signed["status"], signed["snapshots_imported"], signed["last_error"]) == (
+        "skipped", 0, f"same content as job {first['id']}, imported for SPX gex_zero")
     overlap = wait_job(server, submit(server, f"{files.url}/files/same-times-other-values.json",
                                       ticker="SPX", endpoint="gex_zero")["id"])
-    assert (overlap["status"], overlap["snapshots_imported"], overlap["rows_imported"]) == ("completed", 0, 0)
+    assert (overlap["status"], overlap["snapshots_imported"], overlap["rows_imported"], overlap["last_error"]) == (
+        "skipped", 0, 0, f"all {SNAPS} snapshots were already stored")
+    listed = {job["id"]: job["status"] for job in server.get("/gex_history_url").json()["jobs"]}
+    health = server.get("/health").json()
+    metrics = server.get("/metrics").body.decode()
     server.stop()
+    assert listed == {first["id"]: "completed", signed["id"]: "skipped", overlap["id"]: "skipped"}
+    assert health["history"]["pending_jobs"] == 0
+    assert 'gexsrv_history_jobs{status="skipped"} 2.0' in metrics
     with server.db() as db:
         assert db.execute("SELECT count(*), count(DISTINCT source) FROM gex_snapshots").fetchone() == (SNAPS, 1)
         assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == SNAPS * STRIKES
     assert lake_rows(server.data_dir) == SNAPS * STRIKES
+
+
+def stored(server):
+    """(endpoint, timestamp s, spot, source) of every snapshot and (endpoint, timestamp s, strike, gamma, oi_gamma)
+    of every strike row, in order."""
+    with server.db() as db:
+        snaps = db.execute("SELECT endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
+                           "ORDER BY endpoint, timestamp").fetchall()
+        strikes = db.execute("SELECT endpoint, timestamp // 1000, strike, gamma, oi_gamma FROM gex_strikes "
+                             "ORDER BY endpoint, timestamp, strike").fetchall()
+    return snaps, strikes
+
+
+def test_the_same_file_under_another_endpoint_is_imported_under_it(hist, files):
+    """Ticker and endpoint are the job's: the same bytes queued for another endpoint (the one they should have had,
+    by the same URL or another) are that endpoint's data, not a repeat of the first job."""
+    write_history(files.folder / NAME)
+    made = list(snapshots(SNAPS, STRIKES, "SPX", dt.date.fromisoformat(DAY), seed=1))
+    server = hist()
+    url = f"{files.url}/files/{NAME}"
+    jobs = [wait_job(server, submit(server, url)["id"]),
+            wait_job(server, submit(server, url, ticker="SPX", endpoint="gex_one")["id"]),
+            wait_job(server, submit(server, url + "?sig=2", ticker="SPX", endpoint="gex_full")["id"])]
+    server.stop()
+    assert [(j["endpoint"], j["status"], j["snapshots_imported"], j["rows_imported"], j["last_error"])
+            for j in jobs] == [(endpoint, "completed", SNAPS, SNAPS * STRIKES, None)
+                               for endpoint in ("gex_zero", "gex_one", "gex_full")]
+    assert len({j["id"] for j in jobs}) == 3 and len({j["sha256"] for j in jobs}) == 1
+    by_endpoint = sorted(zip(("gex_zero", "gex_one", "gex_full"), (j["id"] for j in jobs)))
+    snaps, strikes = stored(server)
+    assert snaps == [(endpoint, s["timestamp"], s["spot"], f"history:{job_id}")
+                     for endpoint, job_id in by_endpoint for s in made]
+    assert strikes == [(endpoint, s["timestamp"], *row[:3]) for endpoint, _ in by_endpoint
+                       for s in made for row in sorted(s["strikes"])]
 
 
 def test_existing_staged_and_parquet_files_stay_byte_identical(hist, files, tmp_path):

@@ -85,3 +85,21 @@ def test_an_inline_file_is_imported_here_even_with_a_download_command(hist, file
     server.stop()
     assert (job["status"], job["snapshots_imported"], job["last_error"]) == ("completed", 2, None)
     assert stored_rows(server)[0] == [("SPX", "gex_one", s["timestamp"], s["spot"], "history:1") for s in snaps]
+
+
+def test_the_same_inline_file_under_another_endpoint_is_a_job_of_its_own(hist, files):
+    snaps = inline_snapshots("SPX", 3, TS)
+    server = hist()
+    url = f"{files.url}/status/404/x.json"
+    replies = [server.post("/gex_history_url", {"url": url, "ticker": "SPX", "endpoint": endpoint, "raw_body": snaps})
+               for endpoint in ("zero", "one", "zero")]
+    assert [r.status for r in replies] == [202] * 3, [r.body for r in replies]
+    zero, one, again = (r.json() for r in replies)
+    assert (again["id"], again["duplicate"]) == (zero["id"], True) and one["id"] != zero["id"]
+    done = [wait_job(server, job["id"]) for job in (zero, one)]
+    server.stop()
+    assert [(j["status"], j["snapshots_imported"]) for j in done] == [("completed", 3), ("completed", 3)]
+    stored, strikes = stored_rows(server)
+    assert sorted(stored) == sorted((s["ticker"], endpoint, s["timestamp"], s["spot"], f"history:{job['id']}")
+                                    for endpoint, job in (("gex_zero", zero), ("gex_one", one)) for s in snaps)
+    assert len(strikes) == 2 * len(expected_strikes(snaps))

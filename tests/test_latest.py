@@ -50,7 +50,8 @@ MAXCHANGE = {"Now": {"strike": 7140, "net_gex": 170979.742}, "1 min": {"strike":
 
 def test_snapshot_majors_and_maxchange_of_two_tickers_merge_into_the_view(start_server):
     server = start_server(None, *NEW_YORK)
-    assert wait_loaded(server)["latest"] == {"tickers": 0, "load": "done", "outputs": None}
+    assert wait_loaded(server)["latest"] == {"tickers": 0, "load": "done", "feeds": 0, "snapshots": 0,
+                                             "max_feeds": 1000, "evicted": 0, "outputs": None}
     assert latest(server) == {}
     snap = snapshot(ticker="SPX", timestamp=TS, n_strikes=3)
     del snap["major_neg_oi"]  # the majors' mneg_oi fills it in `combined`
@@ -101,7 +102,9 @@ def test_snapshot_majors_and_maxchange_of_two_tickers_merge_into_the_view(start_
     }
     assert latest(server, "?ticker=spx") == view["SPX"]
     assert server.get("/api/latest/?ticker=NDX").json() == view["NDX"]
-    assert wait_loaded(server)["latest"] == {"tickers": 2, "load": "done", "outputs": None}
+    assert wait_loaded(server)["latest"] | {"feeds": None} == {"tickers": 2, "load": "done", "feeds": None,
+                                                               "snapshots": 1, "max_feeds": 1000, "evicted": 0,
+                                                               "outputs": None}
 
 
 def test_unknown_or_empty_ticker_is_refused_with_json(server):
@@ -153,7 +156,9 @@ def test_the_view_is_loaded_back_from_duckdb_after_a_restart(start_server, tmp_p
     server.stop()
 
     restarted = start_server(tmp_path / "data", *NEW_YORK)
-    assert wait_loaded(restarted)["latest"] == {"tickers": 2, "load": "done", "outputs": None}
+    assert wait_loaded(restarted)["latest"] | {"feeds": None} == {"tickers": 2, "load": "done", "feeds": None,
+                                                                  "snapshots": 0, "max_feeds": 1000, "evicted": 0,
+                                                                  "outputs": None}
     assert latest(restarted) == before
 
 
@@ -273,3 +278,33 @@ def test_outputs_dir_keeps_latest_json_and_spot_series_through_a_burst(start_ser
     assert sorted((line["ticker"], line["timestamp"], line["spot"]) for line in lines) == sorted(stored_with_spot)
     assert len(lines) == 1 + 120 and all(list(line) == ["timestamp", "spot", "ticker"] for line in lines)
     assert sorted(path.name for path in folder.iterdir()) == ["latest.json", "spot_series.jsonl"]
+
+
+def test_past_max_feeds_the_least_recently_updated_is_let_go_of_and_stays_in_duckdb(start_server, tmp_path):
+    server = start_server(None, "--max-feeds", "2")
+    sent = {}
+    for i, ticker in enumerate(["SPX", "NDX", "QQQ", "NDX", "IWM"]):  # NDX updated again: QQQ is the oldest then
+        sent[ticker] = snapshot(ticker=ticker, timestamp=TS + i, n_strikes=3, spot=100.0 + i)
+        assert server.post("/gex?ack=ingested", envelope(sent[ticker], TS + 100 + i)).status == 202
+    assert sorted(latest(server)) == ["IWM", "NDX"]
+    assert latest(server, "?ticker=NDX")["snapshot"]["timestamp"] == TS + 3
+    gone = server.get("/api/latest?ticker=QQQ")
+    assert (gone.status, gone.json()["field"]) == (404, "ticker")
+    assert "no latest data in memory" in gone.json()["error"] and "(max_feeds)" in gone.json()["error"]
+    health = server.get("/health").json()["latest"]
+    assert (health["tickers"], health["feeds"], health["snapshots"], health["max_feeds"]) == (2, 2, 2, 2)
+    assert health["evicted"] == 6  # SPX and QQQ, from the tickers, the feeds and the snapshots
+    feeds = server.get("/api/status").json()["feeds"]
+    assert [(f["ticker"], f["timestamp"]) for f in feeds] == [("IWM", (TS + 4) * 1000), ("NDX", (TS + 3) * 1000)]
+    from_duckdb = server.get("/api/strikes?ticker=QQQ&endpoint=gex_zero")  # not held: read from DuckDB
+    assert from_duckdb.status == 200 and from_duckdb.json()["strikes"] == sent["QQQ"]["strikes"]
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT ticker, timestamp, spot_price, (SELECT count(*) FROM gex_strikes k WHERE "
+                          "k.ticker = s.ticker AND k.timestamp = s.timestamp) FROM gex_snapshots s ORDER BY timestamp"
+                          ).fetchall() == [(t, (TS + i) * 1000, 100.0 + i, 3) for i, t in
+                                           enumerate(["SPX", "NDX", "QQQ", "NDX", "IWM"])]
+
+    restarted = start_server(tmp_path / "data", "--max-feeds", "2")  # loaded back: the two received last
+    assert wait_loaded(restarted)["latest"]["tickers"] == 2
+    assert sorted(latest(restarted)) == ["IWM", "NDX"]

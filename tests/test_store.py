@@ -9,15 +9,16 @@ import pytest
 
 from gexsrv import gexwrite, store as storage  # noqa: F401  (gexwrite registers the GEX kinds)
 from gexsrv.decode import Rules, decode_gex
+from gexsrv.history import importer
 from gexsrv.store import RecordRefused, StorageError, Store
 from helpers import snapshot
 
 TS = 1777492800
 
 
-def record(ts, ticker="SPX"):
+def record(ts, ticker="SPX", spot=7138.55):
     """A decoded snapshot as ingest holds it: with its body, from which the strike rows are read."""
-    body = json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2)).encode()
+    body = json.dumps(snapshot(ticker=ticker, timestamp=ts, n_strikes=2, spot=spot)).encode()
     return decode_gex(body, Rules(), 0).held()
 
 
@@ -103,3 +104,83 @@ def test_a_database_that_takes_nothing_raises_storage_error_and_keeps_the_positi
     with pytest.raises(StorageError):
         store.write(batch, None, (1, 30, 3))
     assert store.state == "failing"
+
+
+class Interloper:
+    """A connection of the store's database on which another writer (a history import on its cursor, or live
+    ingest) commits `theirs` at a chosen point of this connection's transaction: just before its COMMIT, or once
+    its careful retry has begun (its snapshot taken: the long INSERT of a large batch is under way). The overlap
+    of two real transactions, made to happen every time."""
+
+    def __init__(self, con, theirs, write_theirs, at="commit"):
+        self.con, self.theirs, self.write_theirs, self.at = con, theirs, write_theirs, at
+        self.begins = 0
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+    def _interlope(self):
+        if self.theirs:
+            theirs, self.theirs = self.theirs, None
+            self.write_theirs(theirs)
+
+    def begin(self):
+        self.con.begin()
+        self.begins += 1
+        if self.at == "careful insert" and self.begins == 2:
+            self.con.execute("SELECT count(*) FROM gex_snapshots").fetchall()  # the snapshot of what it sees
+            self._interlope()
+
+    def commit(self):
+        if self.at == "commit":
+            self._interlope()
+        self.con.commit()
+
+
+def stored_spots(store):
+    return store.read("SELECT timestamp // 1000, spot_price, source FROM gex_snapshots ORDER BY 1")
+
+
+def strike_rows(store):
+    return store.read("SELECT timestamp // 1000, strike FROM gex_strikes ORDER BY 1, 2")
+
+
+def test_a_key_another_transaction_commits_first_is_a_counted_conflict_not_a_failure(store):
+    """A history import commits on a cursor of its own: when it commits a key that live ingest has just written,
+    DuckDB refuses ingest's COMMIT. It used to be a database failure (StorageError: the store failing, an
+    incident). Now the batch is written again, the key the import stored kept with its own strike rows."""
+    imported = msgspec.structs.replace(record(TS, spot=100.0), source="history:1")
+    store.con = Interloper(store.con, [imported], lambda theirs: storage.write(store.con.con.cursor(), theirs))
+    assert store.write([record(TS, spot=200.0)], None, (1, 10, 1)) == [False]
+    assert store.state == "writable" and store.error is None
+    assert store.conflicts == {"ingest": 1, "history": 0}
+    assert stored_spots(store) == [(TS, 100.0, "history:1")]
+    assert strike_rows(store) == [(TS, 90.0), (TS, 95.0)]  # the import's two rows, once
+    assert store.journal_position() == (1, 10, 1)
+
+
+def test_a_key_committed_while_the_careful_retry_runs_is_a_conflict_too(store):
+    """The batch's first key is stored already (the careful retry follows); its second is committed by the import
+    once the retry's transaction has begun: the careful INSERT itself meets it. Written again, both found stored,
+    and no batch written record by record."""
+    store.write([record(TS, spot=1.0)], None, (1, 10, 1))
+    store.con = Interloper(store.con, [record(TS + 1, spot=100.0)],
+                           lambda theirs: storage.write(store.con.con.cursor(), theirs), at="careful insert")
+    assert store.write([record(TS, spot=2.0), record(TS + 1, spot=200.0)], None, (1, 20, 3)) == [False, False]
+    assert store.conflicts == {"ingest": 1, "history": 0}
+    assert [spot for _, spot, _ in stored_spots(store)] == [1.0, 100.0]
+    assert len(strike_rows(store)) == 4
+    assert store.journal_position() == (1, 20, 3)
+
+
+def test_an_import_chunk_conflicting_with_live_ingest_is_written_again_and_counted(store):
+    """The other way round: live ingest commits a key of the chunk the import is writing. The import's chunk is
+    written again without that key, which ingest stored; the job goes on (no exception), counted as history's."""
+    chunk = [msgspec.structs.replace(record(TS + i, spot=100.0), source="history:1") for i in range(3)]
+    live = Interloper(store.con.cursor(), [record(TS + 1, spot=200.0)],
+                      lambda theirs: store.write(theirs, None, (1, 10, 1)))
+    counted = []
+    assert importer.write_records(live, chunk, on_conflict=lambda: counted.append(1)) == (2, 4)
+    assert counted == [1]
+    assert stored_spots(store) == [(TS, 100.0, "history:1"), (TS + 1, 200.0, "live"), (TS + 2, 100.0, "history:1")]
+    assert len(strike_rows(store)) == 6

@@ -21,7 +21,7 @@ from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
 
 FLAGS = {"ticker": "--tickers", "package": "--package", "category": "--categories", "from": "--from", "to": "--to"}
-SETTLED = ("completed", "no data", "failed")
+SETTLED = (*days.DONE_JOB, "no data", "failed")
 REFRESH_S = 0.25
 COLUMNS = ["ticker", "category", "days", "imported", "already", "no data", "failed", "snapshots", "strike rows"]
 
@@ -136,7 +136,7 @@ def summarize(rows, done, halted, seconds):
     feeds = {}
     for row in rows:
         feed = feeds.setdefault((row["ticker"], row["category"]), dict.fromkeys(COLUMNS[2:], 0))
-        already = _key(row) in done
+        already = _key(row) in done or row["status"] == "skipped"  # its data was there before its job
         feed["days"] += 1
         feed["already"] += already
         feed["imported"] += row["status"] == "completed" and not already

@@ -11,11 +11,12 @@ import time
 from tqdm import tqdm
 
 from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
-from gexsrv.history import names
+from gexsrv.history import names, queue
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
-from gexsrv.decode import normalize_endpoint
+from gexsrv.decode import check_ticker, normalize_endpoint
+from gexsrv.payloads import PayloadError
 from gexsrv.store import Store
 
 
@@ -36,10 +37,15 @@ def main(argv):
     args = parser().parse_args(argv)
     conf = settings.load(args)
     ticker, endpoint = names.infer(args.source)
-    ticker = (args.ticker or ticker or "").upper()
+    ticker = args.ticker or ticker
     endpoint = args.endpoint or endpoint
     if not ticker or not endpoint:
         print("gexsrv import: give --ticker and --endpoint (the file name does not name them)", file=sys.stderr)
+        return 2
+    try:
+        ticker = check_ticker(ticker, "--ticker")
+    except PayloadError as exc:
+        print(f"gexsrv import: {exc.field}: {exc.reason}", file=sys.stderr)
         return 2
     url = args.source
     if os.path.isfile(url):
@@ -70,7 +76,7 @@ async def run(conf, url, ticker, endpoint, progress):
     runner = Runner(conf, store, notifier, lake, allow_local=True)
     try:
         job, created = await runner.submit(url, ticker, endpoint)
-        if not created and job["status"] in ("completed", "importing", "downloading"):
+        if not created and job["status"] in (*queue.DONE, "importing", "downloading"):
             print(json.dumps({"job": job["id"], "status": job["status"], "note": "this URL was queued before"}))
             return 0
         started = time.perf_counter()
@@ -84,7 +90,7 @@ async def run(conf, url, ticker, endpoint, progress):
         await notifier.close()
         store.close()
     print(json.dumps(_summary(job, seconds)))
-    return 0 if job["status"] == "completed" else 1
+    return 0 if job["status"] in queue.DONE else 1
 
 
 def _summary(job, seconds):

@@ -117,7 +117,7 @@ class HistoryHandler(IngestHandler):
             self.reply(202, {"status": "queued", "via": "dashboard"})
             return
         inferred_ticker, inferred_endpoint = names.infer(request.url)
-        ticker = (request.ticker or inferred_ticker or "").upper()
+        ticker = request.ticker or inferred_ticker or ""  # upper-cased by check_ticker, once it is ASCII
         endpoint = request.endpoint or request.feed or request.kind or request.gex_type or inferred_endpoint
         if not ticker:
             raise ApiError(400, "no ticker given and none in the file name", field="$.ticker")

@@ -4,10 +4,10 @@ written in chunks.
 The whole file is read first (read_records): every snapshot is decoded, and one the rule refuses fails the file
 with nothing stored. Then the snapshots are written CHUNK at a time (write_records), one transaction each on a
 cursor of the caller's, so a full-day import leaves room for live ingest between its transactions; a chunk a
-concurrent write conflicts with is tried again. Keys already stored are skipped (the first stored wins), so an
-interrupted import resumes by running it again. Ticker and endpoint are the job's; source is history:<job id>.
-What the rule left out of a snapshot (a bad strike row, an alias that disagrees) is counted and its first examples
-kept, as a reply's `problems` would be.
+concurrent write conflicts with is written again (gexsrv.store.write). Keys already stored are skipped (the first
+stored wins), so an interrupted import resumes by running it again. Ticker and endpoint are the job's; source is
+history:<job id>. What the rule left out of a snapshot (a bad strike row, an alias that disagrees) is counted and its
+first examples kept, as a reply's `problems` would be.
 
 File shapes: a JSON array of snapshots, {"data": [...]}, one snapshot object, or JSON Lines (one per line).
 """
@@ -15,7 +15,6 @@ File shapes: a JSON array of snapshots, {"data": [...]}, one snapshot object, or
 import contextlib
 import time
 
-import duckdb
 import msgspec
 from msgspec import Raw
 
@@ -25,7 +24,6 @@ from gexsrv.payloads import PayloadError
 
 CHUNK = 2_000
 NO_LOCK = contextlib.nullcontext()
-ATTEMPTS = 3
 EXAMPLES = 20
 
 
@@ -89,16 +87,12 @@ def decode_all(items, ticker, endpoint, source, rules):
     return records, problems
 
 
-def write_chunk(cursor, chunk, lock):
-    """Commit one chunk, holding lock; return (snapshots stored, strike rows stored)."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with lock:
-                outcomes, _ = store.write(cursor, chunk)
-            break
-        except duckdb.TransactionException:  # a live ingest wrote the same key meanwhile: the retry skips it
-            if attempt == ATTEMPTS:
-                raise
+def write_chunk(cursor, chunk, lock, on_conflict=None):
+    """Commit one chunk, holding lock; return (snapshots stored, strike rows stored). A live ingest that commits
+    one of its keys first makes the commit conflict: store.write writes it again, skipping that key, and tells
+    on_conflict()."""
+    with lock:
+        outcomes, _ = store.write(cursor, chunk, on_conflict=on_conflict)
     stored = [r for r, outcome in zip(chunk, outcomes) if outcome is True]
     refused = [o for o in outcomes if isinstance(o, Exception)]
     if refused:
@@ -116,14 +110,15 @@ def read_records(data, ticker, endpoint, source, rules=Rules()):
     return decode_all(snapshots(data), ticker, endpoint, source, rules)
 
 
-def write_records(cursor, records, progress=None, lock=NO_LOCK, committed=None):
+def write_records(cursor, records, progress=None, lock=NO_LOCK, committed=None, on_conflict=None):
     """Write the records CHUNK at a time; return (snapshots stored, strike rows stored). progress(snapshots, strike
     rows) and committed(the chunk's records, stored before or now) are called after each chunk's commit; lock is
-    held around each transaction (the lake exporter's, gexsrv.lake)."""
+    held around each transaction (the lake exporter's, gexsrv.lake); on_conflict() after each commit that
+    conflicted with live ingest's (write_chunk)."""
     stored = rows = 0
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        chunk_stored, chunk_rows = write_chunk(cursor, chunk, lock)
+        chunk_stored, chunk_rows = write_chunk(cursor, chunk, lock, on_conflict)
         stored, rows = stored + chunk_stored, rows + chunk_rows
         if committed:
             committed(chunk)

@@ -1,5 +1,7 @@
 """The gex_history_queue table: one row per job. Writers run on the store's thread (Store.run) with its
-connection; readers go through Store.read. Status: pending -> downloading -> importing -> completed | failed."""
+connection; readers go through Store.read. Status: pending -> downloading -> importing -> completed | skipped |
+failed; skipped: nothing was stored, and last_error says why (the same content was imported for the same ticker
+and endpoint by an earlier job, or every snapshot was stored already)."""
 
 import json
 
@@ -7,6 +9,8 @@ FIELDS = ["id", "url", "ticker", "endpoint", "status", "attempts", "last_error",
           "rows_imported", "sha256", "file_path", "created_at", "updated_at", "finished_at", "problems"]
 SELECT = "SELECT " + ", ".join(FIELDS) + " FROM gex_history_queue"
 UNFINISHED = ("pending", "downloading", "importing")
+DONE = ("completed", "skipped")  # finished without a fault
+FINISHED = (*DONE, "failed")
 
 
 def _as_dict(row):
@@ -19,8 +23,10 @@ def _as_dict(row):
 
 
 def add(con, url, ticker, endpoint):
-    """Queue a job, or return the live one for the same URL: (job, created)."""
-    same = con.execute(SELECT + " WHERE url = ? AND status <> 'failed' ORDER BY id LIMIT 1", [url]).fetchall()
+    """Queue a job, or return the live one for the same URL, ticker and endpoint: (job, created). The same URL
+    under another endpoint is another job: ticker and endpoint are the job's, not the file's."""
+    same = con.execute(SELECT + " WHERE url = ? AND ticker = ? AND endpoint = ? AND status <> 'failed' "
+                       "ORDER BY id LIMIT 1", [url, ticker, endpoint]).fetchall()
     if same:
         return _as_dict(same[0]), False
     (job_id,) = con.execute(
@@ -31,9 +37,11 @@ def add(con, url, ticker, endpoint):
 
 
 def add_staged(con, url, ticker, endpoint, file_path, sha256, size):
-    """Queue a job whose file is staged already (it came inline), or return the live one with the same content:
-    (job, created). The same URL does not make it the same job: its download may be the one that failed."""
-    same = con.execute(SELECT + " WHERE sha256 = ? AND status <> 'failed' ORDER BY id LIMIT 1", [sha256]).fetchall()
+    """Queue a job whose file is staged already (it came inline), or return the live one with the same content,
+    ticker and endpoint: (job, created). The same URL does not make it the same job: its download may be the one
+    that failed."""
+    same = con.execute(SELECT + " WHERE sha256 = ? AND ticker = ? AND endpoint = ? AND status <> 'failed' "
+                       "ORDER BY id LIMIT 1", [sha256, ticker, endpoint]).fetchall()
     if same:
         return _as_dict(same[0]), False
     (job_id,) = con.execute(
@@ -45,7 +53,7 @@ def add_staged(con, url, ticker, endpoint, file_path, sha256, size):
 
 def update(con, job_id, fields):
     assignments = ", ".join(f"{name} = ?" for name in fields)
-    finished = ", finished_at = current_timestamp" if fields.get("status") in ("completed", "failed") else ""
+    finished = ", finished_at = current_timestamp" if fields.get("status") in FINISHED else ""
     con.execute(f"UPDATE gex_history_queue SET {assignments}, updated_at = current_timestamp{finished} WHERE id = ?",
                 [*fields.values(), job_id])
 
@@ -61,9 +69,11 @@ def next_pending(con):
     return _as_dict(rows[0]) if rows else None
 
 
-def completed_with_content(con, sha256, job_id):
-    rows = con.execute("SELECT id FROM gex_history_queue WHERE sha256 = ? AND status = 'completed' AND id <> ? "
-                       "ORDER BY id LIMIT 1", [sha256, job_id]).fetchall()
+def completed_with_content(con, sha256, ticker, endpoint, job_id):
+    """The first other job that imported the same content for the same ticker and endpoint, or None."""
+    rows = con.execute("SELECT id FROM gex_history_queue WHERE sha256 = ? AND ticker = ? AND endpoint = ? "
+                       "AND status = 'completed' AND id <> ? ORDER BY id LIMIT 1",
+                       [sha256, ticker, endpoint, job_id]).fetchall()
     return rows[0][0] if rows else None
 
 

@@ -1,6 +1,6 @@
 """The job runner: takes pending jobs one at a time, fetches (built-in downloader or HISTORY_DOWNLOAD_COMMAND),
-stages and imports them, and marks each completed or failed. Jobs live in gex_history_queue, so a restart
-resumes the unfinished ones."""
+stages and imports them, and marks each completed, skipped (nothing stored, and why) or failed. Jobs live in
+gex_history_queue, so a restart resumes the unfinished ones."""
 
 import asyncio
 import contextlib
@@ -154,13 +154,17 @@ class Runner:
 
     async def _stage_and_import(self, job):
         path, sha256 = await self._staged(job)
-        earlier = await self.store.use(queue.completed_with_content, sha256, job["id"])
+        earlier = await self.store.use(queue.completed_with_content, sha256, job["ticker"], job["endpoint"],
+                                       job["id"])
         if earlier is not None:
-            log.info("job %d: same content as job %d, nothing to import", job["id"], earlier)
-            await self._update(job["id"], status="completed", snapshots_imported=0, rows_imported=0,
-                               last_error=f"same content as job {earlier}")
+            await self._skip(job, f"same content as job {earlier}, imported for {job['ticker']} {job['endpoint']}")
         else:
             await self._import(job, path)
+
+    async def _skip(self, job, why):
+        """The job stored nothing, for a reason that is no fault: it ends `skipped`, saying why."""
+        log.info("job %d: nothing to import: %s", job["id"], why)
+        await self._update(job["id"], status="skipped", snapshots_imported=0, rows_imported=0, last_error=why)
 
     async def _staged(self, job):
         """The job's file under its final staging name, and its sha256 (already there after a restart)."""
@@ -240,7 +244,8 @@ class Runner:
 
         try:
             snapshots, rows = await asyncio.to_thread(importer.write_records, cursor, records, progress,
-                                                      self.lake_lock, committed if self.keys is not None else None)
+                                                      self.lake_lock, committed if self.keys is not None else None,
+                                                      lambda: self.store.conflicted("history"))
         except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
             raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:
@@ -248,7 +253,8 @@ class Runner:
                 cursor.close()
             self.imported.pop(job["id"], None)
         problems = importer.summary(problems)
-        await self._update(job["id"], status="completed", snapshots_imported=snapshots, rows_imported=rows,
+        outcome = {"status": "completed"} if snapshots else {"status": "skipped", "last_error": nothing_new(records)}
+        await self._update(job["id"], **outcome, snapshots_imported=snapshots, rows_imported=rows,
                            problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
         log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
                  path, problems["count"])
@@ -260,6 +266,11 @@ class Runner:
         with open(path, "rb") as f:
             data = f.read()
         return importer.read_records(data, job["ticker"], job["endpoint"], f"history:{job['id']}", self.rules)
+
+
+def nothing_new(records):
+    """Why an import of records stored nothing."""
+    return f"all {len(records)} snapshots were already stored" if records else "the file holds no snapshots"
 
 
 def keys_of(records):

@@ -76,6 +76,7 @@
       ["storage", storage.state + (storage.error ? ` (${storage.cause || "error"}: ${storage.error})` : ""),
        storage.state !== "writable"],
       ["quarantined", storage.quarantined, storage.quarantined > 0],
+      ["commit conflicts", Object.entries(storage.commit_conflicts || {}).map(([w, n]) => `${w} ${n}`).join(", ")],
       ["journal", `${journal.segments} segments, ${journal.fsyncs} fsyncs${journal.error ? `, ${journal.error}` : ""}`,
        Boolean(journal.error)],
       ["waiting for ingest", `${ingest.records_waiting} records, ${megabytes(journal.bytes_waiting)}, ` +
@@ -114,6 +115,7 @@
 
   function progress(job) {
     if (job.status === "downloading") return `${megabytes(job.bytes)} downloaded`;
+    if (job.status === "skipped") return "nothing new";
     if (job.snapshots_imported == null) return job.status === "completed" ? "done" : "";
     return `${job.snapshots_imported} snapshots, ${job.rows_imported} rows`;
   }
