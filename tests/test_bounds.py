@@ -105,7 +105,7 @@ def test_connections_past_the_cap_get_503_and_room_comes_back_when_one_closes(st
     assert (status, headers["retry-after"], headers["connection"]) == (503, "1", "close")
     assert body == {"status": "error", "error": "server busy: 4 connections are open; try again shortly",
                     "outcome": "not stored"}
-    assert health["connections"] == {"open": 4, "max": 4, "refused": 1 + retried}
+    assert health["connections"] == {"open": 4, "max": 4, "refused": 1 + retried, "bodies_in_flight_bytes": 0}
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(start_server):

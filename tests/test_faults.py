@@ -229,14 +229,18 @@ def reply_status(sock, timeout=5):
     return int(head.split()[1]) if head else "closed"
 
 
+def in_flight(server):
+    return server.get("/health").json()["connections"]["bodies_in_flight_bytes"]
+
+
 def test_slow_and_stalled_bodies_are_cut_off_and_cannot_hold_the_servers_memory(start_server):
     server = start_server(None, "--bodies-in-flight-mb", "1", "--body-timeout-s", "1", "--max-strikes", "2000")
     stalled = [send_part(server.url, 400_000, 100) for _ in range(2)]
-    time.sleep(0.3)
+    eventually(lambda: in_flight(server) == 800_000, "both stalled bodies counted")
     refused = reply_status(send_part(server.url, 400_000, 100))
     small = server.post("/gex", snapshot())  # room left for a small one
-    time.sleep(1.5)  # past the body timeout, the stalled ones are cut off and their room given back
-    cut = [reply_status(sock, timeout=1) for sock in stalled]
+    cut = [reply_status(sock, timeout=30) for sock in stalled]  # past the body timeout, they are cut off
+    eventually(lambda: in_flight(server) == 0, "their room given back")
     after = [server.post("/gex", snapshot(timestamp=TS + i, n_strikes=2000)) for i in range(1, 3)]
     assert refused == 503 and small.status == 202
     assert all(status in ("closed", 400, 408) for status in cut), cut
@@ -263,7 +267,7 @@ def test_sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing_acknowl
     threads = [threading.Thread(target=load, args=(w,)) for w in range(6)]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    eventually(lambda: len(acknowledged) >= 50, "50 snapshots acknowledged under load")
     started = time.monotonic()
     status = server.stop(signal.SIGTERM)
     took = time.monotonic() - started
@@ -271,7 +275,7 @@ def test_sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing_acknowl
     for thread in threads:
         thread.join()
     assert status == 0 and took < 10, (status, took)
-    assert set(statuses) <= {202, 503} and len(acknowledged) > 50
+    assert set(statuses) <= {202, 503} and len(acknowledged) >= 50
     with server.db() as db:  # without a restart: the shutdown ingested what it had journaled
         stored = [t for (t,) in db.execute("SELECT timestamp // 1000 FROM gex_snapshots").fetchall()]
     assert sorted(stored) == sorted(acknowledged)

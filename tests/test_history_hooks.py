@@ -143,7 +143,7 @@ def test_a_dashboard_that_fails_leaves_the_request_to_the_local_queue(start_serv
                                                   "duplicate": False})
     assert dash.got == ([] if failure == "closed" else [("/api/ingest/history", "application/json", body)])
     if failure == "timeout":
-        assert 1.9 < waited < 5
+        assert 1.9 < waited < 20  # it waited out the 2 s timeout, and then did not hang
     job = finished(server, 1)
     assert (job["status"], job["attempts"], job["last_error"]) == ("completed", 1, None)
     assert files.hits == {f"/files/{NAME}": 1}

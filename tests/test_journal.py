@@ -154,9 +154,10 @@ def test_segments_rotate_by_size_and_are_named_by_their_first_seq(tmp_path):
 
 def test_segments_rotate_by_age(tmp_path):
     async def run():
-        journal = await opened(tmp_path, segment_seconds=0.3)
+        # appended together, the first two are far younger than the age; after the sleep the segment is older
+        journal = await opened(tmp_path, segment_seconds=1.0)
         await append_all(journal, [b"{}", b"{}"])
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.1)
         await append_all(journal, [b"{}"])
         await journal.close()
 
