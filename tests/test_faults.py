@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from filesrv import FileServer
-from helpers import Server, database_held, snapshot
+from helpers import Server, database_held, eventually, snapshot
 from make_history_file import snapshots
 
 TS = 1777492800
