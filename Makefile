@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers: the tests mostly wait on the servers they start, so more workers than the 2 cores help.
+WORKERS ?= 4
+XDIST := -n $(WORKERS) --dist load
 
-.PHONY: run test bench perf clean-venv
+.PHONY: run test test-fast bench perf clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +19,11 @@ run: $(VENV)/.installed
 	$(PY) -m gexsrv $(ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The edit-run loop: all but the tests marked slow (the SIGKILL loop, the fuzzing, the performance report).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest bench --benchmark-only --benchmark-enable $(PYTEST_ARGS)

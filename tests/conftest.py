@@ -13,6 +13,15 @@ def server(tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One running gexsrv for a module's cases that neither need a fresh one nor change what the others see
+    (requests that are refused, reads); a start costs about a second of CPU."""
+    srv = Server(tmp_path_factory.mktemp("shared") / "data").start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def start_server(tmp_path):
     """Start servers with chosen flags; each one still running at the end is stopped."""

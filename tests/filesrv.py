@@ -1,7 +1,7 @@
 """A local HTTP server for history-download tests, on 127.0.0.1 in a thread, serving files from a folder.
 
-Paths: /files/<name> serves a file (a .html one as a page); /flaky/<n>/<name> answers 503 n times, then serves it; /drop/<n>/<name>
-closes the connection without an answer n times, then serves it; /status/<code>; /redirect?to=<url> answers 302;
+Paths: /files/<name> serves a file (a .html one as a page); /flaky/<n>/<name> answers 503 n times, then serves
+it; /drop/<n>/<name> closes the connection without an answer n times, then serves it; /status/<code>; /redirect?to=<url> answers 302;
 POST /hook records the JSON body (an alert webhook receiver).
 """
 

@@ -417,13 +417,13 @@ BAD_REQUESTS = [
 ]
 
 
-def test_backfill_requests_are_checked(server):
+def test_backfill_requests_are_checked(shared_server):
     for body, status, field, error in BAD_REQUESTS:
-        reply = server.post("/gex_history_url", body)
+        reply = shared_server.post("/gex_history_url", body)
         assert reply.status == status, (body, reply.body)
         assert reply.json().get("field") == field and error in reply.json()["error"], (body, reply.body)
-    assert server.get("/gex_history_url/days").json() == {"days": [], "halted": None}
-    bad_filter = server.get("/gex_history_url/days?from=yesterday")
+    assert shared_server.get("/gex_history_url/days").json() == {"days": [], "halted": None}
+    bad_filter = shared_server.get("/gex_history_url/days?from=yesterday")
     assert (bad_filter.status, bad_filter.json()["field"]) == (400, "from")
 
 

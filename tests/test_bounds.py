@@ -63,9 +63,9 @@ def closed_by_server(sock):
     ("POST /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 405),
     ("POST /no/such/path HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31457280", 404),
 ])
-def test_a_body_the_route_does_not_take_is_refused_before_it_is_sent(server, head, status):
+def test_a_body_the_route_does_not_take_is_refused_before_it_is_sent(shared_server, head, status):
     """Only the head is sent: the old server waited for the 30 MiB (buffering it, outside the in-flight budget)."""
-    sock = connect(server)
+    sock = connect(shared_server)
     try:
         got, headers, body = ask(sock, head)
         assert got == status and headers["content-type"] == "application/json"

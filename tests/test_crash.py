@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import make_history_file
 from filesrv import FileServer
+import pytest
+
 from helpers import database_held, request, snapshot, wait_job
 
 from gexsrv import archive
@@ -136,6 +138,7 @@ def lake_keys(data_dir):
     return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
 
 
+@pytest.mark.slow
 def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_load(start_server, tmp_path):
     chosen = os.environ.get("CRASH_SEED", str(CRASH_SEED))
     seed = random.randrange(2**32) if chosen == "random" else int(chosen)
@@ -216,6 +219,7 @@ def write_journal(folder, lines, first_seq, segment_bytes):
         out.close()
 
 
+@pytest.mark.slow
 def test_a_restart_replays_100000_journaled_records_before_answering(start_server, tmp_path):
     data = tmp_path / "data"
     server = start_server(data, "--journal-segment-mb", str(SEGMENT_MB), *NO_INGEST)

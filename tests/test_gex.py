@@ -86,12 +86,16 @@ BAD = [
 
 
 @pytest.mark.parametrize("body, field, reason", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
-def test_bad_input_gets_400_naming_the_field_and_stores_nothing(server, body, field, reason):
-    server.post("/gex", snapshot(ticker="QQQ"))
-    reply = server.post("/gex", body)
+def test_bad_input_gets_400_naming_the_field(shared_server, body, field, reason):
+    reply = shared_server.post("/gex", body)
     assert reply.status == 400
     assert reply.json()["field"] == field
     assert reason in reply.json()["error"]
+
+
+def test_bad_input_stores_nothing(server):
+    server.post("/gex", snapshot(ticker="QQQ"))
+    assert [server.post("/gex", body).status for body, _, _ in BAD] == [400] * len(BAD)
     server.stop()
     with server.db() as db:
         assert db.execute("SELECT ticker FROM gex_snapshots").fetchall() == [("QQQ",)]

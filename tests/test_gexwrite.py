@@ -270,6 +270,7 @@ def write(store, records):
     return store.write(records, store.prepare(records))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=dt.timedelta(seconds=5), database=None, print_blob=True)
 @given(bodies=st.lists(st.tuples(request(), TIMESTAMP_FORMS), min_size=1, max_size=5), data=st.data())
 def test_duckdb_stores_the_strike_rows_the_decoder_made(store, bodies, data):

@@ -62,6 +62,7 @@ def fuzzed(tmp_path_factory):
         assert (storage["state"], storage["quarantined"]) == ("writable", 0), storage
 
 
+@pytest.mark.slow
 @SCHEMA.parametrize()
 @hypothesis.settings(deadline=timedelta(seconds=REQUEST_TIMEOUT_S + 5))
 def test_replies_are_as_described(case, fuzzed):

@@ -106,6 +106,7 @@ def test_a_waiter_for_ingest_is_answered_by_the_recovery_that_stores_its_record(
     assert set(stored(server)) == {TS, TS + 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("restored", ["moved aside", "a backup"])
 def test_a_fresh_or_restored_database_is_filled_again_from_the_archive_and_the_journal(start_server, tmp_path,
                                                                                       restored):

@@ -200,8 +200,8 @@ def test_status_reports_feeds_and_recent_warnings(server):
     ("/api/status?verbose=1", "verbose"),
     ("/metrics?name=x", "name"),
 ])
-def test_bad_parameters_get_400_naming_the_field(server, query, field):
-    reply = server.get(query)
+def test_bad_parameters_get_400_naming_the_field(shared_server, query, field):
+    reply = shared_server.get(query)
     assert reply.status == 400, reply.body
     found = reply.json()
     assert found["field"] == field

@@ -84,10 +84,10 @@ def test_a_page_of_another_site_can_neither_write_nor_read_unless_allowed(hist, 
 
 
 @needs_chromium
-def test_a_page_that_rebinds_its_name_to_the_server_gets_403(server):
+def test_a_page_that_rebinds_its_name_to_the_server_gets_403(shared_server):
     driver = chromium("--host-resolver-rules=MAP rebound.test 127.0.0.1")
     try:
-        driver.get(server.url.replace("127.0.0.1", "rebound.test") + "/api/latest")
+        driver.get(shared_server.url.replace("127.0.0.1", "rebound.test") + "/api/latest")
         shown = json.loads(driver.find_element("tag name", "body").text)
     finally:
         driver.quit()
@@ -124,8 +124,8 @@ def test_the_original_browser_clients_keep_working_and_others_are_refused(hist, 
 
 
 @pytest.mark.parametrize("origin, status", [("https://unusualwhales.com", 204), ("https://evil.example", 403)])
-def test_a_preflight_is_answered_for_allowed_origins_only(server, origin, status):
-    reply = server.request("OPTIONS", "/uw", headers={
+def test_a_preflight_is_answered_for_allowed_origins_only(shared_server, origin, status):
+    reply = shared_server.request("OPTIONS", "/uw", headers={
         "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Private-Network": "true"})
     assert reply.status == status
     allowed = status == 204

@@ -88,5 +88,5 @@ def test_poller_polls_once_at_start_then_every_interval(start_server, gexbot):
     assert len(FakeGexbot.seen) == 12  # one round: 6 tickers x 2 paths, long before the first interval ends
 
 
-def test_poller_is_off_without_a_key(server):
-    assert server.get("/health").json()["poller"] == {"enabled": False}
+def test_poller_is_off_without_a_key(shared_server):
+    assert shared_server.get("/health").json()["poller"] == {"enabled": False}

@@ -18,16 +18,16 @@ PREFLIGHT = {"Origin": "https://unusualwhales.com", "Access-Control-Request-Meth
 
 
 @pytest.mark.parametrize("path", ["/", "/web/status.js", "/no/such/path"])
-def test_options_on_any_path_is_204_with_cors(server, path):
-    reply = server.request("OPTIONS", path, headers={"Origin": "https://unusualwhales.com"})
+def test_options_on_any_path_is_204_with_cors(shared_server, path):
+    reply = shared_server.request("OPTIONS", path, headers={"Origin": "https://unusualwhales.com"})
     assert reply.status == 204, (path, reply.status, reply.body)
     assert reply.headers["Access-Control-Allow-Origin"] == "https://unusualwhales.com"
     assert "POST" in reply.headers["Access-Control-Allow-Methods"]
 
 
-def test_a_private_network_preflight_is_allowed_when_asked(server):
-    asked = server.request("OPTIONS", "/uw", headers=PREFLIGHT)
-    plain = server.request("OPTIONS", "/uw", headers={"Origin": "https://unusualwhales.com"})
+def test_a_private_network_preflight_is_allowed_when_asked(shared_server):
+    asked = shared_server.request("OPTIONS", "/uw", headers=PREFLIGHT)
+    plain = shared_server.request("OPTIONS", "/uw", headers={"Origin": "https://unusualwhales.com"})
     assert asked.status == 204 and asked.headers["Access-Control-Allow-Private-Network"] == "true"
     assert plain.status == 204 and "Access-Control-Allow-Private-Network" not in plain.headers
 
@@ -36,8 +36,8 @@ def test_a_private_network_preflight_is_allowed_when_asked(server):
     ("/web/nope.js", 404, "no such file: /web/nope.js"),
     ("/web/..", 403, ".. is not in root static directory"),
 ])
-def test_errors_of_the_page_routes_are_json(server, path, status, error):
-    reply = server.get(path)
+def test_errors_of_the_page_routes_are_json(shared_server, path, status, error):
+    reply = shared_server.get(path)
     assert (reply.status, reply.headers["Content-Type"]) == (status, "application/json")
     assert reply.json() == {"status": "error", "error": error}
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import BENCH, REPO, request, snapshot
 # report and servers are bench/ scripts: helpers, which conftest.py imports first, puts bench/ on the path.
 from report import (COMPARED, GEXSRV_PEERS, HISTORY_STRIKES, PEERS, SCENARIOS, Peer, crashed, machine, markdown,
@@ -32,7 +34,8 @@ def stored_by_original(workdir):
 
 
 def assert_gexsrv_run(run):
-    assert run["errors"] == {}, (run["scenario"], run["server"], run["errors"])
+    # a busy machine may not send an open-loop run's every request within the drain: those are unsent, not errors
+    assert set(run["errors"]) <= {"unsent"}, (run["scenario"], run["server"], run["errors"])
     assert run["sent"] == run["ok"] == run["ok_total"] > 0  # no warm-up: every request is in the window
     assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["max"]
     assert run["memory_before"]["rss_mb"] > 10 and run["memory_after"]["peak_mb"] >= run["memory_after"]["rss_mb"]
@@ -48,6 +51,7 @@ def assert_original_run(run):
     assert stored_by_original(run["workdir"]) == (run["ok_total"], run["ok_total"] * STRIKES)
 
 
+@pytest.mark.slow
 def test_quick_report_runs_every_peer_in_every_scenario_without_a_crash(tmp_path):
     out = tmp_path / "perf.json"
     done = subprocess.run(

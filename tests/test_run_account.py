@@ -27,6 +27,7 @@ def pytest_runtest_protocol(item, nextitem):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]])
 @pytest.mark.parametrize("loses", [False, True])
 def test_a_run_that_loses_a_collected_test_fails(tmp_path, workers, loses):
