@@ -139,6 +139,37 @@ def test_bodies_past_ingest_memory_mb_are_read_back_from_the_journal_and_all_lan
     assert strikes == expected_strikes(bodies)
 
 
+def test_with_ingest_memory_mb_0_live_ingest_reads_every_kind_back_from_the_journal(start_server):
+    """The database writable: each ingest (not the recovery after a hold) finds no record in memory and decodes
+    the journal's lines again, /uw frames and their GEX records (two lines for one frame) included."""
+    server = start_server(None, "--ingest-memory-mb", "0")
+    bodies = [snapshot(timestamp=TS + i, n_strikes=BIG_STRIKES) for i in range(10)]
+    gex = [server.post("/gex?ack=ingested", body) for body in bodies]
+    gex_frame = {"topic": "gex", "payload": snapshot(ticker="SPY", timestamp=TS, n_strikes=2)}
+    via_uw = server.post("/uw?ack=ingested", gex_frame)
+    trade = server.post("/uw?ack=ingested", uw_trade())
+    again = server.post("/gex?ack=ingested", bodies[0])
+    found = health(server)["ingest"]
+    assert server.stop() == 0
+
+    assert [(r.status, r.json()["duplicate"]) for r in gex] == [(202, False)] * 10
+    assert (via_uw.status, via_uw.json()["duplicate"], trade.status, trade.json()["rows"]) == (200, False, 200, 1)
+    assert (again.status, again.json()["duplicate"]) == (202, True)
+    assert (found["held_mb"], found["records_waiting"], found["position"]["seq"]) == (0.0, 0, 14)
+    assert found["stored_since_start"] == {"snapshot": 11, "uw": 2, "strike_rows": 10 * BIG_STRIKES + 2,
+                                           "duplicates": 1}
+    with server.db() as db:
+        snapshots = db.execute("SELECT ticker, timestamp, source FROM gex_snapshots ORDER BY ALL").fetchall()
+        strikes = stored_strikes(db)
+        webhooks = db.execute("SELECT topic, payload::VARCHAR FROM universal_webhooks ORDER BY topic").fetchall()
+        trades = db.execute("SELECT trade_id, size, option_symbol FROM option_trades_events").fetchall()
+    assert snapshots == [("SPX", (TS + i) * 1000, "live") for i in range(10)] + [("SPY", TS * 1000, "live")]
+    assert strikes == expected_strikes(bodies + [gex_frame["payload"]])
+    assert [(topic, json.loads(payload)) for topic, payload in webhooks] == [
+        ("gex", gex_frame["payload"]), ("option_trades", uw_trade()[4])]
+    assert trades == [("t-good", 3, "ARM260116C00118000")]
+
+
 # ---- backlog_max_mb: past it writes get 503 and nothing of them is journaled ----
 
 def test_writes_past_backlog_max_mb_get_503_not_stored_and_only_the_accepted_land(start_server, tmp_path):
