@@ -290,6 +290,11 @@ def _write(con, records, prepared, before_commit, on_conflict):
     while True:
         try:
             return _commit(con, records, prepared, before_commit, careful)
+        except pa.ArrowException:
+            # A writer that builds its Arrow tables inside the transaction (/uw) can fail there: end the
+            # transaction, or every later begin() on the connection fails and nothing is ingested any more.
+            _rollback(con)
+            raise
         except duckdb.Error as exc:
             where = conflict(exc, careful)
             if where != "commit":  # a refused COMMIT ended the transaction itself
