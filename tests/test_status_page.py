@@ -12,7 +12,7 @@ import pytest
 from helpers import CHROMIUM, CHROMEDRIVER, REPO, eventually
 
 SCREENSHOT = REPO / "docs" / "status-page.png"
-WAIT_S = 30
+WAIT_S = 30  # generous: a loaded machine renders slowly, and a pass returns as soon as the page shows it
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
