@@ -31,6 +31,7 @@ NEW_YORK = ("--naive-time-zone", "America/New_York")  # the zone of the original
 TOKEN = "s3cret-token"  # an --auth-token
 FRAME = [None, None, "news", "new_msg", {"title": "hello"}]  # a /uw frame
 HISTORY_DAY = "2025-10-21"
+HISTORY_OPEN = 1761053400  # 2025-10-21 13:30 UTC: HISTORY_DAY's open, 9:30 in New York
 HISTORY_NAME = f"{HISTORY_DAY}_SPX_classic_gex_zero.json"
 HISTORY_SNAPS, HISTORY_STRIKES = 200, 20
 
