@@ -1,7 +1,10 @@
 """Test support: a real gexsrv process on an ephemeral port over a temporary data dir, and a tiny HTTP client."""
 
 import contextlib
+import datetime
+import gzip
 import http.client
+import itertools
 import json
 import os
 import re
@@ -23,6 +26,14 @@ sys.path.append(str(BENCH))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
+TS = 1777492800  # 2026-04-29 20:00:00 UTC = 16:00 in New York (EDT): the snapshots' usual time
+NEW_YORK = ("--naive-time-zone", "America/New_York")  # the zone of the original's naive local times
+TOKEN = "s3cret-token"  # an --auth-token
+FRAME = [None, None, "news", "new_msg", {"title": "hello"}]  # a /uw frame
+HISTORY_DAY = "2025-10-21"
+HISTORY_OPEN = 1761053400  # 2025-10-21 13:30 UTC: HISTORY_DAY's open, 9:30 in New York
+HISTORY_NAME = f"{HISTORY_DAY}_SPX_classic_gex_zero.json"
+HISTORY_SNAPS, HISTORY_STRIKES = 200, 20
 
 
 class Server:
@@ -43,16 +54,17 @@ class Server:
         offset = self.log.tell()  # a restart appends to the same log: read only what this start wrote
         self.proc = subprocess.Popen([sys.executable, "-m", "gexsrv", *self.flags], cwd=self.cwd, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = LISTENING.search(self.log_path.read_text()[offset:])
-            if found:
-                self.url = found.group(1)
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gexsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"gexsrv did not start:\n{self.log_path.read_text()}")
+        self.url = eventually(lambda: self._listening(offset), f"gexsrv listening (log {self.log_path})", timeout)
+        return self
+
+    def _listening(self, offset):
+        """The URL once this start logged it; an exit before that fails at once, with the log."""
+        found = LISTENING.search(self.log_path.read_text()[offset:])
+        if found:
+            return found.group(1)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"gexsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+        return None
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -99,7 +111,7 @@ def request(method, url, body=None, headers=None):
         conn.close()
 
 
-def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **extra):
+def snapshot(ticker="SPX", timestamp=TS, n_strikes=5, spot=7138.55, **extra):
     """A gexbot snapshot (CONTRACT section 1) whose sums match its strikes."""
     strikes = [[spot - 10 + 5 * i, 10.0 * i - 20, 4.0 * i - 8, [1.0 * i, 2.0, 3.0, 4.0, 5.0]] for i in range(n_strikes)]
     body = {
@@ -111,6 +123,50 @@ def snapshot(ticker="SPX", timestamp=1777492800, n_strikes=5, spot=7138.55, **ex
     }
     body.update(extra)
     return body
+
+
+def majors(ticker, timestamp, spot):
+    """A majors payload as the original's clients send it."""
+    return {"timestamp": timestamp, "ticker": ticker, "spot": spot, "zero_gamma": spot - 30, "mpos_vol": spot + 10,
+            "mpos_oi": spot + 60, "mneg_vol": spot - 40, "mneg_oi": spot - 90, "net_gex_vol": 1000.5,
+            "net_gex_oi": -20.25}
+
+
+def envelope(payload, received_at, **fields):
+    """The original's envelope around a payload; received_at in epoch seconds."""
+    return {"ticker": payload["ticker"], "received_at": received_at, **fields, "data": payload}
+
+
+def phoenix(topic, payload, event="new_msg"):
+    """A Phoenix channel frame, as /uw takes them: [join ref, ref, topic, event, payload]."""
+    return [None, None, topic, event, payload]
+
+
+def poller_snapshot(ticker="SPX"):
+    """The original's poller posted this to its own /uw: no strikes, `net_gex_*` and `major_*`, naive local ISO."""
+    return {"topic": "gex", "ticker": ticker, "endpoint": "gex_zero", "kind": "snapshot",
+            "received_at": "2026-04-29T16:00:01.500000",
+            "payload": {"ticker": ticker, "spot": 7138.55, "zero_gamma": 7112.95, "net_gex_oi": 51521.105,
+                        "net_gex_vol": 1712585.519, "major_pos_oi": 7200, "major_neg_oi": 6900,
+                        "major_pos_vol": 7135, "major_neg_vol": 7100, "timestamp": "2026-04-29T16:00:00"}}
+
+
+def poller_maxchange(ticker="SPX"):
+    return {"topic": "gex", "ticker": ticker, "endpoint": "gex_maxchange", "kind": "maxchange",
+            "received_at": "2026-04-29T16:00:01",
+            "payload": {"ticker": ticker, "timestamp": "2026-04-29T16:00:00", "current": [7140, 170979.742],
+                        "one": [7135, 1145886.722], "five": [7135, 997473.336], "ten": [7135, 1106210.715],
+                        "fifteen": [7135, 1128504.809], "thirty": [7135, 1131150.488]}}
+
+
+def write_history(path, n=HISTORY_SNAPS, seed=1, ticker="SPX", compress=False):
+    """A history file of one snapshot a second from HISTORY_DAY's open; json.dumps' spacing, which test_history's
+    spoilers match."""
+    from make_history_file import snapshots  # from bench/, which the path holds only once the lines above ran
+    day = datetime.date.fromisoformat(HISTORY_DAY)
+    data = json.dumps(list(snapshots(n, HISTORY_STRIKES, ticker, day, seed=seed))).encode()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
 
 
 def legacy_fingerprint(path, scratch):
@@ -157,26 +213,37 @@ def eventually(check, what, timeout=30, step=0.05):
 def post_fillers_until(server, done, first_ts, timeout=30, **fields):
     """Post a QQQ filler snapshot now and then (a journal segment is archived once a newer one exists) until the
     archive holds files and done() is true; fails the test after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    filler = 0
-    while time.monotonic() < deadline:
-        filler += 1
-        assert server.post("/gex", snapshot(ticker="QQQ", timestamp=first_ts + filler, **fields)).status == 202
-        time.sleep(0.4)
-        if server.get("/health").json()["archive"]["files"] and done():
-            return
-    raise AssertionError(f"not archived in {timeout} s: {server.get('/health').json()}")
+    fillers = itertools.count(first_ts + 1)
+
+    def archived():
+        assert server.post("/gex", snapshot(ticker="QQQ", timestamp=next(fillers), **fields)).status == 202
+        return server.get("/health").json()["archive"]["files"] and done()
+
+    eventually(archived, "the fillers' segments archived", timeout, step=0.4)
 
 
-def wait_job(server, job_id, timeout=30):
-    """The history job once it finished: completed, skipped or failed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_job(server, job_id, timeout=30, done=lambda job: job["status"] in ("completed", "skipped", "failed")):
+    """The history job once done(job): by default once it finished (completed, skipped or failed)."""
+    def job_if_done():
         job = server.get(f"/gex_history_url/{job_id}").json()
-        if job["status"] in ("completed", "skipped", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
+        return job if done(job) else None
+
+    return eventually(job_if_done, f"history job {job_id} done", timeout)
+
+
+def latest(server, query=""):
+    reply = server.get(f"/api/latest{query}")
+    assert reply.status == 200, reply.body
+    return reply.json()
+
+
+def wait_loaded(server, timeout=30):
+    """The health report once the latest view has been loaded from the database."""
+    def loaded():
+        health = server.get("/health").json()
+        return health if health["latest"]["load"] not in ("pending", "loading") else None
+
+    return eventually(loaded, "the latest view loaded from the database", timeout)
 
 
 def chromium(*arguments, page_load_timeout=10):

@@ -9,10 +9,9 @@ import time
 
 import duckdb
 
-from helpers import post_fillers_until, snapshot
+from helpers import TS, post_fillers_until, snapshot
 from gexsrv.journal import encode_line, segment_name
 
-TS = 1777492800
 Y2001 = "2001-01-01T00:00:00Z"
 Y2001_MS = 978_307_200_000
 SEGMENT_FLAGS = ("--journal-segment-seconds", "1", "--archive-retention-days", "1")

@@ -7,11 +7,9 @@ import json
 import time
 
 from gexsrv import auth
-from helpers import snapshot
+from helpers import FRAME, TOKEN, snapshot
 
-TOKEN = "s3cret-token"
 SECRET = "hmac-secret"
-FRAME = [None, None, "news", "new_msg", {"title": "hello"}]
 NOW = 1_800_000_000.0
 
 

@@ -8,135 +8,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
 import pytest
-from helpers import REPO
+from filesrv import GEXBOT_KEY as KEY, FakeGexbot
+from helpers import REPO, eventually
 from make_history_file import snapshots
 
-KEY = "test-key"
 SNAPS, STRIKES = 20, 3
 CLOSED = dt.date(2025, 1, 9)  # NYSE closed (a national day of mourning); the calendar does not know it
-
-
-class FakeGexbot:
-    """The API on one server, the file host and its mirror on two more, all in threads on 127.0.0.1.
-
-    API: GET /v2/hist/{ticker}/{package}/{category}/{date}?noredirect with `Authorization: Bearer KEY` answers
-    {"url": "<host>/files/<name>?sig=<generation>.<n>"} for a day it has a file for, else 404; 401 without the
-    key; 429 the first time for the days in `busy_once`. Files: 403 for a signature from an earlier generation
-    (expire()); the host answers 503 for names in `outage` and holds names in `hang` until release()."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.files = {}  # (ticker, package, category, date) -> file name
-        self.busy_once, self.outage, self.hang = set(), set(), set()
-        self.generation, self.issued = 1, 0
-        self.api_log = []  # (monotonic time, ticker, package, category, date) of each request with the key
-        self.refused = 0  # requests without it
-        self.file_log = []  # (host role, name, status)
-        self.hanging = threading.Event()
-        self.released = threading.Event()
-        self.lock = threading.Lock()
-        self.servers = {role: ThreadingHTTPServer(("127.0.0.1", 0), self._handler(role))
-                        for role in ("api", "host", "mirror")}
-        self.url = {role: f"http://127.0.0.1:{srv.server_address[1]}" for role, srv in self.servers.items()}
-
-    def __enter__(self):
-        for srv in self.servers.values():
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.released.set()
-        for srv in self.servers.values():
-            srv.shutdown()
-            srv.server_close()
-
-    def flags(self, data_dir, rate=50):
-        host, mirror = (urllib.parse.urlsplit(self.url[role]).netloc for role in ("host", "mirror"))
-        return ["--data-dir", str(data_dir), "--gexbot-api-url", self.url["api"], "--gexbot-api-rate", str(rate),
-                "--history-allowed-hosts", "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32",
-                "--history-fallback-hosts", f"{host}={mirror}", "--history-backoff-seconds", "0.05"]
-
-    def expire(self):
-        """Every URL handed out so far stops working, as pre-signed URLs do."""
-        with self.lock:
-            self.generation += 1
-
-    def asked(self, since=0):
-        with self.lock:
-            return [entry[1:] for entry in self.api_log[since:]]
-
-    def _link(self, name):
-        with self.lock:
-            self.issued += 1
-            return f"{self.url['host']}/files/{name}?sig={self.generation}.{self.issued}"
-
-    def _handler(self, role):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def send(self, code, body=b""):
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):  # the client was killed meanwhile
-                    pass
-
-            def do_GET(self):
-                parts = urllib.parse.urlsplit(self.path)
-                if role == "api":
-                    self.api(parts)
-                else:
-                    self.file(parts)
-
-            def api(self, parts):
-                segments = parts.path.strip("/").split("/")
-                if segments[:2] != ["v2", "hist"] or parts.query != "noredirect":
-                    return self.send(404, b"no such route")
-                if self.headers.get("Authorization") != f"Bearer {KEY}":
-                    with fake.lock:
-                        fake.refused += 1
-                    return self.send(401, b"bad key")
-                day = tuple(segments[2:])
-                with fake.lock:
-                    fake.api_log.append((time.monotonic(), *day))
-                    busy = day in fake.busy_once
-                    fake.busy_once.discard(day)
-                if busy:
-                    return self.send(429, b"slow down")
-                if day not in fake.files:
-                    return self.send(404, b"no data")
-                self.send(200, json.dumps({"url": fake._link(fake.files[day])}).encode())
-
-            def file(self, parts):
-                name = parts.path.rsplit("/", 1)[-1]
-                generation = int(urllib.parse.parse_qs(parts.query)["sig"][0].split(".")[0])
-                if role == "host" and name in fake.hang:
-                    fake.hanging.set()
-                    fake.released.wait(60)
-                    code = 503
-                elif generation < fake.generation:
-                    code = 403
-                elif role == "host" and name in fake.outage:
-                    code = 503
-                else:
-                    code = 200
-                with fake.lock:
-                    fake.file_log.append((role, name, code))
-                self.send(code, (fake.folder / name).read_bytes() if code == 200 else b"no")
-
-        return Handler
 
 
 @pytest.fixture
@@ -317,13 +197,13 @@ def test_the_command_refuses_a_range_without_trading_days(gexbot, tmp_path):
 
 
 def wait_days(server, count, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The backfill's days once there are `count` of them and each one finished."""
+    def finished():
         listed = server.get("/gex_history_url/days").json()["days"]
-        if len(listed) == count and all(d["status"] in ("completed", "no data", "failed") for d in listed):
-            return listed
-        time.sleep(0.05)
-    raise AssertionError(f"the backfill did not finish: {listed}")
+        done = len(listed) == count and all(d["status"] in ("completed", "no data", "failed") for d in listed)
+        return listed if done else None
+
+    return eventually(finished, f"the backfill's {count} days finished", timeout)
 
 
 def test_the_endpoint_backfills_a_range_and_a_day_on_a_running_server(gexbot, start_server, tmp_path):

@@ -6,13 +6,11 @@ import json
 import os
 import resource
 import socket
-import time
 
 import pytest
 
-from helpers import Server, snapshot
+from helpers import TS, Server, eventually, snapshot
 
-TS = 1777492800
 WAIT_S = 20  # how long a reply or a close may take before the test gives up (never a timed assertion)
 
 
@@ -79,13 +77,14 @@ def test_a_body_the_route_does_not_take_is_refused_before_it_is_sent(shared_serv
 
 def served_again(server):
     """(/health, the 503s before it) once the server has seen a connection close: until then a new one gets 503."""
-    deadline, refused = time.monotonic() + WAIT_S, 0
-    while True:
+    refused = []
+
+    def served():
         reply = server.get("/health")
-        if reply.status != 503 or time.monotonic() > deadline:
-            return reply.json(), refused
-        refused += 1
-        time.sleep(0.05)
+        refused.append(reply.status == 503)
+        return None if refused[-1] else reply
+
+    return eventually(served, "/health served once a connection closed", WAIT_S).json(), sum(refused)
 
 
 def test_connections_past_the_cap_get_503_and_room_comes_back_when_one_closes(start_server):

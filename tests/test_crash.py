@@ -16,17 +16,15 @@ from pathlib import Path
 
 import duckdb
 import make_history_file
-from filesrv import FileServer
 import pytest
-
-from helpers import database_held, request, snapshot, wait_job
+from filesrv import FileServer
+from helpers import TS, database_held, request, snapshot, wait_job
 
 from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.intake import gex_header
 from gexsrv.journal import check_line, encode_line, segment_name
 
-TS = 1777492800  # 2026-04-29 20:00:00 UTC
 # Nothing is ingested while the server runs: an hour between ingests, and no batch ever large enough.
 NO_INGEST = ("--ingest-interval-ms", "3600000", "--ingest-batch-records", "100000000")
 

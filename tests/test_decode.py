@@ -10,8 +10,8 @@ import pytest
 
 from gexsrv.decode import Rules, decode_gex, endpoint_parts, normalize_endpoint, timestamp_ms
 from gexsrv.payloads import PayloadError
+from helpers import TS
 
-TS = 1777492800  # 2026-04-29 20:00:00 UTC
 UTC = Rules("gex_zero", dt.timezone.utc)
 RECEIVED_MS = (TS + 60) * 1000  # the server's clock when the bodies arrive
 

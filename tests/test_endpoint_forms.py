@@ -4,9 +4,7 @@ history request's `gex_type` (the original's own name for the category). Each ro
 
 import json
 
-from helpers import snapshot, wait_job
-
-TS = 1777492800
+from helpers import TS, snapshot, wait_job
 
 
 def majors(ticker, ts, **extra):

@@ -15,19 +15,17 @@ import duckdb
 import pytest
 
 from filesrv import FileServer
-from helpers import Server, database_held, eventually, snapshot
+from helpers import TS, Server, database_held, eventually, snapshot, wait_job
 from make_history_file import snapshots
-
-TS = 1777492800
 
 
 def wait_health(server, done, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
+    """/health once done(health) holds."""
+    def health_if_done():
         health = server.get("/health").json()
-        if done(health) or time.monotonic() > deadline:
-            return health
-        time.sleep(0.05)
+        return health if done(health) else None
+
+    return eventually(health_if_done, "/health as waited for", timeout)
 
 
 def test_a_database_held_by_another_process_is_taken_up_again_without_a_restart(start_server, tmp_path):
@@ -129,12 +127,12 @@ def fill(path, megabytes):
 
 
 def retry_until_stored(server, payload, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
+    """The first reply other than 503, posting again now and then as a client retries."""
+    def stored():
         reply = server.post("/gex?ack=ingested", payload)
-        if reply.status != 503 or time.monotonic() > deadline:
-            return reply
-        time.sleep(0.5)
+        return reply if reply.status != 503 else None
+
+    return eventually(stored, "a post stored again after the disk filled", timeout, step=0.5)
 
 
 def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_returns(small_disk, tmp_path):
@@ -190,9 +188,9 @@ def test_a_history_download_onto_a_full_disk_waits_and_completes_when_space_retu
             fill(small_disk / "filler", (stat.f_bavail * stat.f_frsize >> 20) - 1)  # 1 MiB left: the file is 3 MiB
             job = server.post("/gex_history_url", {"url": f"{files.url}/files/day.json", "ticker": "SPX",
                                                    "endpoint": "gex_zero"}).json()
-            waiting = wait_job_state(server, job["id"], lambda j: "waiting for the disk" in (j["last_error"] or ""))
+            waiting = wait_job(server, job["id"], 60, done=lambda j: "waiting for the disk" in (j["last_error"] or ""))
             os.unlink(small_disk / "filler")
-            done = wait_job_state(server, job["id"], lambda j: j["status"] in ("completed", "failed"))
+            done = wait_job(server, job["id"], 60, done=lambda j: j["status"] in ("completed", "failed"))
         finally:
             server.stop()
     assert waiting["status"] in ("pending", "downloading") and "No space left" in waiting["last_error"], waiting
@@ -201,14 +199,6 @@ def test_a_history_download_onto_a_full_disk_waits_and_completes_when_space_retu
         assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM gex_snapshots").fetchone() == (600, 600)
         assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 60_000
 
-
-def wait_job_state(server, job_id, done, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = server.get(f"/gex_history_url/{job_id}").json()
-        if done(job) or time.monotonic() > deadline:
-            return job
-        time.sleep(0.1)
 
 def send_part(url, length, sent):
     """A connection that announces a body of `length` bytes and sends only `sent` of them."""

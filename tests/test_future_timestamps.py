@@ -5,8 +5,7 @@ after a restart either, when the view is loaded back from DuckDB. A real server,
 import json
 import time
 
-from helpers import snapshot
-from test_latest import latest, majors, wait_loaded
+from helpers import eventually, latest, majors, snapshot, wait_loaded
 
 Y2099 = 4_070_908_800  # 2099-01-01, inside the 2000..2100 bound
 GEX = "/gex?ack=ingested"  # the views show what is stored
@@ -17,15 +16,13 @@ def feed_timestamps(server):
     return {(f["ticker"], f["endpoint"], f["kind"]): f["timestamp"] for f in server.get("/api/status").json()["feeds"]}
 
 
-def outputs_view(folder, want, timeout=5):
+def outputs_view(folder, want, timeout=30):
     """latest.json once it holds `want` (it is replaced at most once a second)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def holds_want():
         path = folder / "latest.json"
-        view = json.loads(path.read_bytes()) if path.exists() else None
-        if view == want or time.monotonic() > deadline:
-            return view
-        time.sleep(0.1)
+        return path.exists() and json.loads(path.read_bytes()) == want and want
+
+    return eventually(holds_want, f"latest.json holding {want}", timeout)
 
 
 def test_a_far_future_timestamp_is_stored_but_never_the_latest(start_server, tmp_path):

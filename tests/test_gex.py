@@ -1,14 +1,10 @@
 """POST /gex against a real server: every accepted shape lands in DuckDB, every bad input is refused."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from helpers import snapshot
-
-TS = 1777492800  # 2026-04-29 20:00:00 UTC
+from helpers import TS, database_held, snapshot
 
 
 def test_snapshot_lands_with_its_values_strikes_and_priors(server):
@@ -161,20 +157,11 @@ def test_health_reports_storage_journal_ingest_and_counts(server):
 
 def test_while_another_process_holds_the_database_writes_are_journaled_and_land_after(start_server, tmp_path):
     data = tmp_path / "data"
-    data.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
-                               f"con = duckdb.connect({str(data / 'gex_data.db')!r})\n"
-                               "print('locked', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with database_held(data / "gex_data.db"):
         server = start_server(data, "--ack-ingested-timeout-s", "0.5")
         health = server.get("/health").json()
         journaled = server.post("/gex", snapshot())
         waited = server.post("/gex?ack=ingested", snapshot(timestamp=TS + 1))
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
     assert health["status"] == "degraded" and health["storage"]["state"] == "failing"
     assert "lock" in health["storage"]["error"]
     assert journaled.status == 202

@@ -6,9 +6,8 @@ tests run as root, for whom a chmod blocks nothing), then freed; what waited is 
 import duckdb
 import pytest
 
-from helpers import eventually, snapshot
+from helpers import TS, eventually, snapshot
 
-TS = 1777492800
 STRIKES = 4
 
 

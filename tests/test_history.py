@@ -1,29 +1,17 @@
 """POST /gex_history_url end to end: a real gexsrv downloads from a local file server on 127.0.0.1."""
 
 import datetime as dt
-import gzip
 import hashlib
 import json
-import time
 
 import duckdb
 import polars as pl
 import pytest
-from helpers import wait_job
+from helpers import (HISTORY_DAY as DAY, HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES,
+                     eventually, wait_job, write_history)
 from make_history_file import snapshots
 
 from gexsrv.history import importer
-
-DAY = "2025-10-21"
-NAME = f"{DAY}_SPX_classic_gex_zero.json"
-SNAPS, STRIKES = 200, 20
-
-
-def write_history(path, n=SNAPS, seed=1, ticker="SPX", compress=False):
-    """A history file of one snapshot a second from DAY's open; json.dumps' spacing, which the spoilers below match."""
-    data = json.dumps(list(snapshots(n, STRIKES, ticker, dt.date.fromisoformat(DAY), seed=seed))).encode()
-    path.write_bytes(gzip.compress(data) if compress else data)
-    return path
 
 
 def submit(server, url, **extra):
@@ -79,9 +67,7 @@ def test_permanent_failure_fails_the_job_and_alerts_the_webhook(hist, files):
     assert "HTTP 500" in failed["last_error"]
     missing = wait_job(server, submit(server, f"{files.url}/status/404", ticker="SPX", endpoint="zero")["id"])
     assert (missing["status"], missing["attempts"]) == ("failed", 1)  # 4xx is not retried
-    deadline = time.monotonic() + 5
-    while len(files.hooks) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: len(files.hooks) >= 2, "both failures alerted at the webhook")
     assert len(files.hooks) == 2
     assert all(h["content"] and h["text"] == h["content"] for h in files.hooks)
     assert f"history job {failed['id']} failed" in files.hooks[0]["text"] and "HTTP 500" in files.hooks[0]["text"]

@@ -1,22 +1,21 @@
 """The original's /gex_history_url hooks against a real gexsrv: DASHBOARD_URL (a fake dashboard on 127.0.0.1) and
 HISTORY_DOWNLOAD_COMMAND (small Python scripts the server runs), checked through the API and in DuckDB."""
 
+import contextlib
 import gzip
 import json
 import shlex
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from filesrv import FileServer
-from helpers import snapshot
+from filesrv import Dashboard, FileServer
+from helpers import eventually, snapshot, wait_job
+from helpers import TS as T0  # the history file's first snapshot time
 
-T0 = 1777492800  # 2026-04-29 20:00 UTC
 NAME = "2026-04-29_SPX_classic_gex_zero.json"
 SNAPS, STRIKES = 30, 5
 LOCAL = ("--history-allowed-hosts", "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32")
@@ -25,15 +24,6 @@ JOB_COLUMNS = "id, ticker, endpoint, status, attempts, last_error, snapshots_imp
 
 def history_bytes():
     return json.dumps([snapshot("SPX", T0 + i, STRIKES, spot=7000.0 + i) for i in range(SNAPS)]).encode()
-
-
-def finished(server, job_id, timeout=30):
-    """The job's row once it is completed or failed."""
-    deadline = time.monotonic() + timeout
-    while (job := server.get(f"/gex_history_url/{job_id}").json())["status"] not in ("completed", "failed"):
-        assert time.monotonic() < deadline, f"job {job_id} did not finish: {job}"
-        time.sleep(0.05)
-    return job
 
 
 def jobs_in_db(server):
@@ -47,58 +37,10 @@ def snapshot_count(server):
         return db.execute("SELECT count(*) FROM gex_snapshots").fetchone()[0]
 
 
-class Dashboard:
-    """A fake dashboard on 127.0.0.1: records every POST as (path, content type, body) and answers `code`; with
-    code None it holds the request until closed, past gexsrv's 2 s timeout, and never answers."""
-
-    def __init__(self, code):
-        self.code = code
-        self.got = []
-        self.release = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        """Stop answering: the port is closed, so connecting to it is refused."""
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def _handler(self):
-        dashboard = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                dashboard.got.append((self.path, self.headers["Content-Type"], body))
-                if dashboard.code is None:
-                    dashboard.release.wait(30)
-                    self.close_connection = True
-                    return
-                reply = b'{"accepted": true}'  # not what gexsrv answers: its reply is its own
-                self.send_response(dashboard.code)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        return Handler
-
-
 @pytest.fixture
 def dashboard():
-    made = []
-
-    def make(code):
-        made.append(Dashboard(code))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    with contextlib.ExitStack() as made:
+        yield lambda code: made.enter_context(Dashboard(code))
 
 
 @pytest.fixture
@@ -144,7 +86,7 @@ def test_a_dashboard_that_fails_leaves_the_request_to_the_local_queue(start_serv
     assert dash.got == ([] if failure == "closed" else [("/api/ingest/history", "application/json", body)])
     if failure == "timeout":
         assert 1.9 < waited < 20  # it waited out the 2 s timeout, and then did not hang
-    job = finished(server, 1)
+    job = wait_job(server, 1)
     assert (job["status"], job["attempts"], job["last_error"]) == ("completed", 1, None)
     assert files.hits == {f"/files/{NAME}": 1}
     assert "did not take the history request" in server.log_path.read_text()
@@ -179,7 +121,7 @@ def test_a_command_without_path_completes_or_fails_the_job_by_its_exit_code(star
     url = f"{files.url}/files/{NAME}"
     reply = server.post("/gex_history_url", {"url": url})
     assert (reply.status, reply.json()["via"], reply.json()["id"]) == (202, "local", 1)
-    job = finished(server, 1)
+    job = wait_job(server, 1)
     # the values arrive as single arguments, spaces and all, in the template's order
     assert [json.loads(line) for line in record.read_text().splitlines()] == [
         ["1", "label SPX x", "--endpoint=gex_zero", url]]
@@ -212,7 +154,7 @@ def test_a_command_with_path_downloads_and_gexsrv_imports_the_file(start_server,
     packed.write_bytes(gzip.compress(history_bytes()))  # gzip under any name: found by its content
     template = shlex.join([sys.executable, str(script(tmp_path, COPIES)), str(packed)]) + " {path}"
     server = start_server(None, *LOCAL, env={"HISTORY_DOWNLOAD_COMMAND": template})
-    job = finished(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
+    job = wait_job(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
     assert (job["status"], job["attempts"], job["last_error"]) == ("completed", 1, None)
     assert (job["snapshots_imported"], job["rows_imported"], job["bytes"]) == (SNAPS, SNAPS * STRIKES,
                                                                              len(history_bytes()))
@@ -232,7 +174,7 @@ def test_a_command_with_path_downloads_and_gexsrv_imports_the_file(start_server,
 def test_a_command_with_path_that_writes_no_file_fails_the_job(start_server, files, tmp_path):
     template = shlex.join([sys.executable, str(script(tmp_path, COPIES)), "nothing"]) + " {path}"
     server = start_server(None, *LOCAL, env={"HISTORY_DOWNLOAD_COMMAND": template})
-    job = finished(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
+    job = wait_job(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
     assert (job["status"], job["attempts"]) == ("failed", 1)
     assert job["last_error"].startswith("the download command exited with 0 but wrote no file at ")
     assert jobs_in_db(server) == [(1, "SPX", "gex_zero", "failed", 1, job["last_error"], None, None)]
@@ -263,11 +205,10 @@ def test_a_command_past_the_timeout_is_killed_with_its_children(start_server, fi
     template = shlex.join([sys.executable, str(script(tmp_path, HANGS)), str(pids)])
     server = start_server(None, *LOCAL, "--history-request-timeout", "1",
                           env={"HISTORY_DOWNLOAD_COMMAND": template})
-    job = finished(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
+    job = wait_job(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
     assert (job["status"], job["last_error"]) == ("failed", "the download command did not finish within 1 s")
-    deadline = time.monotonic() + 5
-    while any(running(int(pid)) for pid in pids.read_text().split()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not any(running(int(pid)) for pid in pids.read_text().split()),
+               "the timed-out command and its children gone")
     assert not any(running(int(pid)) for pid in pids.read_text().split())
 
 
@@ -303,7 +244,7 @@ def test_a_queued_job_with_an_option_like_ticker_fails_without_running_the_comma
         db.execute("INSERT INTO gex_history_queue (id, url, ticker, endpoint) "
                    f"VALUES (1, 'https://hist.gex.bot/{NAME}', '-X', 'gex_zero')")
     server.start()
-    job = finished(server, 1)
+    job = wait_job(server, 1)
     assert (job["status"], job["last_error"]) == (
         "failed", "ticker '-X' starts with '-' and would read as an option of the command")
     assert jobs_in_db(server) == [(1, "-X", "gex_zero", "failed", 1, job["last_error"], None, None)]
@@ -313,7 +254,7 @@ def test_a_queued_job_with_an_option_like_ticker_fails_without_running_the_comma
 def test_a_template_with_an_unknown_placeholder_fails_the_job_saying_so(start_server, files, tmp_path):
     template = shlex.join([sys.executable, str(script(tmp_path, COPIES))]) + " {file} {path}"
     server = start_server(None, *LOCAL, env={"HISTORY_DOWNLOAD_COMMAND": template})
-    job = finished(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
+    job = wait_job(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
     assert (job["status"], job["attempts"]) == ("failed", 0)
     assert job["last_error"].startswith("HISTORY_DOWNLOAD_COMMAND uses unknown placeholders ['file']")
     assert files.hits == {}

@@ -3,9 +3,9 @@ expired pre-signed URL loses nothing. A real gexsrv; the URL points at a local f
 
 import json
 
+from helpers import HISTORY_OPEN as TS
 from helpers import snapshot, wait_job
 
-TS = 1761053400  # 2025-10-21 13:30 UTC
 NAME = "2025-10-21_SPX_classic_gex_one.json"
 
 

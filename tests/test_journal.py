@@ -14,7 +14,8 @@ import time
 import duckdb
 import pytest
 import zstandard
-from helpers import Server, snapshot
+from helpers import Server, eventually, snapshot
+from helpers import TS as T0  # the first snapshot time posted to servers
 
 from gexsrv import archive
 from gexsrv.journal import (
@@ -26,7 +27,6 @@ from gexsrv.journal import (
     seq_of,
 )
 
-T0 = 1777492800  # the first snapshot time posted to servers
 BODIES = [
     b'{"a":1}',
     '{"name":"\u0394 gamma","list":[1.5,-2e-3,null,true],"s":"a\\nb"}'.encode(),
@@ -76,14 +76,6 @@ def segment_files(folder):
 
 def lines_of(path):
     return path.read_bytes().splitlines(keepends=True)
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-    return found
 
 
 # ---- appending ----
@@ -451,7 +443,7 @@ def test_a_torn_tail_after_sigkill_is_cut_and_every_acknowledged_row_stored_once
     restarted = start_server(data)
     assert "cutting a torn record" in restarted.log_path.read_text()
     post_all(restarted, posted[5:8])
-    wait_for(lambda: archived_files(restarted) >= 1)  # segment 1, replayed and ingested
+    eventually(lambda: archived_files(restarted) >= 1, "segment 1 archived")  # replayed and ingested
     post_all(restarted, posted[8:])
     restarted.stop()
 
@@ -495,7 +487,7 @@ def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_serv
         posted.append(snapshot(timestamp=T0 + len(posted), n_strikes=3))
         post_all(server, posted[-1:])
         time.sleep(0.02)
-    wait_for(lambda: archived_files(server) >= 3)
+    eventually(lambda: archived_files(server) >= 3, "3 segments archived")
     server.stop()
 
     assert recorded(data) == {i + 1: p for i, p in enumerate(posted)}
@@ -530,14 +522,14 @@ def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds
 
     restarted = start_server(data, "--journal-segment-seconds", "1")
     post_all(restarted, posted[3:])  # segment 1 is closed, ingested, and no longer the newest
-    error = wait_for(lambda: restarted.get("/health").json()["archive"]["error"])
+    error = eventually(lambda: restarted.get("/health").json()["archive"]["error"], "an archive error in /health")
     assert f"{taken} exists with other content" in error
     assert segment.read_bytes() == kept
     # As after a crash between publishing the archive and removing the segment: the archive holds the segment.
     same = folder / "same"
     same.write_bytes(zstandard.ZstdCompressor().compress(kept))
     os.replace(same, taken)
-    wait_for(lambda: not segment.exists())
+    eventually(lambda: not segment.exists(), "the segment archived and removed")
     assert restarted.get("/health").json()["archive"]["error"] is None
     restarted.stop()
 

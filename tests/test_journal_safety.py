@@ -8,12 +8,11 @@ import threading
 
 import pytest
 
-from helpers import database_held, snapshot, eventually
+from helpers import TS, database_held, eventually, snapshot
 
 from gexsrv import archive
 from gexsrv.journal import segment_name
 
-TS = 1777492800  # 2026-04-29 20:00:00 UTC
 STRIKES = 4
 
 

@@ -14,8 +14,8 @@ import pytest
 from gexsrv import lake, pathnames, schema
 from gexsrv.history import staging
 from gexsrv.validate import files, options
-from helpers import REPO, snapshot
-from test_history import NAME, SNAPS, STRIKES, write_history
+from helpers import HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES
+from helpers import REPO, eventually, snapshot, write_history
 from validate_helpers import check, run
 
 NOW = int(time.time())
@@ -32,9 +32,7 @@ def test_live_snapshots_reach_the_lake_once(start_server):
     for i in range(5):
         assert server.post("/gex", snapshot(timestamp=NOW + i, n_strikes=4)).status == 202
     root = server.data_dir / "parquet" / "gexbot"
-    deadline = time.monotonic() + 10
-    while server.get("/health").json()["lake"]["exported_rows"] < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: server.get("/health").json()["lake"]["exported_rows"] >= 20, "20 rows exported to the lake")
     assert server.get("/health").json()["lake"]["exported_rows"] == 20, "no export within 10 s"
     assert server.get("/health").json()["lake"]["last_export_at"]
     assert list(root.glob("SPX/gex_zero/*.parquet"))
@@ -190,13 +188,13 @@ def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
     assert sorted(p.name for p in part.parent.iterdir()) == [part.name]
 
 
-def lake_health(server, done, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
+def lake_health(server, done, timeout=30):
+    """/health's lake section once done(it) holds."""
+    def lake_if_done():
         health = server.get("/health").json()["lake"]
-        if done(health) or time.monotonic() > deadline:
-            return health
-        time.sleep(0.05)
+        return health if done(health) else None
+
+    return eventually(lake_if_done, "/health's lake section as waited for", timeout)
 
 
 def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it_is_moved(start_server, tmp_path):

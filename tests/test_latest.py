@@ -5,42 +5,13 @@ back from DuckDB after a restart; latest.json and spot_series.jsonl are checked 
 import json
 import random
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 
 import make_legacy_db
-from helpers import snapshot
-from test_parity import NEW_YORK, TS, poller_maxchange, poller_snapshot
-
-
-def wait_loaded(server, timeout=10):
-    """The health report once the view has been loaded from the database."""
-    deadline = time.monotonic() + timeout
-    while True:
-        health = server.get("/health").json()
-        if health["latest"]["load"] not in ("pending", "loading"):
-            return health
-        assert time.monotonic() < deadline, f"latest view not loaded within {timeout} s: {health['latest']}"
-        time.sleep(0.05)
-
-
-def latest(server, query=""):
-    reply = server.get(f"/api/latest{query}")
-    assert reply.status == 200, reply.body
-    return reply.json()
-
-
-def envelope(payload, received_at, **fields):
-    """The original's envelope around a payload; received_at in epoch seconds."""
-    return {"ticker": payload["ticker"], "received_at": received_at, **fields, "data": payload}
-
-
-def majors(ticker, timestamp, spot):
-    return {"timestamp": timestamp, "ticker": ticker, "spot": spot, "zero_gamma": spot - 30, "mpos_vol": spot + 10,
-            "mpos_oi": spot + 60, "mneg_vol": spot - 40, "mneg_oi": spot - 90, "net_gex_vol": 1000.5,
-            "net_gex_oi": -20.25}
+from helpers import (NEW_YORK, TS, envelope, eventually, latest, majors, poller_maxchange, poller_snapshot,
+                     snapshot, wait_loaded)
 
 
 MAXCHANGE = {"Now": {"strike": 7140, "net_gex": 170979.742}, "1 min": {"strike": 7135, "net_gex": 1145886.722},
@@ -238,32 +209,35 @@ class Reader(threading.Thread):
             self.seen.add(text)
 
 
+def matching(path, view):
+    """The file's bytes if they hold `view`."""
+    text = path.read_bytes()
+    return text if json.loads(text) == view else None
+
+
+def spot_lines_appended(server):
+    """/health's outputs section once no spot line waits to be appended."""
+    outputs = server.get("/health").json()["latest"]["outputs"]
+    return None if outputs["pending_lines"] else outputs
+
+
 def test_outputs_dir_keeps_latest_json_and_spot_series_through_a_burst(start_server, tmp_path):
     folder = tmp_path / "outputs" / "data" / "raw" / "gex"
     server = start_server(None, "--outputs-dir", str(folder))
     first = snapshot(ticker="SPX", timestamp=TS - 1, n_strikes=3)
     assert server.post("/gex?ack=ingested", first).status == 202
-    deadline = time.monotonic() + 5
-    while not (folder / "latest.json").exists():
-        assert time.monotonic() < deadline, "latest.json not written within 5 s"
-        time.sleep(0.02)
+    eventually((folder / "latest.json").exists, "latest.json written")
     reader = Reader(folder / "latest.json")
     reader.start()
     bodies = burst()
     replies = post_all(server, bodies)
     view = latest(server)
-    deadline = time.monotonic() + 5
-    while json.loads(final := (folder / "latest.json").read_bytes()) != view:
-        assert time.monotonic() < deadline, "latest.json does not match /api/latest within 5 s"
-        time.sleep(0.05)
-    while final not in reader.seen:  # the reader has seen the first version and the last
-        time.sleep(0.01)
+    final = eventually(lambda: matching(folder / "latest.json", view), "latest.json matching /api/latest")
+    eventually(lambda: final in reader.seen, "the reader seeing the last latest.json")  # it saw the first one too
     reader.stopped.set()
     reader.join()
     # payloads older than the view's leave it unchanged, but their spot lines follow within a second
-    while (health := server.get("/health").json()["latest"]["outputs"])["pending_lines"]:
-        assert time.monotonic() < deadline, f"spot lines not appended within 5 s: {health}"
-        time.sleep(0.05)
+    health = eventually(lambda: spot_lines_appended(server), "spot lines appended")
     server.stop()
 
     assert [r.status for r in replies] == [202] * 200

@@ -5,9 +5,8 @@ still ingested: what was acknowledged is never refused afterwards."""
 
 import json
 
-from helpers import database_held, snapshot, wait_job
+from helpers import TS, database_held, snapshot, wait_job
 
-TS = 1777492800
 LIMIT = 400
 
 

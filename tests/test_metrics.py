@@ -7,11 +7,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import snapshot
-from test_auth import FRAME, TOKEN
-from test_latest import envelope, majors
-
-TS = 1777492800  # 2026-04-29 20:00:00 UTC
+from helpers import FRAME, TOKEN, TS, envelope, majors, snapshot
 
 
 def scrape(server, headers=None):

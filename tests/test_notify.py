@@ -4,70 +4,20 @@ Discord that must cost a request nothing."""
 
 import asyncio
 import datetime as dt
-import json
 import socket
 import time
-from typing import NamedTuple
 
 import pytest
 
-from filesrv import FileServer
+from filesrv import DM_CHANNEL, DM_OPEN, FakeDiscord
 from helpers import database_held, eventually
 from gexsrv.notify import Notifier, proposal_messages
 
-TOKEN, CHANNEL, USER, DM_CHANNEL = "test-bot-token", "1234", "5678", "900000000000000001"
+TOKEN, CHANNEL, USER = "test-bot-token", "1234", "5678"
 # the original's environment names
 DISCORD_ENV = {"DISCORD_BOT_TOKEN": TOKEN, "ALT_CHANNEL_OPTION_TRADES": CHANNEL, "DISCORD_DM_USER_ID": USER}
 CHANNEL_MESSAGES = f"/api/v10/channels/{CHANNEL}/messages"
-DM_OPEN = "/api/v10/users/@me/channels"
 DM_MESSAGES = f"/api/v10/channels/{DM_CHANNEL}/messages"
-
-
-class Seen(NamedTuple):
-    path: str
-    authorization: str | None
-    content_type: str | None
-    body: dict
-
-
-class FakeDiscord(FileServer):
-    """The Discord calls gexsrv makes (open a DM channel, post a message) and an incoming webhook at /hook, each
-    POST recorded; GETs are the FileServer's (GET /status/404 fails a history download)."""
-
-    def __init__(self, folder):
-        self.seen = []
-        super().__init__(folder)
-
-    def wait_for(self, n, timeout=10):
-        deadline = time.monotonic() + timeout
-        while len(self.seen) < n and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def to(self, path):
-        return [s for s in self.seen if s.path == path]
-
-    def _handler(self):
-        fake, files = self, super()._handler()
-
-        class Discord(files):
-            def answer(self, code, body):
-                self.send(code, json.dumps(body).encode(), [("Content-Type", "application/json")])
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.seen.append(Seen(self.path, self.headers["Authorization"], self.headers["Content-Type"],
-                                          body))
-                if self.path == DM_OPEN:
-                    self.answer(200, {"id": DM_CHANNEL, "type": 1})
-                elif self.path.startswith("/api/v10/channels/") and self.path.endswith("/messages"):
-                    self.answer(200, {"id": "1", "content": body["content"]})
-                elif self.path == "/hook":
-                    self.send(204)
-                else:
-                    self.answer(404, {"message": "404: Not Found"})
-
-        return Discord
 
 
 @pytest.fixture

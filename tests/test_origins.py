@@ -6,11 +6,9 @@ import json
 
 import pytest
 
-from helpers import CHROMEDRIVER, CHROMIUM, chromium, snapshot, wait_job, eventually
+from helpers import CHROMEDRIVER, CHROMIUM, FRAME, chromium, eventually, snapshot, wait_job
+from helpers import HISTORY_NAME as HISTORY, HISTORY_OPEN as TS
 
-TS = 1761053400  # 2025-10-21 13:30 UTC
-FRAME = [None, None, "news", "new_msg", {"title": "hello"}]
-HISTORY = "2025-10-21_SPX_classic_gex_zero.json"
 needs_chromium = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="no headless Chromium: install Debian's chromium and chromium-driver (.ci/run does, when it may)")

@@ -9,11 +9,10 @@ import sys
 
 import duckdb
 import make_legacy_db
-from helpers import REPO, legacy_fingerprint, snapshot, wait_job, eventually
+from helpers import REPO, TS, eventually, legacy_fingerprint, snapshot, wait_job
 from make_history_file import snapshots
 from validate_helpers import plant
 
-TS = 1777492800
 SNAPSHOT_SQL = "SELECT endpoint, timestamp, spot_price, zero_gamma, sum_gex_vol, source FROM gex_snapshots"
 STRIKE_SQL = "SELECT endpoint, timestamp, strike, gamma, oi_gamma, priors FROM gex_strikes"
 

@@ -4,28 +4,7 @@ row in DuckDB: every value in its column, under the right ticker, endpoint and k
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from helpers import snapshot
-
-TS = 1777492800  # 2026-04-29 20:00:00 UTC = 16:00 in New York (EDT)
-NEW_YORK = ("--naive-time-zone", "America/New_York")
-
-
-def poller_snapshot(ticker="SPX"):
-    """The original's poller posted this to its own /uw: no strikes, `net_gex_*` and `major_*`, naive local ISO."""
-    return {"topic": "gex", "ticker": ticker, "endpoint": "gex_zero", "kind": "snapshot",
-            "received_at": "2026-04-29T16:00:01.500000",
-            "payload": {"ticker": ticker, "spot": 7138.55, "zero_gamma": 7112.95, "net_gex_oi": 51521.105,
-                        "net_gex_vol": 1712585.519, "major_pos_oi": 7200, "major_neg_oi": 6900,
-                        "major_pos_vol": 7135, "major_neg_vol": 7100, "timestamp": "2026-04-29T16:00:00"}}
-
-
-def poller_maxchange(ticker="SPX"):
-    return {"topic": "gex", "ticker": ticker, "endpoint": "gex_maxchange", "kind": "maxchange",
-            "received_at": "2026-04-29T16:00:01",
-            "payload": {"ticker": ticker, "timestamp": "2026-04-29T16:00:00", "current": [7140, 170979.742],
-                        "one": [7135, 1145886.722], "five": [7135, 997473.336], "ten": [7135, 1106210.715],
-                        "fifteen": [7135, 1128504.809], "thirty": [7135, 1131150.488]}}
-
+from helpers import NEW_YORK, TS, poller_maxchange, poller_snapshot, snapshot
 
 def test_uw_gex_envelopes_keep_their_outer_ticker_endpoint_and_kind(start_server):
     server = start_server(None, *NEW_YORK)

@@ -2,9 +2,7 @@
 lacked (--naive-time-zone, `problems`): each replayed here through default settings, asserted row by row in
 DuckDB, so that it fails on that server for the point's own reason."""
 
-from helpers import snapshot
-from test_parity import TS, poller_snapshot
-from test_uw import phoenix
+from helpers import TS, phoenix, poller_snapshot, snapshot
 
 # "local", the default naive_time_zone, reads the original poller's naive times in the server's zone
 NEW_YORK = {"TZ": "America/New_York"}

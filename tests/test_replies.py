@@ -10,9 +10,8 @@ from gexsrv import settings
 from gexsrv.history import queue
 from gexsrv.history.runner import Runner
 from gexsrv.store import Store
-from helpers import database_held, snapshot
+from helpers import TS, database_held, snapshot
 
-TS = 1777492800
 PREFLIGHT = {"Origin": "https://unusualwhales.com", "Access-Control-Request-Method": "POST",
              "Access-Control-Request-Private-Network": "true"}
 

@@ -11,9 +11,7 @@ from gexsrv import gexwrite, store as storage  # noqa: F401  (gexwrite registers
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.history import importer
 from gexsrv.store import RecordRefused, StorageError, Store
-from helpers import snapshot
-
-TS = 1777492800
+from helpers import TS, snapshot
 
 
 def record(ts, ticker="SPX", spot=7138.55):

@@ -6,10 +6,9 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from helpers import snapshot
+from helpers import TS, phoenix, snapshot
 
 UTC = dt.timezone.utc
-TS = 1777492800
 
 
 def trade(**changes):
@@ -25,10 +24,6 @@ def trade(**changes):
     }
     body.update(changes)
     return body
-
-
-def phoenix(topic, payload, event="new_msg"):
-    return [None, None, topic, event, payload]
 
 
 def canonical_sha256(body):

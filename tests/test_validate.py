@@ -2,10 +2,8 @@
 
 import pytest
 
-from validate_helpers import NOW_MS, T0, build_clean, check, copy_of, plant, problems, run
+from validate_helpers import MINUTE, MS, NOW_MS, build_clean, check, copy_of, plant, problems, run
 
-MS = T0 * 1000
-MINUTE = 60_000
 SPX_ZERO = "ticker = 'SPX' AND endpoint = 'gex_zero'"
 DTE_DEFECT = f"UPDATE gex_snapshots SET min_dte = 3 WHERE ticker = 'SPX' AND endpoint = 'gex_one' AND timestamp = {MS}"
 

@@ -12,10 +12,8 @@ import sys
 import duckdb
 import pytest
 from helpers import REPO, Server, post_fillers_until, snapshot
-from validate_helpers import T0, plant
+from validate_helpers import MINUTE, MS, T0, plant
 
-MS = T0 * 1000
-MINUTE = 60_000
 SPOTS = [7100.0, 7100.5, 7101.0, 7101.5, 7102.0]
 FIRST_SPOT, DUPLICATE_SPOT = SPOTS[0], SPOTS[0] + 50
 UW_ID_SQL = "SELECT id FROM universal_webhooks WHERE topic = 'lit_trades:SPY'"

@@ -6,10 +6,9 @@ import polars as pl
 import pytest
 
 import make_legacy_db
-from validate_helpers import (LIVE, STEPS, T0, build_clean, check, copy_of, live_snapshot, plant, problems, run,
+from validate_helpers import (LIVE, MS, STEPS, build_clean, check, copy_of, live_snapshot, plant, problems, run,
                               write_staged)
 
-MS = T0 * 1000
 EVERYTHING = 1000  # a sample that takes every snapshot, so a planted difference is always seen
 CLEAN = {"timeline.exact_duplicates": "warning"}
 

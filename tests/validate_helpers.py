@@ -15,6 +15,8 @@ from gexsrv.validate import options
 from helpers import Server, snapshot
 
 T0 = 1777471200  # 2026-04-29 14:00:00 UTC = 10:00 New York
+MS = T0 * 1000
+MINUTE = 60_000  # in ms
 STEPS = 20
 NOW_MS = 1780000000000  # 2026-05-28: "now" for runs in-process, after all the data
 LIVE = [("SPX", "gex_zero"), ("SPX", "gex_one"), ("ES_SPX", "gex_zero")]
