@@ -71,10 +71,16 @@ class BaseHandler(RequestHandler):
             if self.signed_reads:
                 self.check_signature(b"")
 
+    def foreign(self):
+        """Why the request's Origin or Host is not allowed (gexsrv.origins), or None; judged once per request,
+        though set_default_headers asks again for an error reply."""
+        if not hasattr(self, "_foreign"):
+            self._foreign = self.application.settings["gate"].refusal(self.request)
+        return self._foreign
+
     def refuse_foreign(self):
-        """A page of a site not allowed, or a Host name not allowed (gexsrv.origins), gets 403, before anything
-        else is looked at."""
-        refusal = self.application.settings["gate"].refusal(self.request)
+        """A page of a site not allowed, or a Host name not allowed, gets 403 before anything else is looked at."""
+        refusal = self.foreign()
         if refusal:
             raise ApiError(403, refusal[0], extra={"setting": refusal[1]})
 
@@ -114,7 +120,7 @@ class BaseHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Vary", "Origin")
         origin = self.request.headers.get("Origin")
-        if origin is not None and not self.application.settings["gate"].refusal(self.request):
+        if origin is not None and not self.foreign():
             self.set_header("Access-Control-Allow-Origin", origin)  # an allowed page's, never `*`
             self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
             self.set_header("Access-Control-Allow-Headers",

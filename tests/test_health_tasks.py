@@ -31,18 +31,18 @@ def lake_rows(data_dir):
         return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/**/*.parquet')").fetchone()[0]
 
 
-# task -> (the path blocked, under the data dir's parent; the flags that make the task run often)
+# task -> (the folder blocked, under the test's temporary folder; the flags that make the task run often)
 TASKS = {
-    "lake": ("data/parquet", ["--lake-export-interval", "0.2"]),
-    "archive": ("data/source/live", ["--journal-segment-seconds", "0.2", "--archive-interval-s", "0.2"]),
-    "outputs": ("outputs", ["--outputs-dir", "{tmp}/outputs"]),
+    "lake": (("data", "parquet"), ["--lake-export-interval", "0.2"]),
+    "archive": (("data", "source", "live"), ["--journal-segment-seconds", "0.2", "--archive-interval-s", "0.2"]),
+    "outputs": (("outputs",), ["--outputs-dir", "{tmp}/outputs"]),
 }
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_a_task_failing_again_and_again_degrades_health_until_it_succeeds(start_server, tmp_path, task):
     blocked, flags = TASKS[task]
-    obstacle = tmp_path / blocked
+    obstacle = tmp_path.joinpath(*blocked)
     obstacle.parent.mkdir(parents=True, exist_ok=True)
     obstacle.write_text("in the way")
     server = start_server(tmp_path / "data", *[flag.format(tmp=tmp_path) for flag in flags])

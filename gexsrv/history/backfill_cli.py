@@ -14,14 +14,14 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
-from gexsrv.history import backfill, days
+from gexsrv.history import backfill, days, queue
 from gexsrv.history.cli import open_store
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
 from gexsrv.notify import Notifier
 
 FLAGS = {"ticker": "--tickers", "package": "--package", "category": "--categories", "from": "--from", "to": "--to"}
-SETTLED = (*days.DONE_JOB, "no data", "failed")
+SETTLED = (*queue.DONE, "no data", "failed")
 REFRESH_S = 0.25
 COLUMNS = ["ticker", "category", "days", "imported", "already", "no data", "failed", "snapshots", "strike rows"]
 

@@ -8,8 +8,9 @@ store's thread (Store.use) with its connection; readers go through Store.read.
 
 from typing import NamedTuple
 
+from gexsrv.history.queue import DONE
+
 UNFINISHED_JOB = ("pending", "downloading", "importing")
-DONE_JOB = ("completed", "skipped")  # skipped: its file was imported already, or all its snapshots stored
 # A day's shown status: the job's once it is queued; a failed job with tries left is planned again.
 SHOWN = """CASE WHEN d.status <> 'queued' OR q.status IS NULL THEN d.status
                  WHEN q.status = 'failed' AND d.tries < ? THEN 'planned' ELSE q.status END"""
@@ -68,7 +69,7 @@ def plan(con, keys, max_tries):
         shown = {Day(r["ticker"], r["package"], r["category"], r["date"]): r["status"] for r in _rows(
             lambda sql, params: con.execute(sql, params).fetchall(), max_tries,
             dict(tickers=tickers, package=package, categories=categories, first=first, last=last))}
-        again = [list(k) for k in keys if k in shown and shown[k] not in (*DONE_JOB, *UNFINISHED_JOB)]
+        again = [list(k) for k in keys if k in shown and shown[k] not in (*DONE, *UNFINISHED_JOB)]
         under_way = [list(k) for k in keys if shown.get(k) in UNFINISHED_JOB]
         new = [list(k) for k in keys if k not in shown]
         key = "ticker = ? AND package = ? AND category = ? AND day = ?"
@@ -85,7 +86,7 @@ def plan(con, keys, max_tries):
     except BaseException:
         con.rollback()
         raise
-    return {k for k in keys if shown.get(k) in DONE_JOB}
+    return {k for k in keys if shown.get(k) in DONE}
 
 
 def next_planned(con, max_tries):
