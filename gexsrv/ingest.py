@@ -29,6 +29,7 @@ from tornado.ioloop import PeriodicCallback
 from gexsrv import archive
 from gexsrv.decode import decode_gex
 from gexsrv.journal import check_line, seq_of
+from gexsrv.position import START, Position
 from gexsrv.store import RecordRefused, StorageError
 from gexsrv.uw.payloads import decode_uw
 
@@ -111,7 +112,7 @@ class Ingester:
         self.timer = PeriodicCallback(self.tick, interval_ms)
         self.pending = collections.deque()  # Entries in seq order, journaled and not yet ingested
         self.held_bytes = 0  # body bytes of the pending entries still holding their record
-        self.position = (0, 0, 0)  # (segment, offset, seq) ingested so far
+        self.position = START  # ingested so far
         self.known = False  # whether position was read from the database
         self.archived = 0  # records re-ingested from the raw archive since start
         self.durable_seq = 0
@@ -135,12 +136,12 @@ class Ingester:
         try:
             self.position = self._checked(await self.run(self.store.journal_position))
             self.known = True
-            if self.position[2] < self.journal.first_seq() - 1:
+            if self.position.seq < self.journal.first_seq() - 1:
                 await self._catch_up_from_archive()
             self.durable_seq = self.journal.durable_seq
             replayed = 0
-            while self.position[2] < self.durable_seq:
-                replayed += await self._replay(self._from_journal, self.position[2] + 1, self.durable_seq)
+            while self.position.seq < self.durable_seq:
+                replayed += await self._replay(self._from_journal, self.position.seq + 1, self.durable_seq)
         finally:
             self.busy = False
         self._forget_ingested()
@@ -158,18 +159,18 @@ class Ingester:
         log.warning("the database's journal position (seq %d, segment %d, offset %d) is not a record of this "
                     "journal (it was replaced or renumbered): ingesting the whole journal again from seq %d; "
                     "keys stored already are kept as they are", seq, segment, offset, first)
-        return 0, 0, first - 1
+        return Position(0, 0, first - 1)
 
     async def _catch_up_from_archive(self):
         """Ingest what the raw archive holds between the position and the journal's first record, with a
         progress line every few seconds; records it no longer holds (retention) are named and passed over."""
         upto = self.journal.first_seq() - 1
         log.info("the database has ingested up to seq %d and the journal starts at seq %d: ingesting seqs %d to %d "
-                 "again from the raw archive %s", self.position[2], upto + 1, self.position[2] + 1, upto,
+                 "again from the raw archive %s", self.position.seq, upto + 1, self.position.seq + 1, upto,
                  self.archive_root)
-        runs = runs_of(archive.records_after(self.archive_root, self.position[2]), upto, self.max_records)
+        runs = runs_of(archive.records_after(self.archive_root, self.position.seq), upto, self.max_records)
         said = time.monotonic()
-        while self.position[2] < upto:
+        while self.position.seq < upto:
             taken = await self._replay(self._archived_batch, runs)
             if not taken:
                 break
@@ -177,11 +178,11 @@ class Ingester:
             if time.monotonic() - said >= PROGRESS_EVERY_S:
                 said = time.monotonic()
                 log.info("from the raw archive: %d records ingested, at seq %d of %d", self.archived,
-                         self.position[2], upto)
-        if self.position[2] < upto:
+                         self.position.seq, upto)
+        if self.position.seq < upto:
             log.warning("seqs %d to %d are in neither the raw archive nor the journal (expired or removed): "
-                        "they cannot be ingested again", self.position[2] + 1, upto)
-            self.position = (0, 0, upto)
+                        "they cannot be ingested again", self.position.seq + 1, upto)
+            self.position = Position(0, 0, upto)
         log.info("from the raw archive: %d records ingested; the journal follows", self.archived)
 
     def _archived_batch(self, runs):
@@ -190,13 +191,14 @@ class Ingester:
         if run is None:
             return []
         first_seq = seq_of(run[0][2])
-        if first_seq != self.position[2] + 1:
+        if first_seq != self.position.seq + 1:
             log.warning("seqs %d to %d are not in the raw archive (expired or removed): they cannot be ingested "
-                        "again", self.position[2] + 1, first_seq - 1)
+                        "again", self.position.seq + 1, first_seq - 1)
         lines = [line for _, _, line in run]
         records = [decode_line(line, self.rules) for line in lines]
         segment, end, _ = run[-1]
-        return self._write(records, self.store.prepare(records), (segment, end, first_seq + len(run) - 1), lines)
+        position = Position(segment, end, first_seq + len(run) - 1)
+        return self._write(records, self.store.prepare(records), position, lines)
 
     async def _replay(self, read, *args):
         """One batch read back (from the journal or the archive) and written by read(*args) on the ingest thread,
@@ -206,7 +208,7 @@ class Ingester:
         return self._settle(outcomes, time.perf_counter() - started)
 
     def _forget_ingested(self):
-        while self.pending and self.pending[0].seq <= self.position[2]:
+        while self.pending and self.pending[0].seq <= self.position.seq:
             entry = self.pending.popleft()
             if entry.record is not None:
                 self.held_bytes -= entry.size
@@ -220,7 +222,8 @@ class Ingester:
         stays in the journal and is ingested at the next start."""
         self.timer.stop()
         loop = asyncio.get_running_loop()
-        while self.position[2] < self.journal.durable_seq and self.store.state == "writable" and loop.time() < deadline:
+        while (self.position.seq < self.journal.durable_seq and self.store.state == "writable"
+               and loop.time() < deadline):
             self.tick()
             await asyncio.sleep(0.005)
         while self.busy:
@@ -246,7 +249,7 @@ class Ingester:
     def due(self):
         """Ingest now rather than at the next interval: enough records wait, or an ?ack=ingested request waits for
         a durable record (it would otherwise wait out the interval, which caps such a client at 1/interval)."""
-        if self.durable_seq - self.position[2] >= self.batch_records:
+        if self.durable_seq - self.position.seq >= self.batch_records:
             return True
         first_waiter = next(iter(self.waiters), None)  # seqs are added in order
         return first_waiter is not None and first_waiter <= self.durable_seq
@@ -254,7 +257,7 @@ class Ingester:
     def waiting(self):
         """Records journaled past the ingested position; before the database told it, past what the journal
         last recorded of it (INGESTED_SEQ) and what it archived (only ingested segments are)."""
-        done = self.position[2] if self.known else max(self.journal.first_seq() - 1, self.journal.ingested_mark)
+        done = self.position.seq if self.known else max(self.journal.first_seq() - 1, self.journal.ingested_mark)
         return self.journal.next_seq - 1 - done
 
     def why_waiting(self):
@@ -269,19 +272,19 @@ class Ingester:
         return future
 
     def tick(self):
-        if self.busy or self.durable_seq <= self.position[2] or self.store.state != "writable":
+        if self.busy or self.durable_seq <= self.position.seq or self.store.state != "writable":
             return  # nothing to do, or journaled records wait for the database
         entries = self._take()
         self.busy = True
         started = time.perf_counter()
-        if entries and all(e.record is not None for e in entries) and entries[0].seq == self.position[2] + 1:
+        if entries and all(e.record is not None for e in entries) and entries[0].seq == self.position.seq + 1:
             records = [e.record for e in entries]
             # Arrow built here, on the loop: on the ingest thread the same work would wait for the GIL.
             prepared = self.store.prepare(records)
             last = entries[-1]
-            work = self.run(self._write, records, prepared, (last.segment, last.end, last.seq))
+            work = self.run(self._write, records, prepared, Position(last.segment, last.end, last.seq))
         else:
-            work = self.run(self._from_journal, self.position[2] + 1, entries[-1].seq if entries else self.durable_seq)
+            work = self.run(self._from_journal, self.position.seq + 1, entries[-1].seq if entries else self.durable_seq)
         task = asyncio.ensure_future(work)
         task.add_done_callback(lambda done: self._done(done, entries, started))
 
@@ -347,11 +350,11 @@ class Ingester:
         if refused:
             self.store.advance(position, [self._quarantined(records, position, i, o, lines) for i, o in refused])
         self.position = position
-        first = position[2] - len(records) + 1
+        first = position.seq - len(records) + 1
         return [(first + i, record, outcome) for i, (record, outcome) in enumerate(zip(records, outcomes))]
 
     def _quarantined(self, records, position, index, error, lines):
-        seq = position[2] - len(records) + 1 + index
+        seq = position.seq - len(records) + 1 + index
         line = lines[index] if lines else self._line(seq)
         return seq, line.decode(), str(error)
 
@@ -367,7 +370,8 @@ class Ingester:
         lines = [line for _, _, line in found]
         records = [decode_line(line, self.rules) for line in lines]
         segment, end, _ = found[-1]
-        return self._write(records, self.store.prepare(records), (segment, end, first_seq + len(found) - 1), lines)
+        position = Position(segment, end, first_seq + len(found) - 1)
+        return self._write(records, self.store.prepare(records), position, lines)
 
     # ---- reports ----
 
@@ -375,7 +379,7 @@ class Ingester:
         recent = sorted(s for s, _ in self.recent)
         oldest = self.pending[0].received_ms if self.pending else None
         return {
-            "position": {"segment": self.position[0], "offset": self.position[1], "seq": self.position[2]},
+            "position": self.position._asdict(),
             "records_waiting": self.waiting(),
             "lag_s": round(time.time() - oldest / 1000, 3) if oldest else 0.0,
             "held_mb": round(self.held_bytes / 2**20, 1),

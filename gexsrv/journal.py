@@ -442,13 +442,13 @@ class Journal:
     # ---- reading, for ingest and replay ----
 
     def read(self, position, upto_seq, limit):
-        """[(segment, offset just past the line, line)] of the records after position (segment, offset, seq),
+        """[(segment, offset just past the line, line)] of the records after position (a Position),
         up to and including upto_seq, at most limit of them."""
         out = []
         for segment in list(self.segments):
-            if segment.first_seq < position[0]:
+            if segment.first_seq < position.segment:
                 continue
-            start = position[1] if segment.first_seq == position[0] else 0
+            start = position.offset if segment.first_seq == position.segment else 0
             with open(segment.path, "rb") as f:
                 f.seek(start)
                 data = f.read(max(segment.size - start, 0))
@@ -459,9 +459,9 @@ class Journal:
         return out
 
     def bytes_after(self, position):
-        """Journal bytes past position (segment, offset, seq): what ingest has yet to take."""
-        return sum(s.size - (position[1] if s.first_seq == position[0] else 0)
-                   for s in list(self.segments) if s.first_seq >= position[0])
+        """Journal bytes past position (a Position): what ingest has yet to take."""
+        return sum(s.size - (position.offset if s.first_seq == position.segment else 0)
+                   for s in list(self.segments) if s.first_seq >= position.segment)
 
     # ---- what the archive takes (gexsrv.archive), on the event loop ----
 

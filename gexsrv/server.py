@@ -32,6 +32,7 @@ from gexsrv.metrics import Metrics
 from gexsrv.notify import Notifier
 from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
+from gexsrv.position import START
 from gexsrv.store import Store
 from gexsrv.supervisor import Supervisor
 from gexsrv.uw import trades, writer  # noqa: F401
@@ -105,7 +106,7 @@ def build(settings):
     ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),
                         settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
                         settings.ingest_memory_mb << 20)
-    archiver = Archiver(journal, lambda: ingester.position[2], archive_dir(settings.data_dir),
+    archiver = Archiver(journal, lambda: ingester.position.seq, archive_dir(settings.data_dir),
                         settings.archive_retention_days, settings.archive_interval_s)
     keys = RecentKeys(settings.duplicate_horizon_s)
     intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
@@ -161,9 +162,9 @@ async def recover(parts):
     if parts.store.cause == "damaged":
         raise StartupError(f"{parts.store.path} is not a readable DuckDB database ({parts.store.error}); gexsrv "
                            "never overwrites it: restore it from a backup, or move it aside to start afresh")
-    position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else (0, 0, 0)
+    position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else START
     try:
-        parts.journal.open(position[2], lambda: last_seq(archive_dir(parts.store.data_dir)))
+        parts.journal.open(position.seq, lambda: last_seq(archive_dir(parts.store.data_dir)))
     except (JournalCorrupt, JournalBusy) as exc:
         raise StartupError(str(exc)) from None
     if parts.store.state == "writable":

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from gexsrv import schema
+from gexsrv.position import START, Position
 
 log = logging.getLogger("gexsrv.store")
 
@@ -154,9 +155,9 @@ class Store:
             "SELECT count(*) FROM gex_history_queue WHERE status NOT IN ('completed', 'skipped', 'failed')")[0][0]
 
     def journal_position(self):
-        """(segment, offset, seq) of the last journal record ingested."""
+        """The Position of the last journal record ingested."""
         rows = self.con.execute('SELECT segment, "offset", seq FROM gexsrv_ingest').fetchall()
-        return rows[0] if rows else (0, 0, 0)
+        return Position(*rows[0]) if rows else START
 
     def _save_position(self, position):
         self.con.execute('INSERT OR REPLACE INTO gexsrv_ingest (id, segment, "offset", seq, updated_at) '

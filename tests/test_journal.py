@@ -26,6 +26,7 @@ from gexsrv.journal import (
     segment_name,
     seq_of,
 )
+from gexsrv.position import START
 
 BODIES = [
     b'{"a":1}',
@@ -67,7 +68,7 @@ def write_journal(folder, bodies, segment_bytes=1 << 20):
 
 
 def read_all(journal):
-    return journal.read((0, 0, 0), journal.next_seq - 1, 1 << 20)
+    return journal.read(START, journal.next_seq - 1, 1 << 20)
 
 
 def segment_files(folder):
