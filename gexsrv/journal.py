@@ -512,7 +512,7 @@ class Journal:
 
     def report(self):
         return {
-            "segments": len(self.segments), "next_seq": self.next_seq, "durable_seq": self.durable_seq,
+            "folder": self.folder, "segments": len(self.segments), "next_seq": self.next_seq, "durable_seq": self.durable_seq,
             "bytes_written": self.bytes_written, "fsyncs": self.fsyncs, "error": self.error,
             "refusing": self.refusing,
         }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tornado.netutil import bind_sockets
 
 from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
+from gexsrv import journal_home
 from gexsrv.app import make_app
 from gexsrv.archive import Archiver, archive_dir, last_seq
 from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
@@ -97,11 +98,10 @@ class Parts:
     metrics: Metrics | None = None  # made from the other parts (build)
 
 
-def build(settings):
+def build(settings, journal_folder):
     rules = Rules.from_settings(settings)
     store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
-    journal = Journal(os.path.join(settings.data_dir, "journal"), settings.journal_segment_mb << 20,
-                      settings.journal_segment_seconds)
+    journal = Journal(journal_folder, settings.journal_segment_mb << 20, settings.journal_segment_seconds)
     # ingest decodes journaled bodies again: accepted ones, which today's limits must not refuse
     ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),
                         settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
@@ -135,14 +135,23 @@ class StartupError(Exception):
     """Why the server cannot start, in one sentence with the fix."""
 
 
-def usable_data_dir(data_dir):
+def usable(folder, what, flag):
     try:
-        os.makedirs(data_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=data_dir):
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise StartupError(f"the data dir {data_dir} cannot be written ({exc.strerror or exc}); fix its permissions "
-                           "or choose another with --data-dir") from None
+        raise StartupError(f"the {what} {folder} cannot be written ({exc.strerror or exc}); fix its permissions "
+                           f"or choose another with {flag}") from None
+
+
+def journal_folder(settings):
+    try:
+        folder = journal_home.settle(settings.data_dir, settings.journal_dir)
+    except journal_home.JournalMoved as exc:
+        raise StartupError(str(exc)) from None
+    usable(folder, "journal dir", "--journal-dir")
+    return folder
 
 
 def bind(settings):
@@ -192,9 +201,9 @@ def enough_descriptors(settings):
 
 async def serve(settings):
     enough_descriptors(settings)
-    usable_data_dir(settings.data_dir)
+    usable(settings.data_dir, "data dir", "--data-dir")
     sockets = bind(settings)
-    parts = build(settings)
+    parts = build(settings, journal_folder(settings))
     await recover(parts)
     app = make_app(settings, parts)
     server, (host, port) = listen(app, settings, sockets, parts.connections)

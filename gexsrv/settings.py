@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     backlog_max_records: Annotated[int, _setting("journaled records waiting for ingest past which writes get 503",
                                                  ge=1)]
     backlog_max_mb: Annotated[int, _setting("journal MiB waiting for ingest past which writes get 503", ge=1)]
+    journal_dir: Annotated[str, _setting(
+        "folder of the write-ahead journal; empty: <data_dir>/journal. A device of its own keeps its fsyncs quick "
+        "while history imports and exports write to the data disk")]
     journal_segment_mb: Annotated[int, _setting("journal segment size that starts a new segment, in MiB", ge=1)]
     journal_segment_seconds: Annotated[float, _setting("journal segment age that starts a new segment", gt=0)]
     archive_interval_s: Annotated[float, _setting(
