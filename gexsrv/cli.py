@@ -3,24 +3,36 @@
 
 import argparse
 import asyncio
+import difflib
 import logging
 import sys
 
 from gexsrv import __version__, deps
 
 COMMANDS = ("serve", "validate", "import", "backfill")
+COMMANDS_SAID = "serve (the default), import, backfill, validate"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A mistake in a flag is said in one line with the nearest flag, not under 50 lines of usage."""
+
+    def error(self, message):
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        words = [word.split("=")[0] for word in message.split() if word.startswith("--")]
+        near = [match for word in words for match in difflib.get_close_matches(word, flags, n=1)]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        self.exit(2, f"{self.prog}: {message}{hint}; see {self.prog} --help\n")
 
 
 def serve_parser(defaults):
     from gexsrv import settings
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m gexsrv",
         description="Capture server for GEX data: POST /gex, /gex_history_url and /uw; GET /health, /integrity, "
                     "/api/..., /metrics, /openapi.json and a status page at /. DuckDB + Parquet in --data-dir.",
         epilog="Precedence: conf/gexsrv.toml < --config FILE < environment (and ./.env) < flags. "
-               "Other commands: `python -m gexsrv import --help`, `python -m gexsrv backfill --help`, "
-               "`python -m gexsrv validate --help`.",
+               f"Commands: {COMMANDS_SAID}; `python -m gexsrv COMMAND --help` for each.",
     )
     parser.add_argument("--version", action="version", version=f"gexsrv {__version__}")
     settings.add_arguments(parser, defaults)
@@ -72,6 +84,12 @@ def main(argv=None):
     if missing:
         print(deps.message(missing), file=sys.stderr)
         sys.exit(3)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        near = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        print(f"python -m gexsrv: unknown command {argv[0]!r}{hint}; the commands are {COMMANDS_SAID}",
+              file=sys.stderr)
+        sys.exit(2)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "serve"
     commands = {"serve": run_serve, "validate": run_validate, "import": run_import, "backfill": run_backfill}
     from gexsrv.settings import ConfigError  # only now: settings needs the dependencies checked above

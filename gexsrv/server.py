@@ -136,6 +136,8 @@ class StartupError(Exception):
 
 
 def usable(folder, what, flag):
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise StartupError(f"the {what} {folder} is a file, not a folder; choose another with {flag}")
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

@@ -5,6 +5,7 @@ in conf/gexsrv.toml, so operators read and change them in one file.
 """
 
 import argparse
+import difflib
 import os
 import sys
 import tomllib
@@ -173,19 +174,24 @@ def read_toml(path):
 
 
 def from_environment(environ):
+    """{setting: (value, the variable it came from)}: the first of its names that is set and not empty."""
     values = {}
     for field in FIELDS:
         for name in env_names(field):
             if environ.get(name, "") != "":
-                values[field.name] = environ[name]
+                values[field.name] = (environ[name], name)
                 break
     return values
+
+
+def flag_of(name):
+    return "--" + name.replace("_", "-")
 
 
 def add_arguments(parser, defaults):
     parser.add_argument("--config", metavar="FILE", help="a TOML file whose keys override conf/gexsrv.toml")
     for field in FIELDS:
-        flag = "--" + field.name.replace("_", "-")
+        flag = flag_of(field.name)
         envs = ", ".join(env_names(field))
         help_text = f"{field.type.extra_json_schema['description']} (default: {defaults.get(field.name)!r}; env {envs})"
         if isinstance(field.type.type, msgspec.inspect.BoolType):
@@ -195,25 +201,51 @@ def add_arguments(parser, defaults):
 
 
 def load(args, environ=None, cwd="."):
-    """Settings from the defaults file, args.config, the environment plus ./.env, and the parsed flags."""
+    """Settings from the defaults file, args.config, the environment plus ./.env, and the parsed flags. An error
+    names where the value came from (a file, a variable or a flag) and the value."""
     environ = {**dotenv_values(Path(cwd) / ".env"), **(os.environ if environ is None else environ)}
-    merged = read_toml(default_config_path())
+    merged, origin = {}, {}
+
+    def take(values):
+        for name, (value, where) in values.items():
+            merged[name], origin[name] = value, where
+
+    defaults_path = default_config_path()
+    take({name: (value, f"{name} in {defaults_path}") for name, value in read_toml(defaults_path).items()})
     config = args.config or environ.get("GEXSRV_CONFIG")
     if config:
-        merged.update(read_toml(config))
-    merged.update(from_environment(environ))
-    merged.update({f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name, None) is not None})
+        take({name: (value, f"{name} in {config}") for name, value in read_toml(config).items()})
+    take(from_environment(environ))
+    take({f.name: (value, flag_of(f.name)) for f in FIELDS if (value := getattr(args, f.name, None)) is not None})
     for name, successor in REPLACED.items():
         if name in merged or environ.get(f"GEXSRV_{name.upper()}"):
             raise ConfigError(f"gexsrv: the setting {name} is replaced by {successor}")
     unknown = sorted(set(merged) - {f.name for f in FIELDS})
     if unknown:
-        raise ConfigError(f"gexsrv: unknown setting(s) {', '.join(unknown)} in the configuration")
+        raise ConfigError("gexsrv: unknown setting " + "; ".join(map(suggested, (origin[n] for n in unknown))))
+    return checked(merged, origin)
+
+
+def suggested(where):
+    """An unknown setting `where` (name in file), with the nearest known name."""
+    name = where.split(" in ")[0]
+    near = difflib.get_close_matches(name.replace("-", "_").lower(), [f.name for f in FIELDS], n=1)
+    return f"{where} (did you mean {near[0]}?)" if near else where
+
+
+def checked(merged, origin):
+    def refused(name, reason):
+        return ConfigError(f"gexsrv: invalid {origin.get(name, name)} = {merged.get(name)!r}: {reason}")
+
     try:
         settings = msgspec.convert(merged, Settings, strict=False)
-        decode.Rules.from_settings(settings)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"gexsrv: invalid setting: {exc}".replace("`$.", "`"))
-    except (ValueError, PayloadError) as exc:
-        raise ConfigError(f"gexsrv: invalid setting: {exc}")
+        reason, _, path = str(exc).rpartition(" - at `$.")
+        raise refused(path.rstrip("`").split(".")[0].split("[")[0], reason) from None
+    try:
+        decode.Rules.from_settings(settings)
+    except PayloadError as exc:
+        raise refused(exc.field, exc.reason) from None
+    except ValueError as exc:  # the one other check there: decode.zone
+        raise refused("naive_time_zone", exc) from None
     return settings

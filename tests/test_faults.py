@@ -70,6 +70,16 @@ def start_failure(tmp_path, *flags):
     return server.proc.returncode, str(stopped.value)
 
 
+def test_a_data_dir_that_is_a_file_is_said_so(tmp_path):
+    """It was reported as a folder that cannot be written."""
+    (tmp_path / "data").write_text("not a folder")
+    status, output = start_failure(tmp_path)
+    assert status == 2 and "Traceback" not in output
+    assert (f"gexsrv: cannot start: the data dir {tmp_path / 'data'} is a file, not a folder; choose another with "
+            "--data-dir") in output
+    assert (tmp_path / "data").read_text() == "not a folder"
+
+
 def test_a_port_in_use_stops_the_start_with_one_sentence(start_server, tmp_path):
     first = start_server()
     port = first.url.rsplit(":", 1)[1]
@@ -93,13 +103,6 @@ def test_a_damaged_database_is_left_as_it_is_and_named(tmp_path):
     status, output = start_failure(tmp_path)
     assert status == 2 and "is not a readable DuckDB database" in output and "Traceback" not in output
     assert (data / "gex_data.db").read_bytes() == b"not a database" * 100
-
-
-def test_a_data_dir_that_cannot_be_used_is_named(tmp_path):
-    (tmp_path / "data").write_text("a file where the data dir should be")
-    status, output = start_failure(tmp_path)
-    assert status == 2 and f"the data dir {tmp_path / 'data'} cannot be written" in output
-    assert "Traceback" not in output
 
 
 def test_with_debug_the_start_up_error_shows_its_traceback(start_server, tmp_path):

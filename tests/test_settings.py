@@ -37,21 +37,35 @@ def test_config_file_then_environment_then_flags_override(tmp_path):
 
 
 @pytest.mark.parametrize("argv, environ, message", [
-    (["--port", "http"], {}, "Expected `int`, got `str` - at `port`"),
-    ([], {"GEXSRV_PORT": "70000"}, "Expected `int` <= 65535"),
-    (["--ingest-interval-ms", "0"], {}, "Expected `float` > 0.0"),
+    (["--port", "http"], {}, "gexsrv: invalid --port = 'http': Expected `int`, got `str`"),
+    ([], {"GEXSRV_PORT": "70000"}, "gexsrv: invalid GEXSRV_PORT = '70000': Expected `int` <= 65535"),
+    (["--ingest-interval-ms", "0"], {}, "gexsrv: invalid --ingest-interval-ms = '0': Expected `float` > 0.0"),
+    ([], {"GEXSRV_NAIVE_TIME_ZONE": "Mars/Base"}, "gexsrv: invalid GEXSRV_NAIVE_TIME_ZONE = 'Mars/Base': unknown "
+                                                  "time zone 'Mars/Base' (use local, UTC or an IANA name such as "
+                                                  "America/New_York)"),
+    (["--default-endpoint", "a/b/c"], {}, "gexsrv: invalid --default-endpoint = 'a/b/c': expected an endpoint"),
 ])
-def test_invalid_values_stop_with_the_setting_named(argv, environ, message):
+def test_invalid_values_stop_naming_the_flag_or_variable_and_the_value(argv, environ, message):
     with pytest.raises(SystemExit) as stopped:
         parse(argv, environ=environ)
-    assert message in str(stopped.value)
+    assert str(stopped.value).startswith(message)
 
 
-def test_unknown_key_in_config_file_is_refused(tmp_path):
-    config = tmp_path / "typo.toml"
-    config.write_text("prot = 1\n")
-    with pytest.raises(SystemExit, match="unknown setting.*prot"):
+def test_an_invalid_value_in_a_file_names_the_key_and_the_file(tmp_path):
+    config = tmp_path / "mine.toml"
+    config.write_text("max_strikes = 0\n")
+    with pytest.raises(SystemExit) as stopped:
         parse(["--config", str(config)])
+    assert str(stopped.value) == f"gexsrv: invalid max_strikes in {config} = 0: Expected `int` >= 1"
+
+
+def test_unknown_keys_in_a_config_file_are_named_with_the_nearest_setting(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text('prot = 1\ndata-dir = "x"\nzzz = 1\n')
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--config", str(config)])
+    assert str(stopped.value) == (f"gexsrv: unknown setting data-dir in {config} (did you mean data_dir?); "
+                                  f"prot in {config} (did you mean port?); zzz in {config}")
 
 
 @pytest.mark.parametrize("environ", [{"GEXSRV_CORS_ORIGIN": "*"}, {"GEXSRV_CONFIG": "cors.toml"}])
@@ -63,11 +77,15 @@ def test_a_setting_that_is_gone_names_its_successor(tmp_path, environ):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--port", "http"], "gexsrv: invalid setting: Expected `int`, got `str` - at `port`"),
+    (["--port", "http"], "gexsrv: invalid --port = 'http': Expected `int`, got `str`"),
     (["--config", "/no/such/gexsrv.toml"], "gexsrv: cannot read config /no/such/gexsrv.toml: [Errno 2]"),
+    (["--data-dri", "x"], "python -m gexsrv: unrecognized arguments: --data-dri x (did you mean --data-dir?); see "
+                          "python -m gexsrv --help"),
+    (["improt", "file.json"], "python -m gexsrv: unknown command 'improt' (did you mean import?); the commands are "
+                              "serve (the default), import, backfill, validate"),
 ])
 def test_a_configuration_error_is_one_line_and_exit_status_2(tmp_path, argv, message):
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "--data-dir", str(tmp_path / "data"), *argv],
+    run = subprocess.run([sys.executable, "-m", "gexsrv", *argv, "--data-dir", str(tmp_path / "data")],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 2  # as argparse's errors and the start-up errors; it was 1
     assert run.stderr.startswith(message) and run.stderr.count("\n") == 1, run.stderr
