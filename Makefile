@@ -8,14 +8,19 @@ PYTEST_ARGS ?=
 WORKERS ?= 4
 XDIST := -n $(WORKERS) --dist load
 
-.PHONY: run test test-fast bench perf clean-venv
+.PHONY: run test test-fast screenshot bench perf clean-venv
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The server's own dependencies, for `make run`; the test tools on top, for everything else.
+$(VENV)/.runtime: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.runtime
 	$(PY) -m gexsrv $(ARGS)
 
 test: $(VENV)/.installed
@@ -24,6 +29,10 @@ test: $(VENV)/.installed
 # The edit-run loop: all but the tests marked slow (the SIGKILL loop, the fuzzing, the performance report).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+# The README's picture of the status page, taken by its browser test (a plain test run keeps it in a temporary dir).
+screenshot: $(VENV)/.installed
+	GEXSRV_SCREENSHOT=$(CURDIR)/docs/status-page.png $(PY) -m pytest tests/test_status_page.py -k follows_new_ones
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest bench --benchmark-only --benchmark-enable $(PYTEST_ARGS)
