@@ -178,7 +178,7 @@ def test_an_import_chunk_conflicting_with_live_ingest_is_written_again_and_count
     live = Interloper(store.con.cursor(), [record(TS + 1, spot=200.0)],
                       lambda theirs: store.write(theirs, None, (1, 10, 1)))
     counted = []
-    assert importer.write_records(live, chunk, on_conflict=lambda: counted.append(1)) == (2, 4)
+    assert importer.write_chunk(live, chunk, importer.NO_LOCK, on_conflict=lambda: counted.append(1)) == (2, 4)
     assert counted == [1]
     assert stored_spots(store) == [(TS, 100.0, "history:1"), (TS + 1, 200.0, "live"), (TS + 2, 100.0, "history:1")]
     assert len(strike_rows(store)) == 6
