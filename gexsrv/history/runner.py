@@ -85,7 +85,8 @@ class Runner:
         return staging.publish(sink.path, self.folder, ticker, endpoint, sink.sha256), sink.sha256, sink.size
 
     def job(self, job_id):
-        """A job as replies show it: with its live progress, and its URL without the query string (listed)."""
+        """A job as replies show it: with its live progress, and its URL without the query string (listed). It
+        reads the database: call it off the event loop."""
         job = queue.get(self.store, job_id)
         if job is None:
             return None
@@ -99,7 +100,7 @@ class Runner:
         return listed(job)
 
     def recent(self):
-        """The latest jobs as replies show them (listed)."""
+        """The latest jobs as replies show them (listed); off the event loop, as job()."""
         return [listed(job) for job in queue.recent(self.store)]
 
     async def _loop(self):
@@ -146,7 +147,7 @@ class Runner:
         except (command.CommandFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
                 staging.BadContent) as exc:
             await self._fail(job, exc)
-        return queue.get(self.store, job_id)
+        return await asyncio.to_thread(queue.get, self.store, job_id)
 
     async def _fail(self, job, exc):
         await self._update(job["id"], status="failed", last_error=str(exc))
