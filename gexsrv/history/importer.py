@@ -80,7 +80,8 @@ def chunks(data, ticker, endpoint, source, rules, problems):
     received, first, chunk = round(time.time() * 1000), 0, []
     for items in _pieces(data):
         records, found = decode_all(items, ticker, endpoint, source, rules, received, first)
-        first, chunk = first + len(items), chunk + records
+        first += len(items)
+        chunk += records
         problems += found
         while len(chunk) >= CHUNK:
             yield chunk[:CHUNK]
