@@ -5,7 +5,7 @@ import importlib.metadata
 
 # (import name, distribution name, oldest version that works)
 REQUIRED = [
-    ("tornado", "tornado", "6.4"),
+    ("tornado", "tornado", "6.6"),  # 6.6: a coroutine streaming_callback is awaited (gexsrv.history.download)
     ("duckdb", "duckdb", "1.2"),
     ("polars", "polars", "1.0"),
     ("pyarrow", "pyarrow", "15.0"),

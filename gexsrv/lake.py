@@ -33,6 +33,7 @@ log = logging.getLogger("gexsrv.lake")
 
 WINDOW = 250_000  # strike rows per part file at most, which bounds the exporter's memory (~300 MB a window)
 PARTS_KEY = "gexsrv_parts"
+LOCK_POLL_S = 0.05  # how often the exporter looks whether a history import has let go of the lock
 PART = re.compile(r"^(?P<day>\d{8})\.(?P<range>\d+-\d+)\.strikes\.parquet$")
 DAY = re.compile(r"^(?P<day>\d{8})\.strikes\.parquet$")
 ROWS = """
@@ -184,8 +185,8 @@ class Lake:
         self.root = lake_root(data_dir)
         self.store = store
         self.interval = interval
-        # held by a history import around each of its transactions: a sequence number drawn by a transaction still
-        # open could fall below the bound read meanwhile, and its rows would never be exported
+        # held by a history import across its transactions: a sequence number drawn by a transaction still open
+        # could fall below the bound read meanwhile, and its rows would never be exported
         self.lock = threading.Lock()
         self.exporting = asyncio.Lock()
         self.wake = asyncio.Event()
@@ -223,9 +224,16 @@ class Lake:
         return {"exported_rows": self.exported_rows, "last_export_at": self.last_export_at,
                 "error": self.streak.error}
 
-    def _sequence_high(self, con):
-        with self.lock:
-            return sequence_high(con)
+    async def _sequence_high(self):
+        """sequence_high while no transaction inserting strikes is open: live ingest's run on the store's thread,
+        and a history import holds the lock across all of its own, for seconds. So the lock is waited for here, on
+        the loop, and not on the store's thread, which live ingest needs meanwhile."""
+        while not self.lock.acquire(blocking=False):
+            await asyncio.sleep(LOCK_POLL_S)
+        try:
+            return await self.store.use(sequence_high)
+        finally:
+            self.lock.release()
 
     async def _loop(self):
         while not self.stopping:
@@ -258,7 +266,7 @@ class Lake:
             # a range a crash left unfinished, then what is new: both now, or a shutdown's export leaves the new
             # rows out of the lake until the next start
             ranges = await use(unfinished_ranges)
-            planned = await use(plan_range, await use(self._sequence_high))
+            planned = await use(plan_range, await self._sequence_high())
             ranges += [planned] if planned else []
             for lo, hi in ranges:
                 cursor = await use(lambda con: con.cursor())

@@ -315,16 +315,41 @@ def _write(con, records, prepared, before_commit, on_conflict):
 
 
 def _commit(con, records, prepared, before_commit, careful):
+    stored = _insert(con, records, prepared, careful)
+    if before_commit is not None:
+        before_commit()
+    con.commit()
+    return stored
+
+
+def _insert(con, records, prepared, careful):
+    """Begin a transaction on con and insert the records in it; return, per record, whether it was inserted."""
     stored = [False] * len(records)
     con.begin()
     for kind, (indexes, tables) in prepared.items():
         group = [records[i] for i in indexes]
         for i in WRITERS[kind].write(con, group, tables, careful):
             stored[indexes[i]] = True
-    if before_commit is not None:
-        before_commit()
-    con.commit()
     return stored
+
+
+def stage(con, records):
+    """Insert records on con in a transaction left open, for the caller to commit or roll back; return, per
+    record, whether it was inserted (False: its key was stored already). A history import inserts a chunk so while
+    it still decodes the rest of its file, which must pass the decoding rule before anything of it is committed.
+    None, the transaction rolled back, when the records cannot be inserted so: the caller writes them with write(),
+    which finds out why."""
+    prepared = prepare(records)
+    if prepared is None:
+        return None
+    for careful in (False, True):
+        try:
+            return _insert(con, records, prepared, careful)
+        except (duckdb.Error, pa.ArrowException) as exc:
+            _rollback(con)
+            if not isinstance(exc, duckdb.ConstraintException):  # not a key stored already: write() finds out
+                return None
+    return None
 
 
 def _rollback(con):

@@ -145,6 +145,31 @@ def test_bad_strike_rows_are_skipped_and_reported_as_post_gex_would(hist, files)
             SNAPS * STRIKES, SNAPS)
 
 
+def test_a_snapshot_refused_in_the_last_chunk_leaves_nothing_of_the_chunks_before_it(hist, files):
+    """The chunks before it were inserted while the rest of the file was decoded, in transactions left open
+    (importer.import_data): none is committed. The file put right imports whole afterwards."""
+    count = 2 * importer.CHUNK + 10
+    made = list(snapshots(count, 3, "SPX", dt.date.fromisoformat(DAY)))
+    good_ts, made[-1]["timestamp"] = made[-1]["timestamp"], "at noon"
+    (files.folder / NAME).write_text(json.dumps(made))
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"], timeout=60)
+    assert (job["status"], job["snapshots_imported"]) == ("failed", None), job
+    assert job["last_error"].startswith(f"snapshot {count - 1}: expected epoch seconds"), job
+    made[-1]["timestamp"] = good_ts
+    (files.folder / "fixed.json").write_text(json.dumps(made))
+    job = wait_job(server, submit(server, f"{files.url}/files/fixed.json", ticker="SPX", endpoint="gex_zero")["id"],
+                   timeout=60)
+    assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", count, count * 3), job
+    server.stop()  # its last export has everything committed in the lake
+    assert lake_rows(server.data_dir) == count * 3
+    with server.db() as db:
+        stored = db.execute("SELECT timestamp // 1000, source FROM gex_snapshots ORDER BY 1").fetchall()
+        strikes = db.execute("SELECT count(*), count(DISTINCT seq) FROM gex_strikes").fetchone()
+    assert stored == [(s["timestamp"], "history:2") for s in made]
+    assert strikes == (count * 3, count * 3)
+
+
 def test_json_lines_and_more_snapshots_than_a_chunk_import_whole(hist, files):
     count = importer.CHUNK + 100
     made = list(snapshots(count, 3, "SPX", dt.date.fromisoformat(DAY)))

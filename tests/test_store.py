@@ -171,6 +171,21 @@ def test_a_key_committed_while_the_careful_retry_runs_is_a_conflict_too(store):
     assert store.journal_position() == (1, 20, 3)
 
 
+def test_a_staged_chunk_whose_commit_conflicts_with_live_ingest_is_written_again_and_counted(store):
+    """importer.import_data inserts each chunk before its file has passed the rule and commits it after: live
+    ingest that commits one of its keys in between makes that commit conflict. The chunk is written again without
+    that key, which ingest stored, counted as history's conflict."""
+    body = json.dumps([snapshot(timestamp=TS + i, n_strikes=2, spot=100.0) for i in range(3)]).encode()
+    counted = []
+    hooks = importer.Hooks(committing=lambda records: store.write([record(TS + 1, spot=200.0)], None, (1, 10, 1)),
+                           on_conflict=lambda: counted.append(1))
+    imported = importer.import_data(store.con.cursor(), body, "SPX", "gex_zero", "history:1", hooks=hooks)
+    assert (imported.snapshots, imported.strike_rows, imported.found, imported.problems) == (2, 4, 3, [])
+    assert counted == [1]
+    assert stored_spots(store) == [(TS, 100.0, "history:1"), (TS + 1, 200.0, "live"), (TS + 2, 100.0, "history:1")]
+    assert len(strike_rows(store)) == 6
+
+
 def test_an_import_chunk_conflicting_with_live_ingest_is_written_again_and_counted(store):
     """The other way round: live ingest commits a key of the chunk the import is writing. The import's chunk is
     written again without that key, which ingest stored; the job goes on (no exception), counted as history's."""
@@ -178,7 +193,7 @@ def test_an_import_chunk_conflicting_with_live_ingest_is_written_again_and_count
     live = Interloper(store.con.cursor(), [record(TS + 1, spot=200.0)],
                       lambda theirs: store.write(theirs, None, (1, 10, 1)))
     counted = []
-    assert importer.write_records(live, chunk, on_conflict=lambda: counted.append(1)) == (2, 4)
+    assert importer.write_chunk(live, chunk, importer.NO_LOCK, on_conflict=lambda: counted.append(1)) == (2, 4)
     assert counted == [1]
     assert stored_spots(store) == [(TS, 100.0, "history:1"), (TS + 1, 200.0, "live"), (TS + 2, 100.0, "history:1")]
     assert len(strike_rows(store)) == 6

@@ -106,7 +106,7 @@ async def watch(runner, keys, done, show):
     with tqdm(total=len(keys), initial=len(done), unit="day", desc="backfill", file=sys.stderr,
               disable=not show) as bar, logging_redirect_tqdm():
         while True:
-            rows = [r for r in runner.backfill.listing(**filters)
+            rows = [r for r in await asyncio.to_thread(runner.backfill.listing, **filters)  # off the loop
                     if (r["ticker"], r["package"], r["category"], r["date"]) in wanted]
             counts = progress(rows, done, runner.imported)
             bar.n = counts["settled"]

@@ -1,7 +1,11 @@
 """The built-in downloader: Tornado's async client, streaming into a staging Sink, redirects followed by hand
 (each hop checked against the Policy), retries with exponential backoff on network errors and 5xx only.
 A host with a mirror (history_fallback_hosts, e.g. hist.gex.bot=hist.gexbot.com) is backed by it: when a
-download from the host fails, the same path and query are tried from the mirror in the same attempt."""
+download from the host fails, the same path and query are tried from the mirror in the same attempt.
+
+The body arrives on the event loop; the Sink's work (opening it, inflating, hashing, writing, the fsync) runs on a
+thread (staging.Feeder), and the next piece is read only once the last is handed over (Tornado awaits a coroutine
+streaming_callback), so a large or slow-to-write file neither stalls the loop nor piles up in memory."""
 
 import asyncio
 import logging
@@ -10,7 +14,7 @@ import urllib.parse
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from gexsrv.history.staging import BadContent, TooLarge
+from gexsrv.history.staging import BadContent, Feeder, TooLarge
 from gexsrv.history.urls import CheckedResolver, Refused, redact, split_list
 
 log = logging.getLogger("gexsrv.history")
@@ -41,7 +45,8 @@ def mirror_of(url, fallback_hosts):
 
 
 async def fetch(url, new_sink, policy, conf, on_attempt):
-    """Download url into a fresh Sink per try; return the finished Sink (its sha256 as `.sha256`)."""
+    """Download url into a fresh Sink per try (new_sink() is called on a thread); return the finished Sink (its
+    sha256 as `.sha256`)."""
     mirror = mirror_of(url, conf.history_fallback_hosts)
     urls = [url, mirror] if mirror else [url]
     client = SimpleAsyncHTTPClient(force_instance=True, resolver=CheckedResolver(policy=policy),
@@ -52,7 +57,7 @@ async def fetch(url, new_sink, policy, conf, on_attempt):
             failures = []
             for each in urls:
                 try:
-                    return await _try(client, each, new_sink(), policy, conf)
+                    return await _try(client, each, await asyncio.to_thread(new_sink), policy, conf)
                 except DownloadFailed as exc:
                     failures.append(exc)
             failed = _together(failures, urls)
@@ -71,8 +76,9 @@ async def _try(client, url, sink, policy, conf):
     """One download of url into sink: a wrong file raises TooLarge or BadContent, any other failure
     DownloadFailed."""
     try:
-        await _follow(client, url, sink, policy, conf)
-        sink.sha256 = sink.finish()
+        feeder = Feeder(sink)
+        await _follow(client, url, feeder, policy, conf)
+        sink.sha256 = await feeder.finish()
         return sink
     except Refused as exc:
         sink.discard()
@@ -91,7 +97,7 @@ def _together(failures, urls):
                           retry=first.retry or second.retry)
 
 
-async def _follow(client, url, sink, policy, conf):
+async def _follow(client, url, feeder, policy, conf):
     for _hop in range(MAX_HOPS + 1):
         policy.check_url(url)
         status = {}
@@ -100,7 +106,7 @@ async def _follow(client, url, sink, policy, conf):
                 url, follow_redirects=False, connect_timeout=conf.history_connect_timeout,
                 request_timeout=conf.history_request_timeout,
                 header_callback=lambda line: _status_line(line, status),
-                streaming_callback=lambda chunk: _body(chunk, status, sink),
+                streaming_callback=lambda chunk: _body(chunk, status, feeder),
             ), raise_error=False)
         except HTTPClientError as exc:  # raise_error=False still raises when no response came (code 599)
             raise DownloadFailed(f"network error: {exc}", retry=exc.code == NETWORK_ERROR) from None
@@ -124,14 +130,14 @@ def _status_line(line, status):
         status["code"] = int(line.split()[1])
 
 
-def _body(chunk, status, sink):
+async def _body(chunk, status, feeder):
     """Only a 200's body is the file; a redirect's or an error page's is not.
 
     An exception raised here would stall Tornado's fetch, so the first one is kept and raised after it."""
     if status.get("code") != 200 or "error" in status:
         return
     try:
-        sink.feed(chunk)
+        await feeder.feed(chunk)
     except (*PERMANENT, OSError) as exc:  # OSError: the staging disk (full), not the network
         status["error"] = exc
 

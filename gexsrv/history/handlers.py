@@ -2,6 +2,7 @@
 or, given a date (or a from/to range) instead of a url, plans those days' backfill from the gexbot API;
 GET /gex_history_url[/<id>] shows jobs and their progress, GET /gex_history_url/days the backfilled days."""
 
+import asyncio
 import datetime as dt
 from typing import Annotated
 
@@ -173,12 +174,12 @@ class HistoryHandler(IngestHandler):
         else:
             self.reply(202, {"status": "queued", "via": "local", "backfill": planned})
 
-    def get(self, job_id=None):
-        with database_or_503(self.conf.retry_after_seconds):
+    async def get(self, job_id=None):
+        with database_or_503(self.conf.retry_after_seconds):  # DuckDB is read on a thread, never on the loop
             if job_id is None:
-                self.reply(200, {"jobs": self.runner.recent()})
+                self.reply(200, {"jobs": await asyncio.to_thread(self.runner.recent)})
                 return
-            job = self.runner.job(int(job_id))
+            job = await asyncio.to_thread(self.runner.job, int(job_id))
         if job is None:
             raise ApiError(404, f"no history job {job_id}")
         self.reply(200, job)
@@ -188,12 +189,12 @@ class HistoryDaysHandler(IngestHandler):
     """GET /gex_history_url/days[?ticker=SPX,NDX&package=classic&category=gex_zero&from=...&to=...]: the
     backfilled days and how each stands, and why the backfill stopped asking the API, if it did."""
 
-    def get(self):
+    async def get(self):
         filters = {"package": self.get_query_argument("package", None),
                    "tickers": self._list("ticker", str.upper), "categories": self._list("category", str.lower),
                    "first": self._date("from"), "last": self._date("to")}
         with database_or_503(self.conf.retry_after_seconds):
-            listed_days = self.runner.backfill.listing(limit=LISTED_DAYS, **filters)
+            listed_days = await asyncio.to_thread(self.runner.backfill.listing, limit=LISTED_DAYS, **filters)
         self.reply(200, {"days": listed_days, "halted": self.runner.backfill.halted})
 
     def _list(self, name, case):

@@ -85,7 +85,8 @@ class Runner:
         return staging.publish(sink.path, self.folder, ticker, endpoint, sink.sha256), sink.sha256, sink.size
 
     def job(self, job_id):
-        """A job as replies show it: with its live progress, and its URL without the query string (listed)."""
+        """A job as replies show it: with its live progress, and its URL without the query string (listed). It
+        reads the database: call it off the event loop."""
         job = queue.get(self.store, job_id)
         if job is None:
             return None
@@ -99,7 +100,7 @@ class Runner:
         return listed(job)
 
     def recent(self):
-        """The latest jobs as replies show them (listed)."""
+        """The latest jobs as replies show them (listed); off the event loop, as job()."""
         return [listed(job) for job in queue.recent(self.store)]
 
     async def _loop(self):
@@ -146,7 +147,7 @@ class Runner:
         except (command.CommandFailed, download.DownloadFailed, importer.InvalidFile, staging.TooLarge,
                 staging.BadContent) as exc:
             await self._fail(job, exc)
-        return queue.get(self.store, job_id)
+        return await asyncio.to_thread(queue.get, self.store, job_id)
 
     async def _fail(self, job, exc):
         await self._update(job["id"], status="failed", last_error=str(exc))
@@ -230,47 +231,59 @@ class Runner:
 
     async def _import(self, job, path):
         await self._update(job["id"], status="importing")
-        records, problems = await asyncio.to_thread(self._read, job, path)
-        if self.keys is not None:  # the live intake's duplicate flags: unknown while committing, seen once committed
-            self.keys.committing(keys_of(records))
         cursor = await self.store.use(lambda con: con.cursor())
-        loop = asyncio.get_running_loop()
-
-        def progress(snapshots, rows):  # after each chunk, from the import's thread
-            loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
-
-        def committed(chunk):  # likewise
-            loop.call_soon_threadsafe(self.keys.committed, keys_of(chunk))
-
         try:
-            snapshots, rows = await asyncio.to_thread(importer.write_records, cursor, records, progress,
-                                                      self.lake_lock, committed if self.keys is not None else None,
-                                                      lambda: self.store.conflicted("history"))
+            imported = await asyncio.to_thread(self._import_file, job, path, cursor, self._hooks(job))
         except duckdb.Error as exc:  # the database failed, not the file: the job is taken up again later
             raise StorageError(f"history job {job['id']} interrupted: {exc}") from exc
         finally:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
             self.imported.pop(job["id"], None)
-        problems = importer.summary(problems)
-        outcome = {"status": "completed"} if snapshots else {"status": "skipped", "last_error": nothing_new(records)}
-        await self._update(job["id"], **outcome, snapshots_imported=snapshots, rows_imported=rows,
+        problems = importer.summary(imported.problems)
+        outcome = ({"status": "completed"} if imported.snapshots else
+                   {"status": "skipped", "last_error": nothing_new(imported.found)})
+        await self._update(job["id"], **outcome, snapshots_imported=imported.snapshots,
+                           rows_imported=imported.strike_rows,
                            problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
-        log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
-                 path, problems["count"])
+        log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"],
+                 imported.snapshots, imported.strike_rows, path, problems["count"])
         if self.lake:
             self.lake.kick()
 
-    def _read(self, job, path):
-        """The staged file's records (importer.InvalidFile: the job fails)."""
+    def _hooks(self, job):
+        """What the import's thread tells the loop: its progress, and the keys it commits to the live intake's
+        duplicate index (gexsrv.keys: unknown while committing, seen once committed)."""
+        loop = asyncio.get_running_loop()
+
+        def progress(snapshots, rows):  # after each chunk
+            loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
+
+        def committing(records):  # before the first commit: waits until the loop has taken them
+            asyncio.run_coroutine_threadsafe(_call(self.keys.committing, keys_of(records)), loop).result()
+
+        def committed(chunk):
+            loop.call_soon_threadsafe(self.keys.committed, keys_of(chunk))
+
+        known = self.keys is not None
+        return importer.Hooks(progress, committing if known else None, committed if known else None,
+                              lambda: self.store.conflicted("history"))
+
+    def _import_file(self, job, path, cursor, hooks):
+        """The staged file imported on cursor (importer.InvalidFile: the job fails)."""
         with open(path, "rb") as f:
             data = f.read()
-        return importer.read_records(data, job["ticker"], job["endpoint"], f"history:{job['id']}", self.rules)
+        return importer.import_data(cursor, data, job["ticker"], job["endpoint"], f"history:{job['id']}",
+                                    self.rules, self.lake_lock, hooks)
 
 
-def nothing_new(records):
-    """Why an import of records stored nothing."""
-    return f"all {len(records)} snapshots were already stored" if records else "the file holds no snapshots"
+async def _call(fn, *args):
+    return fn(*args)
+
+
+def nothing_new(found):
+    """Why an import of a file of `found` snapshots stored nothing."""
+    return f"all {found} snapshots were already stored" if found else "the file holds no snapshots"
 
 
 def keys_of(records):

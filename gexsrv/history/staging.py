@@ -5,8 +5,11 @@ Names come from gexsrv.pathnames (encoded ticker and endpoint; joined by `~` whe
 A file is written under a temporary name (`.*.part`), fsynced, then published with os.link, which never replaces
 anything: if a different file already holds the name, it stays and the new one gets a name with its hash.
 Half-written files therefore never appear under a final name; `.part` leftovers are removed at start.
+
+A Sink works on the thread that feeds it; the downloader, on the event loop, feeds it through a Feeder.
 """
 
+import asyncio
 import hashlib
 import os
 import zlib
@@ -16,6 +19,7 @@ from gexsrv.pathnames import staged_stem
 
 GZIP_MAGIC = b"\x1f\x8b"
 PART_SUFFIX = ".part"
+BLOCK_BYTES = 1 << 20  # what a Feeder gathers before a thread writes it: one hand-over per MiB, not per packet
 
 
 class TooLarge(Exception):
@@ -89,6 +93,33 @@ class Sink:
         self.file.close()
         if os.path.exists(self.path):
             os.unlink(self.path)
+
+
+class Feeder:
+    """Feeds a Sink from the event loop: what arrives is gathered into blocks, each written (inflated, hashed,
+    size-capped) on a thread, as the final flush and fsync are, so the loop never waits on zlib or the disk."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.pending = []
+        self.pending_bytes = 0
+
+    async def feed(self, chunk):
+        self.pending.append(chunk)
+        self.pending_bytes += len(chunk)
+        if self.pending_bytes >= BLOCK_BYTES:
+            await self._write()
+
+    async def finish(self):
+        """The Sink's finish(), after what is still gathered: the sha256 of the decompressed content."""
+        await self._write()
+        return await asyncio.to_thread(self.sink.finish)
+
+    async def _write(self):
+        block = b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        if block:
+            await asyncio.to_thread(self.sink.feed, block)
 
 
 class _Plain:
