@@ -20,7 +20,8 @@ import zstandard
 from tornado.ioloop import PeriodicCallback
 
 from gexsrv.durable import link_new
-from gexsrv.journal import SUFFIX, check_line, lines_of, seq_of
+from gexsrv.journal import SUFFIX, lines_of
+from gexsrv.journalline import check_line, seq_of
 from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.archive")

@@ -9,7 +9,8 @@ import zstandard
 
 from gexsrv import archive, settings
 from gexsrv.cli import serve_parser
-from gexsrv.journal import Journal, encode_line, segment_name
+from gexsrv.journal import Journal, segment_name
+from gexsrv.journalline import encode_line
 
 
 def parse(argv, environ=None):
