@@ -370,8 +370,9 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     problems, skipped = [], []
     received_at, received_at_path = _filled("received_at", (payload, at), envelopes)
     row = KINDS[kind][0](payload, at, problems, skipped)
-    stored_rows = _strike_count(payload.strikes, at, problems, skipped) if kind == "snapshot" else 0
+    stored_rows = 0
     if kind == "snapshot":
+        stored_rows = _strike_count(payload.strikes, at, problems, skipped)
         check_strike_count(stored_rows + len(skipped), f"{at}.strikes", rules)
     ts = timestamp_ms(payload.timestamp, f"{at}.timestamp", rules)
     if ts > received_ms + rules.future_ms:

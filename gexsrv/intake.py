@@ -68,9 +68,9 @@ class Intake:
 
     async def accept(self, items, body, ack="journal"):
         """Journal the (record, header) items of one request together (headers of gexsrv.journalline, whose `dup`
-        and `arrived` are filled in here); return, per item, whether it is a
-        duplicate: True, False or None (unknown; with ack=ingested, as ingest found it). Raises Busy,
-        NotDurable, or with ack=ingested NotIngested (timed out) or RecordRefused (quarantined)."""
+        and `arrived` are filled in here); return, per item, whether it is a duplicate: True, False or None
+        (unknown; with ack=ingested, as ingest found it). Raises Busy, NotDurable, or with ack=ingested
+        NotIngested (timed out) or RecordRefused (quarantined)."""
         reason = self.behind()
         if reason:
             self.refused += 1

@@ -1,9 +1,10 @@
 """The write-ahead journal: every accepted request, appended as one NDJSON line and fsynced before its reply.
 
 data/journal/<first seq>.ndjson holds one line per record, in the format of gexsrv.journalline (the header's
-fields, the request body, a CRC-32 by which a record cut short by a crash is recognised). Lines are appended on the event loop (one write each); a thread calls
-fdatasync, one call covering every line written since the previous one (group fsync), and only then are the
-lines' futures resolved, so a reply waits for exactly one fsync that covers it. Segments rotate by size and age.
+fields, the request body, a CRC-32 by which a record cut short by a crash is recognised). Lines are appended on
+the event loop (one write each); a thread calls fdatasync, one call covering every line written since the
+previous one (group fsync), and only then are the lines' futures resolved, so a reply waits for exactly one fsync
+that covers it. Segments rotate by size and age.
 
 At open, every segment is read back: a torn line at the very end of the last segment (a crash mid-append: never
 acknowledged) is cut off; any other damaged line stops the start with JournalCorrupt naming segment and offset.
