@@ -11,10 +11,11 @@ from gexsrv.strikecheck import uniform_rows
 
 TS = 1777492800
 
+PLAIN_NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                          st.integers(-10**6, 10**6).map(str))
 # JSON number texts, with those a float row refuses: too large, or with a positive exponent that overflows.
 NUMBER_TEXTS = st.one_of(
-    st.floats(allow_nan=False, allow_infinity=False).map(repr),
-    st.integers(-10**6, 10**6).map(str),
+    PLAIN_NUMBERS,
     st.sampled_from(["1e999", "-1e301", "1e300", "9.99e299", "1E+5", "1e-400", "2.5e-7", "0", "-0.0",
                      "1" + "0" * 300, "1" + "0" * 299, "1" + "0" * 301, "0." + "0" * 320 + "1", "null"]),
 )
@@ -23,14 +24,16 @@ ROW_SHAPES = st.sampled_from([2, 3, 4])
 
 @st.composite
 def strike_texts(draw):
-    """A strike array's JSON text: rows of 2, 3 or 4 items (the 4th a list), mostly one shape, sometimes not."""
-    width, priors = draw(ROW_SHAPES), draw(st.integers(0, 6))
+    """A strike array's JSON text: rows of 2, 3 or 4 items (the 4th a list), of one shape or not, of plain numbers
+    or of any (so that both what the check accepts and what it leaves are drawn often)."""
+    width, priors, uniform = draw(ROW_SHAPES), draw(st.integers(0, 6)), draw(st.booleans())
+    numbers = draw(st.sampled_from([PLAIN_NUMBERS, NUMBER_TEXTS]))
     rows = []
     for _ in range(draw(st.integers(1, 6))):
-        w = width if draw(st.booleans()) or not rows else draw(ROW_SHAPES)
-        row = [draw(NUMBER_TEXTS) for _ in range(min(w, 3))]
+        w = width if uniform or draw(st.booleans()) or not rows else draw(ROW_SHAPES)
+        row = [draw(numbers) for _ in range(min(w, 3))]
         if w == 4:
-            row.append("[" + ",".join(draw(NUMBER_TEXTS) for _ in range(priors)) + "]")
+            row.append("[" + ",".join(draw(numbers) for _ in range(priors)) + "]")
         rows.append("[" + ",".join(row) + "]")
     return ("[" + ",".join(rows) + "]").encode()
 
