@@ -78,8 +78,9 @@ class Record(Struct, gc=False):
     strike_rows: int = 0
 
     def held(self):
-        """This record as ingest holds it: without the StrikeRow objects, whose JSON text it keeps."""
-        if self.kind != "snapshot":
+        """This record as ingest holds it: without the StrikeRow objects, whose JSON text it keeps (itself when it
+        has none, as decode_gex makes it)."""
+        if self.kind != "snapshot" or not self.row.strikes:
             return self
         return msgspec.structs.replace(self, row=msgspec.structs.replace(self.row, strikes=[]))
 
