@@ -83,6 +83,7 @@ def test_a_snapshot_is_decoded_without_strike_row_objects_and_they_are_made_agai
     shown = with_strikes(record).row.strikes
     assert [(r.strike, r.priors) for r in shown[:2]] == [(7100, (1, 2, 3, 4, 5)), (7105, (1, 2, 3, 4, 5))]
     assert len(shown) == 300
+    assert record.held() is record and with_strikes(record).held().row.strikes == []  # ingest holds no objects
 
 
 def test_a_bad_row_among_uniform_ones_is_skipped_and_reported_exactly():
