@@ -8,7 +8,8 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from gexsrv import auth
 from gexsrv.decode import decode_gex
-from gexsrv.intake import Busy, NotDurable, NotIngested, gex_header
+from gexsrv.intake import Busy, NotDurable, NotIngested
+from gexsrv.journalline import gex_header
 from gexsrv.payloads import PayloadError
 from gexsrv.store import RecordRefused, StorageError
 

@@ -22,16 +22,13 @@ import logging
 import statistics
 import time
 
-import msgspec
-from msgspec import Raw, Struct
+from msgspec import Struct
 from tornado.ioloop import PeriodicCallback
 
 from gexsrv import archive
-from gexsrv.decode import decode_gex
-from gexsrv.journal import check_line, seq_of
+from gexsrv.journalline import decode_line, seq_of
 from gexsrv.position import START, Position
 from gexsrv.store import RecordRefused, StorageError
-from gexsrv.uw.payloads import decode_uw
 
 log = logging.getLogger("gexsrv.ingest")
 
@@ -45,40 +42,6 @@ class Entry(Struct, gc=False):
     received_ms: int
     size: int
     record: object = None
-
-
-class Line(Struct):
-    """What ingest reads back from a journal line (gexsrv.handlers writes them)."""
-
-    seq: int
-    kind: str
-    path: str
-    received: int
-    source: str = "live"
-    ticker: str | None = None
-    endpoint: str | None = None
-    ts: int | None = None
-    addr: str | None = None
-    ua: str | None = None
-    body: Raw = Raw()
-
-
-LINE = msgspec.json.Decoder(Line)
-
-
-def decode_line(line, rules):
-    """The record a journal line holds, decoded again by the one rule, its key as the request decided it. A /uw
-    frame with topic gex has two lines: its raw frame (kind uw) and its GEX record."""
-    found = LINE.decode(check_line(line) + b"}")
-    if found.path == "/uw":
-        frame = decode_uw(found.body, rules, found.received, found.addr, found.ua)
-        if found.kind == "uw":
-            return frame
-        record = frame.gex
-    else:
-        record = decode_gex(found.body, rules, found.received)
-    return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
-                                   timestamp_ms=found.ts, source=found.source).held()
 
 
 PROGRESS_EVERY_S = 5.0

@@ -28,19 +28,6 @@ class NotDurable(Exception):
         self.unknown = unknown
 
 
-def gex_header(record, path):
-    """What a journal line says of a GEX record: its key as decided, how it arrived, and its received time as
-    stored (the client's received_at when it sent one; Intake.accept adds the server's clock as `arrived`)."""
-    return {"kind": record.kind, "path": path, "source": record.source, "ticker": record.ticker,
-            "endpoint": record.endpoint, "ts": record.timestamp_ms, "received": record.received_ms}
-
-
-def uw_header(record):
-    raw = record.raw
-    return {"kind": "uw", "path": "/uw", "received": raw["received_at"], "addr": raw["source_addr"],
-            "ua": raw["user_agent"], "topic": raw["topic"], "id": raw["id"]}
-
-
 class Intake:
     def __init__(self, journal, ingester, keys, backlog_records, backlog_bytes, ingested_timeout_s):
         self.journal = journal
@@ -75,14 +62,15 @@ class Intake:
     def append(self, record, header, body):
         """Journal one record; return (seq, future resolving once durable)."""
         seq, segment, end, durable = self.journal.append(header, body)
-        self.ingester.add(seq, segment, end, header["arrived"], len(body), record.held())
+        self.ingester.add(seq, segment, end, header.arrived, len(body), record.held())
         self.keys.add(record.key, self._when(record))
         return seq, durable
 
     async def accept(self, items, body, ack="journal"):
-        """Journal the (record, header) items of one request together; return, per item, whether it is a
-        duplicate: True, False or None (unknown; with ack=ingested, as ingest found it). Raises Busy,
-        NotDurable, or with ack=ingested NotIngested (timed out) or RecordRefused (quarantined)."""
+        """Journal the (record, header) items of one request together (headers of gexsrv.journalline, whose `dup`
+        and `arrived` are filled in here); return, per item, whether it is a duplicate: True, False or None
+        (unknown; with ack=ingested, as ingest found it). Raises Busy, NotDurable, or with ack=ingested
+        NotIngested (timed out) or RecordRefused (quarantined)."""
         reason = self.behind()
         if reason:
             self.refused += 1
@@ -93,7 +81,8 @@ class Intake:
         appended = []
         try:
             for (record, header), dup in zip(items, duplicates):
-                appended.append(self.append(record, {**header, "dup": dup, "arrived": arrived}, body))
+                header.dup, header.arrived = dup, arrived
+                appended.append(self.append(record, header, body))
         except JournalError as exc:
             raise NotDurable(f"not stored: {exc}" if not appended else f"{exc}; part of the request may be "
                              "stored, and sending it again is safe", unknown=bool(appended)) from exc

@@ -1,14 +1,10 @@
 """The write-ahead journal: every accepted request, appended as one NDJSON line and fsynced before its reply.
 
-data/journal/<first seq>.ndjson holds lines like
-
-    {"seq":41,"kind":"snapshot","path":"/gex",...,"body":{...the request body...},"crc":2753346152}
-
-`body` is the request body byte for byte, except that line breaks (insignificant whitespace in valid JSON, which
-is all that reaches the journal) are spaces. `crc` is the CRC-32 of the line's bytes before `,"crc":`, so a record
-cut short by a crash is recognised. Lines are appended on the event loop (one write each); a thread calls
-fdatasync, one call covering every line written since the previous one (group fsync), and only then are the
-lines' futures resolved, so a reply waits for exactly one fsync that covers it. Segments rotate by size and age.
+data/journal/<first seq>.ndjson holds one line per record, in the format of gexsrv.journalline (the header's
+fields, the request body, a CRC-32 by which a record cut short by a crash is recognised). Lines are appended on
+the event loop (one write each); a thread calls fdatasync, one call covering every line written since the
+previous one (group fsync), and only then are the lines' futures resolved, so a reply waits for exactly one fsync
+that covers it. Segments rotate by size and age.
 
 At open, every segment is read back: a torn line at the very end of the last segment (a crash mid-append: never
 acknowledged) is cut off; any other damaged line stops the start with JournalCorrupt naming segment and offset.
@@ -28,12 +24,10 @@ import logging
 import os
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 
-import msgspec
-
 from gexsrv.durable import fsync_dir, replace_file
+from gexsrv.journalline import check_line, encode_line, seq_of
 
 log = logging.getLogger("gexsrv.journal")
 
@@ -41,9 +35,6 @@ SUFFIX = ".ndjson"
 LOCK_NAME = "LOCK"
 MARK_NAME = "LAST_SEQ"
 INGESTED_NAME = "INGESTED_SEQ"
-CRC_MARK = b',"crc":'
-ENCODER = msgspec.json.Encoder()
-LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
 # Descriptors held in reserve: a new segment's file and, for a moment, its folder's (to sync the new name).
 RESERVE = 2
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE}
@@ -67,31 +58,6 @@ class JournalError(Exception):
 
 def segment_name(first_seq):
     return f"{first_seq:016d}{SUFFIX}"
-
-
-def encode_line(header, body):
-    """One journal line, in parts to write with one writev: the header's fields, the body as JSON, the CRC."""
-    head = ENCODER.encode(header)[:-1] + b',"body":'
-    if b"\n" in body or b"\r" in body:
-        body = body.translate(LINE_BREAKS)
-    return head, body, CRC_MARK + str(zlib.crc32(body, zlib.crc32(head))).encode() + b"}\n"
-
-
-def check_line(line):
-    """The line without its CRC when the CRC matches, else None."""
-    cut = line.rfind(CRC_MARK)
-    if cut < 0 or not line.endswith(b"}\n"):
-        return None
-    try:
-        crc = int(line[cut + len(CRC_MARK):-2])
-    except ValueError:
-        return None
-    return line[:cut] if zlib.crc32(line[:cut]) == crc else None
-
-
-def seq_of(line):
-    """The seq of a journal line, which encode_line writes first: `{"seq":N,`."""
-    return int(line[7:line.index(b",", 7)])
 
 
 def lines_of(data, base_offset=0):
@@ -290,7 +256,7 @@ class Journal:
         if self.error:
             raise JournalError(f"the journal is failing: {self.error}")
         seq = self.next_seq
-        parts = encode_line({"seq": seq, **header}, body)
+        parts = encode_line(header, body, seq)
         try:
             segment = self._segment_for_append()
             size = self._write(segment, parts)

@@ -73,6 +73,9 @@ class Metrics:
         self.requests = Histogram("gexsrv_request_duration_seconds", "HTTP requests by route, method and status: "
                                   "time from the request's start to its reply", ("endpoint", "method", "status"),
                                   buckets=REQUEST_BUCKETS, registry=self.registry)
+        # (route, method, status) -> its histogram: labels() validates and locks on every call, once per request.
+        # No more of them than the histogram keeps itself.
+        self.request_series = {}
         self.ingest_seconds = Histogram("gexsrv_ingest_seconds", "Ingests into DuckDB (one transaction each): "
                                         "time from taking the records to their commit", buckets=INGEST_BUCKETS,
                                         registry=self.registry)
@@ -85,8 +88,11 @@ class Metrics:
 
     def observe_request(self, handler):
         """The log_function's part: time the finished request under its route (`route`, set by make_app)."""
-        self.requests.labels(getattr(handler, "route", "unmatched"), handler.request.method,
-                             str(handler.get_status())).observe(handler.request.request_time())
+        key = (getattr(handler, "route", "unmatched"), handler.request.method, handler.get_status())
+        series = self.request_series.get(key)
+        if series is None:
+            series = self.request_series[key] = self.requests.labels(key[0], key[1], str(key[2]))
+        series.observe(handler.request.request_time())
 
     def observe_ingest(self, seconds, records):
         self.ingest_seconds.observe(seconds)

@@ -16,6 +16,7 @@ Both lists are comma-separated, case-insensitive, and take `*` as a wildcard: `h
 """
 
 import fnmatch
+import functools
 import ipaddress
 import re
 
@@ -47,12 +48,15 @@ class Gate:
     def __init__(self, allowed_origins, allowed_hosts, bind_host):
         self.origins = patterns(allowed_origins)
         self.hosts = patterns(allowed_hosts) + patterns(bind_host)
+        # Every request asks about its Host, nearly always one of a few names: judged once each (a name that is
+        # not an address costs ipaddress a raised ValueError). Bounded, since any client can send any name.
+        self.host_allowed = functools.lru_cache(maxsize=256)(self._host_allowed)
 
     @classmethod
     def from_settings(cls, settings):
         return cls(settings.allowed_origins, settings.allowed_hosts, settings.host)
 
-    def host_allowed(self, host):
+    def _host_allowed(self, host):
         name = host_name(host)
         return name is not None and (is_address(name) or any(fnmatch.fnmatchcase(name, p) for p in self.hosts))
 

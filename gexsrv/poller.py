@@ -11,7 +11,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from gexsrv.decode import decode_gex
-from gexsrv.intake import Busy, NotDurable, gex_header
+from gexsrv.intake import Busy, NotDurable
+from gexsrv.journalline import gex_header
 from gexsrv.payloads import PayloadError
 
 log = logging.getLogger("gexsrv.poller")

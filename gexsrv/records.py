@@ -23,7 +23,7 @@ class SnapshotRow(Struct, gc=False):
     major_neg_oi: float | None
     delta_risk_reversal: float | None
     max_priors: str | None  # JSON text, as the established table keeps it
-    strikes: list[StrikeRow]
+    strikes: list[StrikeRow]  # empty as decoded: decode.with_strikes makes them from Record.strikes_json
 
 
 class MajorsRow(Struct, gc=False):
@@ -62,7 +62,8 @@ class Record(Struct, gc=False):
 
     Ingest takes the strike rows from their own JSON text (`strikes_json`, the very bytes the decoder read),
     parsed by DuckDB off the event loop (gexsrv.gexwrite); `skipped` lists the indexes of the rows the decoder
-    left out. A record waiting for ingest lets go of its StrikeRow objects (`held`)."""
+    left out, `strike_rows` counts the rest. Decoding makes no StrikeRow objects (gexsrv.strikecheck); a record given
+    them for a view (decode.with_strikes) lets go of them before ingest holds it (`held`)."""
 
     kind: str  # snapshot | majors | maxchange
     ticker: str
@@ -77,8 +78,9 @@ class Record(Struct, gc=False):
     strike_rows: int = 0
 
     def held(self):
-        """This record as ingest holds it: without the StrikeRow objects, whose JSON text it keeps."""
-        if self.kind != "snapshot":
+        """This record as ingest holds it: without the StrikeRow objects, whose JSON text it keeps (itself when it
+        has none, as decode_gex makes it)."""
+        if self.kind != "snapshot" or not self.row.strikes:
             return self
         return msgspec.structs.replace(self, row=msgspec.structs.replace(self.row, strikes=[]))
 

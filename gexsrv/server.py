@@ -107,7 +107,7 @@ def build(settings, journal_folder):
                         settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
                         settings.ingest_memory_mb << 20)
     archiver = Archiver(journal, lambda: ingester.position.seq, archive_dir(settings.data_dir),
-                        settings.archive_retention_days, settings.archive_interval_s)
+                        settings.archive_retention_days, settings.archive_interval_s, settings.archive_zstd_level)
     keys = RecentKeys(settings.duplicate_horizon_s)
     intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
                     settings.ack_ingested_timeout_s)

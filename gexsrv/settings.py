@@ -68,6 +68,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "seconds between looks for journal segments to archive (closed and wholly ingested)", gt=0)]
     archive_retention_days: Annotated[float, _setting(
         "days the compressed journal archive (data/source/live) is kept; 0 keeps it forever", ge=0)]
+    archive_zstd_level: Annotated[int, _setting(
+        "zstd level of the journal archive: higher compresses more slowly, negative levels faster and less",
+        ge=-7, le=22)]
     duplicate_horizon_s: Annotated[float, _setting(
         "seconds of recent keys kept in memory to tell duplicates apart in replies", ge=0)]
     ack_ingested_timeout_s: Annotated[float, _setting(

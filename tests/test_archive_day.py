@@ -10,7 +10,8 @@ import time
 import duckdb
 
 from helpers import TS, post_fillers_until, snapshot
-from gexsrv.journal import encode_line, segment_name
+from gexsrv.journal import segment_name
+from gexsrv.journalline import encode_line
 
 Y2001 = "2001-01-01T00:00:00Z"
 Y2001_MS = 978_307_200_000

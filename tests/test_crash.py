@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import msgspec
 import make_history_file
 import pytest
 from filesrv import FileServer
@@ -22,8 +23,8 @@ from helpers import TS, database_held, request, snapshot, wait_job
 
 from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
-from gexsrv.intake import gex_header
-from gexsrv.journal import check_line, encode_line, segment_name
+from gexsrv.journal import segment_name
+from gexsrv.journalline import check_line, encode_line, gex_header
 
 # Nothing is ingested while the server runs: an hour between ingests, and no batch ever large enough.
 NO_INGEST = ("--ingest-interval-ms", "3600000", "--ingest-batch-records", "100000000")
@@ -43,7 +44,7 @@ def gex_line(seq, payload, **changes):
     """The journal line the server writes for a POST /gex of payload (its header as gexsrv.intake makes it),
     with changes to the header."""
     body = json.dumps(payload).encode()
-    header = gex_header(decode_gex(body, Rules(), payload["timestamp"] * 1000 + 500), "/gex")
+    header = msgspec.structs.asdict(gex_header(decode_gex(body, Rules(), payload["timestamp"] * 1000 + 500), "/gex"))
     return journal_line(seq, {**header, "dup": False, **changes}, body)
 
 

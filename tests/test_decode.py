@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gexsrv.decode import Rules, decode_gex, endpoint_parts, normalize_endpoint, timestamp_ms
+from gexsrv.decode import Rules, decode_gex, endpoint_parts, normalize_endpoint, timestamp_ms, with_strikes
 from gexsrv.payloads import PayloadError
 from helpers import TS
 
@@ -154,7 +154,7 @@ def test_recognised_values_that_fit_no_column_are_reported_not_dropped():
 def test_a_bad_strike_row_is_skipped_and_reported_and_the_snapshot_kept():
     record = decode({"timestamp": TS, "ticker": "SPX", "strikes": [
         [7100, 1.0, 2.0, [1, None, 3, 4, 5]], [7105], [7110, "x"], [7115, 3.0], None]})
-    assert [(r.strike, r.gamma, r.oi_gamma, r.priors) for r in record.row.strikes] == [
+    assert [(r.strike, r.gamma, r.oi_gamma, r.priors) for r in with_strikes(record).row.strikes] == [
         (7100, 1.0, 2.0, (1, None, 3, 4, 5)), (7115, 3.0, None, None)]
     assert [p["field"] for p in record.problems] == ["$.strikes[1]", "$.strikes[2][1]", "$.strikes[4]"]
     assert all(p["error"].startswith("strike row skipped") for p in record.problems)
@@ -164,7 +164,7 @@ def test_nulls_are_kept_in_priors_and_max_priors():
     record = decode({"timestamp": TS, "ticker": "SPX", "max_priors": [[7100, None], [7105, 2.5]],
                      "strikes": [[7100, 1.0, None, [None, 1, 2, 3, 4]]]})
     assert record.row.max_priors == "[[7100.0,null],[7105.0,2.5]]"
-    assert record.row.strikes[0].priors == (None, 1, 2, 3, 4)
+    assert with_strikes(record).row.strikes[0].priors == (None, 1, 2, 3, 4)
 
 
 @pytest.mark.parametrize("ticker, ok", [

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
 from gexsrv.batches import COLUMNS
-from gexsrv.decode import Rules, decode_gex
+from gexsrv.decode import Rules, decode_gex, with_strikes
 from gexsrv.payloads import PayloadError
 from gexsrv.records import SnapshotRow
 from gexsrv.store import Store
@@ -224,7 +224,7 @@ def exact(value):
 
 def python_rows(record):
     return [exact([s.strike, s.gamma, s.oi_gamma, None if s.priors is None else list(s.priors)])
-            for s in record.row.strikes]
+            for s in with_strikes(record).row.strikes]
 
 
 def python_snapshot(record):

@@ -1,7 +1,7 @@
 """POST /uw: decode the frame, journal it, reply 200 as the original did."""
 
 from gexsrv.handlers import ApiError, IngestHandler, gex_reply
-from gexsrv.intake import gex_header, uw_header
+from gexsrv.journalline import gex_header, uw_header
 from gexsrv.payloads import PayloadError
 from gexsrv.uw.payloads import Ignored, decode_uw
 

@@ -4,7 +4,7 @@ gexsrv.archive) and the records ingest could not store (gexsrv_quarantine).
 `archive_sample` takes a seeded sample of the archived records' keys, (kind, ticker, endpoint, ts) for GEX records
 and the raw row id for /uw frames. Ingest keeps the first record of a key, so each sampled key is compared with its
 first line (in seq order); later lines of the key, duplicates, may say anything. The sampled GEX lines are decoded
-by ingest's own rule (gexsrv.ingest.decode_line) into the row ingest would insert (gexsrv.batches.rows), and one
+by ingest's own rule (gexsrv.journalline.decode_line) into the row ingest would insert (gexsrv.batches.rows), and one
 query compares those rows with their tables, field by field, plus the number of strike rows. Three cases compare
 the key's existence only, because the stored row was not written from that line: the first archived line is
 flagged `dup` (the key was stored before, from a line no longer archived), the row came from a history import
@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from gexsrv import archive, batches, gexwrite, store
 from gexsrv.decode import Rules
-from gexsrv.ingest import decode_line
-from gexsrv.journal import SUFFIX, encode_line
+from gexsrv.journal import SUFFIX
+from gexsrv.journalline import decode_line, encode_line
 from gexsrv.payloads import PayloadError
 from gexsrv.validate import files
 from gexsrv.validate.report import EXAMPLES, result, skipped

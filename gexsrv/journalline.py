@@ -1,0 +1,124 @@
+"""One journal line's format, written and read here alone (gexsrv.journal keeps the lines, gexsrv.ingest takes
+them in):
+
+    {"seq":41,"kind":"snapshot","path":"/gex",...,"dup":false,"arrived":1777492800512,"body":{...},"crc":2753346152}
+
+The header's fields come first, `seq` the very first (seq_of reads it without decoding the line); `body` is the
+request body byte for byte but for its line breaks, which become spaces; `crc` is the CRC-32 of the line's bytes
+before `,"crc":`, so a line cut short by a crash is recognised. A GEX line's header is GexHeader, a /uw frame's
+raw line UwHeader; a /uw frame with topic gex has both. Headers are Structs, encoded without a dict per line.
+"""
+
+import zlib
+
+import msgspec
+from msgspec import Raw, Struct
+
+from gexsrv.decode import decode_gex
+from gexsrv.uw.payloads import decode_uw
+
+CRC_MARK = b',"crc":'
+ENCODER = msgspec.json.Encoder()
+LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
+
+
+class GexHeader(Struct, kw_only=True, gc=False):
+    """A GEX record's key as decided, how it arrived, and its received time as stored (the client's received_at
+    when it sent one); `dup` and `arrived` (the server's clock) are set by Intake.accept. The journal writes the
+    seq before them."""
+
+    kind: str
+    path: str  # /gex, /uw or poller
+    source: str
+    ticker: str
+    endpoint: str
+    ts: int
+    received: int
+    dup: bool | None = None
+    arrived: int = 0
+
+
+class UwHeader(Struct, kw_only=True, gc=False):
+    """A /uw frame's raw line: who sent it and when, its topic and id."""
+
+    kind: str = "uw"
+    path: str = "/uw"
+    received: int
+    addr: str | None
+    ua: str | None
+    topic: str
+    id: str
+    dup: bool | None = None
+    arrived: int = 0
+
+
+def gex_header(record, path):
+    return GexHeader(kind=record.kind, path=path, source=record.source, ticker=record.ticker,
+                     endpoint=record.endpoint, ts=record.timestamp_ms, received=record.received_ms)
+
+
+def uw_header(record):
+    raw = record.raw
+    return UwHeader(received=raw["received_at"], addr=raw["source_addr"], ua=raw["user_agent"], topic=raw["topic"],
+                    id=raw["id"])
+
+
+def encode_line(header, body, seq=None):
+    """One journal line, in parts to write with one writev: the seq and the header's fields (a header Struct or a
+    dict; without `seq`, a dict holds it first), the body as JSON, the CRC."""
+    fields = ENCODER.encode(header)
+    head = (fields[:-1] if seq is None else b'{"seq":%d,' % seq + fields[1:-1]) + b',"body":'
+    if b"\n" in body or b"\r" in body:
+        body = body.translate(LINE_BREAKS)
+    return head, body, CRC_MARK + str(zlib.crc32(body, zlib.crc32(head))).encode() + b"}\n"
+
+
+def check_line(line):
+    """The line without its CRC when the CRC matches, else None."""
+    cut = line.rfind(CRC_MARK)
+    if cut < 0 or not line.endswith(b"}\n"):
+        return None
+    try:
+        crc = int(line[cut + len(CRC_MARK):-2])
+    except ValueError:
+        return None
+    return line[:cut] if zlib.crc32(line[:cut]) == crc else None
+
+
+def seq_of(line):
+    """The seq of a journal line, which encode_line writes first: `{"seq":N,`."""
+    return int(line[7:line.index(b",", 7)])
+
+
+class Line(Struct):
+    """What ingest reads back of a journal line: the fields of both headers it needs, and the body."""
+
+    seq: int
+    kind: str
+    path: str
+    received: int
+    source: str = "live"
+    ticker: str | None = None
+    endpoint: str | None = None
+    ts: int | None = None
+    addr: str | None = None
+    ua: str | None = None
+    body: Raw = Raw()
+
+
+LINE = msgspec.json.Decoder(Line)
+
+
+def decode_line(line, rules):
+    """The record a journal line holds, decoded again by the one rule, its key as the request decided it. A /uw
+    frame with topic gex has two lines: its raw frame (kind uw) and its GEX record."""
+    found = LINE.decode(check_line(line) + b"}")
+    if found.path == "/uw":
+        frame = decode_uw(found.body, rules, found.received, found.addr, found.ua)
+        if found.kind == "uw":
+            return frame
+        record = frame.gex
+    else:
+        record = decode_gex(found.body, rules, found.received)
+    return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
+                                   timestamp_ms=found.ts, source=found.source).held()
