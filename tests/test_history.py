@@ -284,6 +284,23 @@ def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
     assert server.get("/gex_history_url").json()["jobs"][0]["id"] == 8
 
 
+def test_a_job_cut_off_after_its_commits_ends_completed_with_its_counts(hist, files):
+    """A crash between an import's last commit and its job's update left the job `importing`; run again, it found
+    every snapshot stored and ended `skipped`, 0 imported (test_crash's SIGKILL loop met it)."""
+    write_history(files.folder / NAME)
+    server = hist()
+    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", SNAPS, SNAPS * STRIKES)
+    server.stop()
+    with duckdb.connect(str(server.data_dir / "gex_data.db")) as db:  # what the crash left
+        db.execute("UPDATE gex_history_queue SET status = 'importing', snapshots_imported = NULL, "
+                   "rows_imported = NULL, finished_at = NULL WHERE id = ?", [job["id"]])
+    server.start()
+    again = wait_job(server, job["id"])
+    assert (again["status"], again["snapshots_imported"], again["rows_imported"], again["last_error"]) == (
+        "completed", SNAPS, SNAPS * STRIKES, None)
+
+
 def test_pre_signed_query_strings_stay_out_of_listings_and_logs(hist, files):
     secret = "X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA"
     server = hist()

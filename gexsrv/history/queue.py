@@ -64,6 +64,19 @@ def resume_unfinished(con):
                 "WHERE status IN ('downloading', 'importing')")
 
 
+# What a job's import stored, whichever of its runs did: a run cut off after its commits leaves them, and the run
+# that takes the job up again finds every key stored.
+STORED_BY = """
+    WITH mine AS (SELECT ticker, endpoint, timestamp FROM gex_snapshots WHERE source = ?)
+    SELECT (SELECT count(*) FROM mine),
+           (SELECT count(*) FROM gex_strikes SEMI JOIN mine USING (ticker, endpoint, timestamp))"""
+
+
+def stored_by(job_id):
+    """(the query, its parameters) of the (snapshots, strike rows) stored from job job_id's file."""
+    return STORED_BY, [f"history:{job_id}"]
+
+
 def next_pending(con):
     rows = con.execute(SELECT + " WHERE status = 'pending' ORDER BY id LIMIT 1").fetchall()
     return _as_dict(rows[0]) if rows else None

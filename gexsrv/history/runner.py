@@ -241,15 +241,23 @@ class Runner:
                 cursor.close()
             self.imported.pop(job["id"], None)
         problems = importer.summary(imported.problems)
-        outcome = ({"status": "completed"} if imported.snapshots else
+        snapshots, rows = await self._stored(job, imported)
+        outcome = ({"status": "completed"} if snapshots else
                    {"status": "skipped", "last_error": nothing_new(imported.found)})
-        await self._update(job["id"], **outcome, snapshots_imported=imported.snapshots,
-                           rows_imported=imported.strike_rows,
+        await self._update(job["id"], **outcome, snapshots_imported=snapshots, rows_imported=rows,
                            problems=msgspec.json.encode(problems).decode() if problems["count"] else None)
-        log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"],
-                 imported.snapshots, imported.strike_rows, path, problems["count"])
+        log.info("job %d: imported %d snapshots, %d strike rows from %s (%d problems)", job["id"], snapshots, rows,
+                 path, problems["count"])
         if self.lake:
             self.lake.kick()
+
+    async def _stored(self, job, imported):
+        """(snapshots, strike rows) the job stored: this run's, or, when it stored nothing, an earlier run's that
+        a crash cut off after its commits (the job was taken up again)."""
+        if imported.snapshots:
+            return imported.snapshots, imported.strike_rows
+        (snapshots, rows), = await asyncio.to_thread(self.store.read, *queue.stored_by(job["id"]))
+        return snapshots, rows
 
     def _hooks(self, job):
         """What the import's thread tells the loop: its progress, and the keys it commits to the live intake's
