@@ -134,7 +134,7 @@ def measure(peer, name, rate, clients, duration, drain, args):
         before = server.memory_mb()
         result = asyncio.run(loadgen.run(server.url, rate, clients, duration, args.strikes, saturate=rate is None,
                                          warmup=args.warmup, drain=drain, path=peer.path, server_pid=server.proc.pid))
-        if not server.wait_idle():
+        if not (server.wait_idle() and server.wait_ingested()):
             note(f"{name}: {peer.name} was still busy {servers.IDLE_TIMEOUT:g} s after the run")
         after = server.memory_mb()
         view = _server_view(server.health())

@@ -123,10 +123,11 @@ def test_a_fresh_or_restored_database_is_filled_again_from_the_archive_and_the_j
         post_ingested(server, payloads[i:i + 1])
         if i % 5 == 0:  # a segment ages out, the next post starts another, the archive takes the old one
             eventually(lambda: health(server)["archive"]["files"] >= (i - 5) // 5, "segments archived")
-    eventually(lambda: health(server)["archive"]["files"] >= 4, "4 archive files")
+    # What the backup lacks is partly in the archive only: seq 11's segment archived (on a loaded machine the
+    # segments hold other seqs than on a quiet one, so the archive's file count says nothing of it).
+    eventually(lambda: min((int(p.name[:16]) for p in (data / "journal").glob("*.ndjson")), default=1 << 62) > 11,
+               "the segment of seq 11 archived")
     server.stop()
-    journal_first = min(int(p.name[:16]) for p in (data / "journal").glob("*.ndjson"))
-    assert journal_first > 11  # what the backup lacks is partly in the archive only
     (data / "gex_data.db").rename(tmp_path / "damaged.db")
     if restored == "a backup":
         shutil.copy(backup, data / "gex_data.db")
