@@ -171,6 +171,41 @@ def test_a_key_committed_while_the_careful_retry_runs_is_a_conflict_too(store):
     assert store.journal_position() == (1, 20, 3)
 
 
+class Recommitter(Interloper):
+    """Stands for what CI met: a transaction begun just after another one's COMMIT, while that commit is still being
+    made visible, meets its keys again in the careful INSERT, so one key conflicts more than once. Made to happen
+    every time: each of the first `rounds` transactions begins with the key (at TS) gone and meets it committed anew."""
+
+    def __init__(self, con, key_record, rounds):
+        super().__init__(con, None, None)
+        self.key_record, self.rounds = key_record, rounds
+
+    def begin(self):
+        if self.begins >= self.rounds:
+            self.con.begin()
+            return
+        other = self.con.cursor()
+        for table in ("gex_strikes", "gex_snapshots"):
+            other.execute(f"DELETE FROM {table} WHERE timestamp // 1000 = ?", [TS])
+        self.con.begin()
+        self.begins += 1
+        self.con.execute("SELECT count(*) FROM gex_snapshots").fetchall()
+        storage.write(other, [self.key_record])
+
+
+def test_a_key_that_conflicts_again_and_again_is_retried_not_written_record_by_record(store, caplog):
+    """More conflicts than records: each is still another writer's commit of the key, so the batch is written again
+    (a little later each time) instead of record by record, which CI saw as a warning beside a clean import."""
+    theirs = msgspec.structs.replace(record(TS, spot=100.0), source="history:1")
+    store.con = Recommitter(store.con, theirs, rounds=4)
+    assert store.write([record(TS, spot=200.0)], None, (1, 10, 1)) == [False]
+    assert store.conflicts == {"ingest": 3, "history": 0}
+    assert [r.message for r in caplog.records if r.levelname == "WARNING"] == []
+    assert stored_spots(store) == [(TS, 100.0, "history:1")]
+    assert strike_rows(store) == [(TS, 90.0), (TS, 95.0)]
+    assert store.journal_position() == (1, 10, 1)
+
+
 def test_a_staged_chunk_whose_commit_conflicts_with_live_ingest_is_written_again_and_counted(store):
     """importer.import_data inserts each chunk before its file has passed the rule and commits it after: live
     ingest that commits one of its keys in between makes that commit conflict. The chunk is written again without
