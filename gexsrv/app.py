@@ -10,6 +10,7 @@ from tornado.web import Application
 from gexsrv import __version__, auth, handlers
 from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, StatusHandler,
                         StrikesHandler)
+from gexsrv.dayview import DayPageHandler, DaysHandler, HeatmapHandler
 from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryDaysHandler, HistoryHandler
 from gexsrv.metrics import route_label
@@ -111,9 +112,12 @@ def make_app(settings, parts):
                                                    latest=parts.latest, log_tail=parts.metrics.log_tail)),
             (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
             (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
+            (r"/api/heatmap/?", HeatmapHandler, dict(store=parts.store)),
+            (r"/api/days/?", DaysHandler, dict(store=parts.store)),
             (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
             (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
             (r"/web/(.+)", PageHandler, dict(path=WEB)),
+            (r"/day/?", DayPageHandler, dict(path=WEB)),
         ]),
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,

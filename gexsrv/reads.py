@@ -7,6 +7,7 @@ StorageError when the database cannot be read.
 
 import duckdb
 
+from gexsrv import heatmap
 from gexsrv.history.queue import UNFINISHED
 from gexsrv.latest import SNAPSHOT_FIELDS, STRIKES
 from gexsrv.store import StorageError
@@ -30,16 +31,21 @@ def stored_endpoint(endpoint):
     return None if endpoint == LEGACY else endpoint
 
 
-def _rows(store, sql, params):
+def _with_cursor(store, query, *args):
+    """query(cursor, *args) on a read connection of its own; StorageError when the database cannot be read."""
     cursor = store.cursor()
     if cursor is None:
         raise StorageError(f"the database cannot be read now ({store.state}: {store.error})")
     try:
-        return cursor.execute(sql, params).fetchall()
+        return query(cursor, *args)
     except duckdb.Error as exc:
         raise StorageError(f"the database cannot be read now: {exc}") from exc
     finally:
         cursor.close()
+
+
+def _rows(store, sql, params):
+    return _with_cursor(store, lambda cursor: cursor.execute(sql, params).fetchall())
 
 
 def _snapshot(row):
@@ -107,3 +113,15 @@ def jobs_with_progress(store, runner, limit):
             job = runner.job(job["id"]) or job
         jobs.append({**job, "rows_per_s": rates.get(job["id"])})
     return jobs
+
+
+def heatmap_grid(store, lake_root, selection):
+    """The day view's grid (gexsrv.heatmap.grid)."""
+    return _with_cursor(store, heatmap.grid, lake_root, selection)
+
+
+def days(store, lake_root, ticker, endpoint):
+    """The days stored per feed (gexsrv.heatmap.days); endpoint None: every endpoint."""
+    found = _with_cursor(store, heatmap.days, lake_root, ticker,
+                         heatmap.ALL if endpoint is None else stored_endpoint(endpoint))
+    return [{**day, "endpoint": day["endpoint"] or LEGACY} for day in found]

@@ -1,0 +1,216 @@
+"""The day view's query: one feed's GEX by strike over time, bucketed and pivoted in DuckDB, with the levels per
+bucket (GET /api/heatmap, gexsrv.dayview; the page gexsrv/web/day.*).
+
+It needs a DuckDB cursor and the lake's folder only, so it runs wherever reads run (a worker thread today).
+The strike rows come from the database, or, for a window the database holds no snapshot of, from the Parquet
+lake's strike files (gexsrv.lake): those hold no spot, zero gamma or majors, so from the lake the level series
+are null and a band around spot cannot be drawn.
+
+A bucket is [t, t + bucket) with t a multiple of the bucket width since the epoch; only buckets holding a snapshot
+are returned. `last` shows each bucket's last snapshot (a strike it lacks is null); `mean` the mean of each
+strike's values over the bucket's snapshots that hold it. The levels are always the bucket's last snapshot's.
+"""
+
+import datetime as dt
+import io
+import os
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gexsrv.lake import DAY, PART
+from gexsrv.pathnames import decode, encode
+
+MEASURES = {"vol": "gamma", "oi": "oi_gamma"}  # GEX by volume, by open interest (gex_strikes' columns)
+AGGS = ("last", "mean")
+LEVELS = ("spot", "zero_gamma", "major_pos_vol", "major_pos_oi", "major_neg_vol", "major_neg_oi")
+SERIES = ("at", "snapshots", *LEVELS)  # per bucket: its last snapshot's time, its snapshots, the levels
+DAY_MS = 86_400_000
+
+FEED = "ticker = $ticker AND endpoint IS NOT DISTINCT FROM $endpoint AND timestamp >= $since AND timestamp < $until"
+BUCKET = "timestamp - timestamp % $bucket"
+LAST_LEVELS = ", ".join(f"arg_max({column}, timestamp) AS {name}" for column, name in
+                        zip(("spot_price", *LEVELS[1:]), LEVELS))
+DATABASE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(*) AS snapshots, {LAST_LEVELS},
+        min(spot_price) AS spot_low, max(spot_price) AS spot_high
+    FROM gex_snapshots WHERE {FEED} GROUP BY bucket"""
+NO_LEVELS = ", ".join(f"NULL::DOUBLE AS {name}" for name in LEVELS)
+LAKE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(DISTINCT timestamp) AS snapshots,
+        {NO_LEVELS}, NULL::DOUBLE AS spot_low, NULL::DOUBLE AS spot_high
+    FROM strike_rows GROUP BY bucket"""
+CELLS = {
+    "last": "SELECT b.bucket, r.strike, r.{value} AS value FROM strike_rows r JOIN buckets b ON r.timestamp = b.at"
+            "{where}",
+    "mean": f"SELECT {BUCKET} AS bucket, strike, avg({{value}}) AS value FROM strike_rows r{{where}} GROUP BY ALL",
+}
+IN_BAND = " WHERE r.strike >= (SELECT lo FROM band) AND r.strike <= (SELECT hi FROM band)"
+# The pivot: every bucket gets one value per strike of the axis, in strike order (null where it has none).
+GRID = """
+    WITH strike_rows AS ({rows}), buckets AS ({buckets}),
+    band AS (SELECT min({lo}) AS lo, max({hi}) AS hi FROM buckets),
+    cells AS ({cells}),
+    axis AS (SELECT DISTINCT strike FROM cells),
+    grid AS (SELECT b.bucket, list(c.value ORDER BY a.strike) AS row
+             FROM buckets b CROSS JOIN axis a LEFT JOIN cells c ON c.bucket = b.bucket AND c.strike = a.strike
+             GROUP BY b.bucket)
+    SELECT (SELECT coalesce(list(strike ORDER BY strike), []) FROM axis) AS strikes,
+        coalesce(list(b.bucket ORDER BY b.bucket), []) AS times,
+        coalesce(list(coalesce(g.row, []) ORDER BY b.bucket), []) AS grid,
+        {series}
+    FROM buckets b LEFT JOIN grid g USING (bucket)"""
+SERIES_LISTS = ", ".join(f"coalesce(list(b.{name} ORDER BY b.bucket), []) AS {name}" for name in SERIES)
+DATABASE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM gex_strikes WHERE {FEED}"
+LAKE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM read_parquet($files) WHERE {FEED}"
+HELD = f"SELECT 1 FROM gex_snapshots WHERE {FEED} LIMIT 1"
+
+
+class Selection(msgspec.Struct, frozen=True):
+    """What to show: one feed (endpoint None: the legacy rows) over [since_ms, until_ms), and how."""
+
+    ticker: str
+    endpoint: str | None
+    since_ms: int
+    until_ms: int
+    bucket_ms: int = 60_000
+    measure: str = "vol"
+    agg: str = "last"
+    band_pct: float | None = None  # strikes within this percent of the window's lowest and highest spot
+    min_strike: float | None = None
+    max_strike: float | None = None
+
+
+class NoSpot(ValueError):
+    """A band around spot was asked of lake rows, which hold no spot."""
+
+
+def lake_files(root, selection):
+    """The lake's strike files (day files and parts) of the UTC days the window touches."""
+    if selection.endpoint is None:  # legacy rows are never exported
+        return []
+    folder = os.path.join(root, encode(selection.ticker), encode(selection.endpoint))
+    first, last = (dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()
+                   for ms in (selection.since_ms, selection.until_ms - 1))
+    days = {(first + dt.timedelta(days=k)).strftime("%Y%m%d") for k in range((last - first).days + 1)}
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(os.path.join(folder, name) for name in names
+                  if (found := DAY.match(name) or PART.match(name)) and found["day"] in days)
+
+
+def _limits(selection):
+    """The band's SQL bounds: explicit strikes, a percent around the window's spot range, or none."""
+    if selection.band_pct is not None:
+        return "spot_low * (1 - $band / 100)", "spot_high * (1 + $band / 100)"
+    return ("$min_strike" if selection.min_strike is not None else "'-infinity'::DOUBLE",
+            "$max_strike" if selection.max_strike is not None else "'infinity'::DOUBLE")
+
+
+def _sql(selection, from_lake):
+    lo, hi = _limits(selection)
+    banded = (selection.band_pct, selection.min_strike, selection.max_strike) != (None, None, None)
+    cells = CELLS[selection.agg].format(value=MEASURES[selection.measure], where=IN_BAND if banded else "")
+    return GRID.format(rows=LAKE_ROWS if from_lake else DATABASE_ROWS,
+                       buckets=LAKE_BUCKETS if from_lake else DATABASE_BUCKETS, lo=lo, hi=hi, cells=cells,
+                       series=SERIES_LISTS)
+
+
+def _params(selection, sql, files=None):
+    given = {"ticker": selection.ticker, "endpoint": selection.endpoint, "since": selection.since_ms,
+             "until": selection.until_ms, "bucket": selection.bucket_ms, "band": selection.band_pct,
+             "min_strike": selection.min_strike, "max_strike": selection.max_strike, "files": files}
+    return {name: value for name, value in given.items() if f"${name}" in sql}
+
+
+def grid(cursor, lake_root, selection):
+    """{"source", "strikes", "times", "grid", "series": {name: [per time]}} of the selection; source is
+    "database", "lake", or None when neither holds a snapshot of it. Raises NoSpot for a band on lake rows."""
+    files = None
+    if cursor.execute(HELD, _params(selection, HELD)).fetchone():
+        source = "database"
+    else:
+        files = lake_files(lake_root, selection)
+        if not files:
+            return {"source": None, "strikes": [], "times": [], "grid": [], "series": {name: [] for name in SERIES}}
+        if selection.band_pct is not None:
+            raise NoSpot("band needs spot, which the Parquet lake's strike files do not hold (this window is no "
+                         "longer in the database): give min_strike and max_strike instead")
+        source = "lake"
+    sql = _sql(selection, source == "lake")
+    try:
+        found = cursor.execute(sql, _params(selection, sql, files))
+    except duckdb.IOException:
+        if files is None:
+            raise
+        # a compaction merged the parts listed into their day file meanwhile: the folder is listed again
+        found = cursor.execute(sql, _params(selection, sql, lake_files(lake_root, selection)))
+    names = [column[0] for column in found.description]
+    row = dict(zip(names, found.fetchone()))
+    return {"source": source, "strikes": row["strikes"], "times": row["times"], "grid": row["grid"],
+            "series": {name: row[name] for name in SERIES}}
+
+
+def table(found):
+    """The reply as one Arrow table: a row per time (its series), a column per strike named by its value."""
+    columns = {"time": pa.array(found["times"], pa.int64()),
+               **{name: found["series"][name] for name in SERIES}}
+    by_strike = list(zip(*found["grid"])) if found["times"] and found["strikes"] else [[]] * len(found["strikes"])
+    for strike, values in zip(found["strikes"], by_strike):
+        columns[str(strike)] = pa.array(values, pa.float64())
+    schema_types = {"at": pa.int64(), "snapshots": pa.int64()}
+    return pa.table({name: pa.array(values, schema_types.get(name, pa.float64())) if not isinstance(values, pa.Array)
+                     else values for name, values in columns.items()})
+
+
+def export(found, form):
+    """The reply as CSV or Parquet bytes."""
+    out = io.BytesIO()
+    if form == "csv":
+        pacsv.write_csv(table(found), out)
+    else:
+        pq.write_table(table(found), out, compression="zstd")
+    return out.getvalue()
+
+
+ALL = object()  # days(): no filter on the endpoint
+DAYS = """SELECT ticker, endpoint, strftime(epoch_ms(timestamp), '%Y-%m-%d') AS date, count(*) AS snapshots,
+        min(timestamp) AS first, max(timestamp) AS last
+    FROM gex_snapshots WHERE true{filters} GROUP BY ALL ORDER BY ticker, endpoint NULLS FIRST, date"""
+
+
+def _names(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _lake_days(root, ticker, endpoint):
+    """{(ticker, endpoint, YYYY-MM-DD)} of the lake's strike files."""
+    found = set()
+    if endpoint is None:  # legacy rows are never exported
+        return found
+    for folder_t in [encode(ticker)] if ticker is not None else _names(root):
+        base = os.path.join(root, folder_t)
+        for folder_e in [encode(endpoint)] if endpoint is not ALL else _names(base):
+            folder = os.path.join(base, folder_e)
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                if (match := DAY.match(name) or PART.match(name)):
+                    day = match["day"]
+                    found.add((decode(folder_t), decode(folder_e), f"{day[:4]}-{day[4:6]}-{day[6:]}"))
+    return found
+
+
+def days(cursor, root, ticker=None, endpoint=ALL):
+    """The UTC days holding snapshots of each feed, [{ticker, endpoint (None: legacy), date, snapshots, first,
+    last, source}], from the database, and those only the lake's strike files hold (their counts unknown: None)."""
+    filters, params = "", {}
+    if ticker is not None:
+        filters, params["ticker"] = filters + " AND ticker = $ticker", ticker
+    if endpoint is not ALL:
+        filters, params["endpoint"] = filters + " AND endpoint IS NOT DISTINCT FROM $endpoint", endpoint
+    found = cursor.execute(DAYS.format(filters=filters), params)
+    names = [column[0] for column in found.description]
+    stored = [{**dict(zip(names, row)), "source": "database"} for row in found.fetchall()]
+    held = {(day["ticker"], day["endpoint"], day["date"]) for day in stored}
+    lake = [{"ticker": t, "endpoint": e, "date": d, "snapshots": None, "first": None, "last": None, "source": "lake"}
+            for t, e, d in _lake_days(root, ticker, endpoint) if (t, e, d) not in held]
+    return sorted(stored + lake, key=lambda day: (day["ticker"], day["endpoint"] or "", day["date"]))
