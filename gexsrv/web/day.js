@@ -392,8 +392,8 @@
       const place = rowOf(view.strikes, value);
       if (place == null) continue;
       const kind = name.replace(/_(vol|oi)$/, "").replace(/_/g, "-");
-      root.append(svg("line", {x1: x(place), x2: x(place), y1: T, y2: H - B, class: `level ${kind} ${name}`,
-        "data-value": value}));
+      root.append(svg("line", {x1: x(place), x2: x(place), y1: T, y2: H - B, class: `level ${kind}`,
+        "data-level": name, "data-value": value}));
     }
   }
 
