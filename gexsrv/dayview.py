@@ -10,6 +10,7 @@ The query, the pivot and the encoding of the reply all run in a worker thread, n
 import asyncio
 import datetime as dt
 import math
+import re
 
 import msgspec
 
@@ -23,6 +24,7 @@ from gexsrv.payloads import PayloadError
 MAX_BUCKET_S = 86_400
 MAX_BUCKETS = 5_000  # time columns a reply may have: a 6.5-hour session at bucket_s=5
 MAX_WINDOW_MS = 7 * heatmap.DAY_MS
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # only this form: fromisoformat also takes week dates (2025-W43-2)
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "parquet": "application/vnd.apache.parquet"}
 
@@ -30,7 +32,7 @@ FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
 def date_param(raw, field):
     """A UTC day, YYYY-MM-DD, as the epoch ms of its midnight."""
     try:
-        day = dt.date.fromisoformat(raw) if len(raw) == 10 else None
+        day = dt.date.fromisoformat(raw) if DATE.fullmatch(raw) else None
     except ValueError:
         day = None
     ms = None if day is None else round(dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() * 1000)

@@ -173,6 +173,7 @@ BAD = [
     ("ticker=SPX&endpoint=gex_zero&from=2025-10-21T13:30", "date", "date is required"),
     ("ticker=SPX&endpoint=gex_zero&date=2025-10-32", "date", "date must be a day YYYY-MM-DD"),
     ("ticker=SPX&endpoint=gex_zero&date=21.10.2025", "date", "date must be a day YYYY-MM-DD"),
+    ("ticker=SPX&endpoint=gex_zero&date=2025-W43-2", "date", "date must be a day YYYY-MM-DD"),
     ("ticker=SPX&endpoint=gex_zero&date=1999-12-31", "date", "from 2000-01-01"),
     ("ticker=SPX&endpoint=gex_zero&date=2025-10-21&from=noon", "from", "expected epoch seconds or milliseconds"),
     ("ticker=SPX&endpoint=gex_zero&date=2025-10-21&to=2025-10-21T00:00", "from", "from must be before to"),
