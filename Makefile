@@ -30,9 +30,11 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
-# The README's picture of the status page, taken by its browser test (a plain test run keeps it in a temporary dir).
+# The README's pictures of the status page and the day view, taken by their browser tests (a plain test run keeps
+# them in a temporary dir).
 screenshot: $(VENV)/.installed
 	GEXSRV_SCREENSHOT=$(CURDIR)/docs/status-page.png $(PY) -m pytest tests/test_status_page.py -k follows_new_ones
+	GEXSRV_SCREENSHOT=$(CURDIR)/docs/day-view.png $(PY) -m pytest tests/test_day_page.py -k any_moment
 
 bench: $(VENV)/.installed
 	$(PY) -m pytest bench --benchmark-only --benchmark-enable $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ import os
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -56,12 +57,15 @@ GRID = """
     grid AS (SELECT b.bucket, list(c.value ORDER BY a.strike) AS row
              FROM buckets b CROSS JOIN axis a LEFT JOIN cells c ON c.bucket = b.bucket AND c.strike = a.strike
              GROUP BY b.bucket)
-    SELECT (SELECT coalesce(list(strike ORDER BY strike), []) FROM axis) AS strikes,
+    SELECT $source AS source, (SELECT coalesce(list(strike ORDER BY strike), []) FROM axis) AS strikes,
         coalesce(list(b.bucket ORDER BY b.bucket), []) AS times,
         coalesce(list(coalesce(g.row, []) ORDER BY b.bucket), []) AS grid,
-        {series}
+        {{{series}}} AS series
     FROM buckets b LEFT JOIN grid g USING (bucket)"""
-SERIES_LISTS = ", ".join(f"coalesce(list(b.{name} ORDER BY b.bucket), []) AS {name}" for name in SERIES)
+SERIES_LISTS = ", ".join(f"'{name}': coalesce(list(b.{name} ORDER BY b.bucket), [])" for name in SERIES)
+# The reply's JSON is written by DuckDB: turning 100,000s of cells into Python objects and encoding them would hold
+# the GIL, and so the event loop, for longer than the whole query takes.
+AS_JSON = "SELECT to_json(found)::VARCHAR FROM ({grid}) found"
 DATABASE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM gex_strikes WHERE {FEED}"
 LAKE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM read_parquet($files) WHERE {FEED}"
 HELD = f"SELECT 1 FROM gex_snapshots WHERE {FEED} LIMIT 1"
@@ -123,53 +127,60 @@ def _params(selection, sql, files=None):
     return {name: value for name, value in given.items() if f"${name}" in sql}
 
 
-def grid(cursor, lake_root, selection):
-    """{"source", "strikes", "times", "grid", "series": {name: [per time]}} of the selection; source is
-    "database", "lake", or None when neither holds a snapshot of it. Raises NoSpot for a band on lake rows."""
-    files = None
-    if cursor.execute(HELD, _params(selection, HELD)).fetchone():
-        source = "database"
-    else:
-        files = lake_files(lake_root, selection)
-        if not files:
-            return {"source": None, "strikes": [], "times": [], "grid": [], "series": {name: [] for name in SERIES}}
-        if selection.band_pct is not None:
-            raise NoSpot("band needs spot, which the Parquet lake's strike files do not hold (this window is no "
-                         "longer in the database): give min_strike and max_strike instead")
-        source = "lake"
-    sql = _sql(selection, source == "lake")
+def _selected(cursor, lake_root, selection):
+    """(source, files): the database when it holds a snapshot of the window, else the lake's files of it (None
+    when there are none either: the database's empty answer then). Raises NoSpot for a band on lake rows."""
+    if cursor.execute(HELD, _params(selection, HELD)).fetchall():
+        return "database", None
+    files = lake_files(lake_root, selection)
+    if not files:
+        return None, None
+    if selection.band_pct is not None:
+        raise NoSpot("band needs spot, which the Parquet lake's strike files do not hold (this window is no "
+                     "longer in the database): give min_strike and max_strike instead")
+    return "lake", files
+
+
+def _run(cursor, lake_root, selection, wrap, fetch):
+    """fetch(cursor, sql, params) of the grid's query, wrapped by wrap ({grid} is the query)."""
+    source, files = _selected(cursor, lake_root, selection)
+    sql = wrap.format(grid=_sql(selection, source == "lake"))
     try:
-        found = cursor.execute(sql, _params(selection, sql, files))
+        return fetch(cursor, sql, {**_params(selection, sql, files), "source": source})
     except duckdb.IOException:
         if files is None:
             raise
         # a compaction merged the parts listed into their day file meanwhile: the folder is listed again
-        found = cursor.execute(sql, _params(selection, sql, lake_files(lake_root, selection)))
-    names = [column[0] for column in found.description]
-    row = dict(zip(names, found.fetchone()))
-    return {"source": source, "strikes": row["strikes"], "times": row["times"], "grid": row["grid"],
-            "series": {name: row[name] for name in SERIES}}
+        return fetch(cursor, sql, {**_params(selection, sql, lake_files(lake_root, selection)), "source": source})
 
 
-def table(found):
-    """The reply as one Arrow table: a row per time (its series), a column per strike named by its value."""
-    columns = {"time": pa.array(found["times"], pa.int64()),
-               **{name: found["series"][name] for name in SERIES}}
-    by_strike = list(zip(*found["grid"])) if found["times"] and found["strikes"] else [[]] * len(found["strikes"])
-    for strike, values in zip(found["strikes"], by_strike):
-        columns[str(strike)] = pa.array(values, pa.float64())
-    schema_types = {"at": pa.int64(), "snapshots": pa.int64()}
-    return pa.table({name: pa.array(values, schema_types.get(name, pa.float64())) if not isinstance(values, pa.Array)
-                     else values for name, values in columns.items()})
+def as_json(cursor, lake_root, selection):
+    """The grid as one JSON object (bytes): {"source", "strikes", "times", "grid", "series": {name: [per time]}};
+    source is "database", "lake", or null when neither holds a snapshot of the window."""
+    return _run(cursor, lake_root, selection, AS_JSON,
+                lambda cursor, sql, params: cursor.execute(sql, params).fetchall()[0][0].encode())
 
 
-def export(found, form):
-    """The reply as CSV or Parquet bytes."""
-    out = io.BytesIO()
+def as_table(cursor, lake_root, selection):
+    """The grid as an Arrow table: a row per time with its series, a column per strike named by its value."""
+    found = _run(cursor, lake_root, selection, "{grid}",
+                 lambda cursor, sql, params: cursor.sql(sql, params=params).to_arrow_table())
+    rows = pc.list_flatten(found["grid"])
+    series = found["series"].combine_chunks()
+    columns = {"time": pc.list_flatten(found["times"]),
+               **{name: pc.list_flatten(series.field(name)) for name in SERIES}}
+    for j, strike in enumerate(pc.list_flatten(found["strikes"]).to_pylist()):
+        columns[str(strike)] = pc.list_element(rows, j)
+    return pa.table(columns)
+
+
+def export(cursor, lake_root, selection, form):
+    """The grid (as_table) as CSV or Parquet bytes."""
+    table, out = as_table(cursor, lake_root, selection), io.BytesIO()
     if form == "csv":
-        pacsv.write_csv(table(found), out)
+        pacsv.write_csv(table, out)
     else:
-        pq.write_table(table(found), out, compression="zstd")
+        pq.write_table(table, out, compression="zstd")
     return out.getvalue()
 
 

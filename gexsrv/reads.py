@@ -115,9 +115,11 @@ def jobs_with_progress(store, runner, limit):
     return jobs
 
 
-def heatmap_grid(store, lake_root, selection):
-    """The day view's grid (gexsrv.heatmap.grid)."""
-    return _with_cursor(store, heatmap.grid, lake_root, selection)
+def heatmap_grid(store, lake_root, selection, form):
+    """The day view's grid as JSON (gexsrv.heatmap.as_json), CSV or Parquet bytes (heatmap.export)."""
+    if form == "json":
+        return _with_cursor(store, heatmap.as_json, lake_root, selection)
+    return _with_cursor(store, heatmap.export, lake_root, selection, form)
 
 
 def days(store, lake_root, ticker, endpoint):
