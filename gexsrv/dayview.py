@@ -163,7 +163,8 @@ class DaysHandler(ReadHandler):
     async def get(self):
         ticker, endpoint = self.param("ticker"), self.param("endpoint")
         with database_or_503(self.conf.retry_after_seconds):
-            days = await asyncio.to_thread(reads.days, self.store, lake_root(self.conf.data_dir), ticker, endpoint)
+            days = await asyncio.get_running_loop().run_in_executor(
+                READS, reads.days, self.store, lake_root(self.conf.data_dir), ticker, endpoint)
         self.reply(200, {"days": days})
 
 
