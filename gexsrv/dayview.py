@@ -4,7 +4,8 @@ GET /api/heatmap?ticker=&endpoint=&date=|from=&to=&bucket_s=&measure=&agg=&band=
     one feed's GEX by strike over time (gexsrv.heatmap), as JSON, CSV or Parquet
 GET /api/days[?ticker=&endpoint=]    the days stored, per feed, in the database and in the Parquet lake
 
-The query, the pivot and the encoding of the reply all run in a worker thread, never on the event loop.
+The query, the pivot and the encoding of the reply run on a thread of their own (READS), one read at a time and at
+a lower priority, never on the event loop.
 """
 
 import asyncio
@@ -12,6 +13,7 @@ import datetime as dt
 import math
 import os
 import re
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +24,7 @@ from gexsrv.api import PageHandler, ReadHandler, endpoint_param, time_param
 from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker
 from gexsrv.handlers import ApiError, database_or_503
 from gexsrv.lake import lake_root
+from gexsrv.pathnames import encode
 from gexsrv.payloads import PayloadError
 
 MAX_BUCKET_S = 86_400
@@ -78,8 +81,10 @@ def band_param(raw, field):
 
 
 def _yield_the_cpu():
-    """Linux keeps a nice value per thread: the day view's reads give way to the event loop and to ingest."""
-    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READ_NICENESS)
+    """Linux keeps a nice value per thread: the day view's reads give way to the event loop and to ingest. (Other
+    systems keep one per process, which must not change.)"""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READ_NICENESS)
 
 
 # A full day's grid keeps a core busy for a tenth of a second: one such read at a time, at a lower priority, so
@@ -115,7 +120,7 @@ class HeatmapHandler(ReadHandler):
         self.set_header("Content-Type", FORMATS[form])
         if form != "json":
             day = dt.datetime.fromtimestamp(selection.since_ms / 1000, dt.timezone.utc).strftime("%Y%m%d")
-            name = f"{selection.ticker}_{reply['endpoint']}_{day}_{selection.measure}.{form}"
+            name = f"{encode(selection.ticker)}_{encode(reply['endpoint'])}_{day}_{selection.measure}.{form}"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(found)
 

@@ -120,6 +120,18 @@ def test_csv_and_parquet_hold_the_json_grid(day_server, form, read, kind):
     assert frame.equals(frame_of(reply))
 
 
+def test_the_page_is_served_as_the_status_page_is(day_server):
+    page, status_page = day_server.get("/day"), day_server.get("/")
+    assert (page.status, page.headers["Content-Type"]) == (200, "text/html")
+    for header in ("Content-Type", "Content-Security-Policy", "X-Content-Type-Options", "Cache-Control"):
+        assert page.headers[header] == status_page.headers[header]
+    assert b'<script src="/web/day.js" defer></script>' in page.body
+    assert day_server.get("/day/").body == page.body
+    assert day_server.request("HEAD", "/day").status == 200
+    script = day_server.get("/web/day.js")
+    assert script.status == 200 and script.headers["Content-Type"] in ("text/javascript", "application/javascript")
+
+
 def test_days_lists_the_stored_day(day_server, snaps):
     reply = day_server.get("/api/days")
     assert reply.status == 200
