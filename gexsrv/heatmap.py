@@ -33,19 +33,21 @@ DAY_MS = 86_400_000
 
 FEED = "ticker = $ticker AND endpoint IS NOT DISTINCT FROM $endpoint AND timestamp >= $since AND timestamp < $until"
 BUCKET = "timestamp - timestamp % $bucket"
-LAST_LEVELS = ", ".join(f"arg_max({column}, timestamp) AS {name}" for column, name in
+# arg_max_null: a level the last snapshot lacks is null, not an earlier snapshot's; what JSON cannot hold (NaN, as
+# an adopted legacy row may) is null too.
+FINITE = "CASE WHEN isfinite({0}) THEN {0} END"
+LAST_LEVELS = ", ".join(f"arg_max_null({FINITE.format(column)}, timestamp) AS {name}" for column, name in
                         zip(("spot_price", *LEVELS[1:]), LEVELS))
 DATABASE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(*) AS snapshots, {LAST_LEVELS},
-        min(spot_price) AS spot_low, max(spot_price) AS spot_high
+        min({FINITE.format("spot_price")}) AS spot_low, max({FINITE.format("spot_price")}) AS spot_high
     FROM gex_snapshots WHERE {FEED} GROUP BY bucket"""
 NO_LEVELS = ", ".join(f"NULL::DOUBLE AS {name}" for name in LEVELS)
 LAKE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(DISTINCT timestamp) AS snapshots,
         {NO_LEVELS}, NULL::DOUBLE AS spot_low, NULL::DOUBLE AS spot_high
     FROM strike_rows GROUP BY bucket"""
 CELLS = {
-    "last": "SELECT b.bucket, r.strike, r.{value} AS value FROM strike_rows r JOIN buckets b ON r.timestamp = b.at"
-            "{where}",
-    "mean": f"SELECT {BUCKET} AS bucket, strike, avg({{value}}) AS value FROM strike_rows r{{where}} GROUP BY ALL",
+    "last": "SELECT b.bucket, r.strike, r.value FROM strike_rows r JOIN buckets b ON r.timestamp = b.at{where}",
+    "mean": f"SELECT {BUCKET} AS bucket, strike, avg(value) AS value FROM strike_rows r{{where}} GROUP BY ALL",
 }
 IN_BAND = " WHERE r.strike >= (SELECT lo FROM band) AND r.strike <= (SELECT hi FROM band)"
 # The pivot: every bucket gets one value per strike of the axis, in strike order (null where it has none).
@@ -66,8 +68,7 @@ SERIES_LISTS = ", ".join(f"'{name}': coalesce(list(b.{name} ORDER BY b.bucket), 
 # The reply's JSON is written by DuckDB: turning 100,000s of cells into Python objects and encoding them would hold
 # the GIL, and so the event loop, for longer than the whole query takes.
 AS_JSON = "SELECT to_json(found)::VARCHAR FROM ({grid}) found"
-DATABASE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM gex_strikes WHERE {FEED}"
-LAKE_ROWS = f"SELECT timestamp, strike, gamma, oi_gamma FROM read_parquet($files) WHERE {FEED}"
+ROWS = f"SELECT timestamp, strike, {FINITE.format('{value}')} AS value FROM {{table}} WHERE {FEED}"
 HELD = f"SELECT 1 FROM gex_snapshots WHERE {FEED} LIMIT 1"
 
 
@@ -114,8 +115,9 @@ def _limits(selection):
 def _sql(selection, from_lake):
     lo, hi = _limits(selection)
     banded = (selection.band_pct, selection.min_strike, selection.max_strike) != (None, None, None)
-    cells = CELLS[selection.agg].format(value=MEASURES[selection.measure], where=IN_BAND if banded else "")
-    return GRID.format(rows=LAKE_ROWS if from_lake else DATABASE_ROWS,
+    cells = CELLS[selection.agg].format(where=IN_BAND if banded else "")
+    rows = ROWS.format(value=MEASURES[selection.measure], table="read_parquet($files)" if from_lake else "gex_strikes")
+    return GRID.format(rows=rows,
                        buckets=LAKE_BUCKETS if from_lake else DATABASE_BUCKETS, lo=lo, hi=hi, cells=cells,
                        series=SERIES_LISTS)
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from dayfixture import DAY_QUERY, LEVELS, OPEN_MS, cells_of, day_snapshots, expected, import_day, reference
-from helpers import HISTORY_DAY, Server
+from helpers import HISTORY_DAY, TS, Server, snapshot
 
 DAY_MS = 86_400_000
 DAY_START = OPEN_MS - OPEN_MS % DAY_MS
@@ -93,6 +93,18 @@ def test_a_window_without_snapshots_is_empty(day_server):
     reply = heatmap(day_server, "ticker=SPX&endpoint=gex_zero&date=2025-10-22")
     assert (reply["source"], reply["times"], reply["strikes"], reply["grid"]) == (None, [], [], [])
     assert reply["series"] == {name: [] for name in ("at", "snapshots", *LEVELS)}
+
+
+def test_a_level_the_last_snapshot_lacks_is_null_not_an_earlier_ones(server):
+    first = snapshot(timestamp=TS, n_strikes=3)
+    last = snapshot(timestamp=TS + 5, n_strikes=3, spot=7140.0, zero_gamma=None, major_pos_oi=None)
+    for payload in (first, last):
+        assert server.post("/gex?ack=ingested", payload).status == 202
+    reply = heatmap(server, f"ticker=SPX&endpoint=gex_zero&from={TS}&to={TS + 60}")
+    assert reply["series"] == {"at": [(TS + 5) * 1000], "snapshots": [2], "spot": [7140.0], "zero_gamma": [None],
+                               "major_pos_vol": [last["major_pos_vol"]], "major_pos_oi": [None],
+                               "major_neg_vol": [last["major_neg_vol"]], "major_neg_oi": [last["major_neg_oi"]]}
+    assert reply["grid"] == [[row[1] for row in last["strikes"]]]
 
 
 def frame_of(reply):
