@@ -15,7 +15,9 @@
   const NULL_RGB = [236, 239, 243];
   const NS = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
-  const state = {days: [], view: null, moment: 0, image: null, geometry: null, timer: null};
+  // generation: bumped by every new load, so that a reply to an older request (a poll in flight while the
+  // controls change) is dropped instead of drawn over the newer view
+  const state = {days: [], view: null, moment: 0, image: null, geometry: null, timer: null, generation: 0};
 
   class ApiFailure extends Error {
     constructor(status, body) {
@@ -112,6 +114,7 @@
 
   async function loadView() {
     clearTimeout(state.timer);
+    const generation = ++state.generation;
     const chosen = selection();
     if (!chosen.ticker || !chosen.date) return;
     const params = new URLSearchParams(chosen);
@@ -126,6 +129,7 @@
       view = await api(`/api/heatmap?${params}`);
       notice("This day is only in the Parquet lake, whose strike files hold no spot: every strike is shown.");
     }
+    if (generation !== state.generation) return;
     for (const form of ["csv", "parquet"]) $(form).href = `/api/heatmap?${params}&format=${form}`;
     show(view, true);
     follow(chosen.date);
@@ -144,7 +148,9 @@
     const params = new URLSearchParams({ticker: view.ticker, endpoint: view.endpoint, from: view.times.at(-1),
       to: view.to, bucket_s: view.bucket_s, measure: view.measure, agg: view.agg,
       min_strike: view.strikes[0], max_strike: view.strikes.at(-1)});
+    const generation = state.generation;
     const more = await api(`/api/heatmap?${params}`);
+    if (generation !== state.generation) return undefined;
     const column = new Map(view.strikes.map((strike, j) => [strike, j]));
     if (more.strikes.some((strike) => !column.has(strike))) return loadView();
     const atEnd = state.moment === view.times.length - 1;
