@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from conftest import FLUSH, STRIKES, records
-from gexsrv import gexwrite, lake  # noqa: F401  (gexwrite registers the GEX kinds)
+from gexsrv import kinds, lake
 from gexsrv.store import Store
 
 ROWS = FLUSH * STRIKES
@@ -16,7 +16,7 @@ ROWS = FLUSH * STRIKES
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory):
     """FLUSH snapshots' strike rows as the store keeps them."""
-    store = Store(str(tmp_path_factory.mktemp("frame")))
+    store = Store(str(tmp_path_factory.mktemp("frame")), kinds.WRITERS)
     store.open()
     batch = records(FLUSH)
     store.write(batch)
@@ -47,7 +47,7 @@ def test_lake_publish(benchmark, frame, tmp_path):
 
 
 def test_lake_export_range(benchmark, tmp_path):
-    store = Store(str(tmp_path / "data"))
+    store = Store(str(tmp_path / "data"), kinds.WRITERS)
     store.open()
     try:
         batch = records(FLUSH)

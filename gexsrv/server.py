@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from tornado.netutil import bind_sockets
 
-from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
-from gexsrv import journal_home
+from gexsrv import batches, journal_home, kinds
 from gexsrv.app import make_app
 from gexsrv.archive import Archiver, archive_dir, last_seq
 from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
@@ -36,7 +35,7 @@ from gexsrv.poller import Poller
 from gexsrv.position import START
 from gexsrv.store import Store
 from gexsrv.supervisor import Supervisor
-from gexsrv.uw import trades, writer  # noqa: F401
+from gexsrv.uw import trades
 
 log = logging.getLogger("gexsrv")
 
@@ -100,7 +99,8 @@ class Parts:
 
 def build(settings, journal_folder):
     rules = Rules.from_settings(settings)
-    store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
+    store = Store(settings.data_dir, kinds.WRITERS, settings.duckdb_threads, settings.duckdb_checkpoint_mb,
+                  settings.duckdb_memory_mb)
     journal = Journal(journal_folder, settings.journal_segment_mb << 20, settings.journal_segment_seconds)
     # ingest decodes journaled bodies again: accepted ones, which today's limits must not refuse
     ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),

@@ -7,7 +7,7 @@ import duckdb
 import msgspec
 import pytest
 
-from gexsrv import gexwrite, store as storage  # noqa: F401  (gexwrite registers the GEX kinds)
+from gexsrv import kinds, store as storage
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.history import importer
 from gexsrv.store import RecordRefused, StorageError, Store
@@ -22,7 +22,7 @@ def record(ts, ticker="SPX", spot=7138.55):
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store(str(tmp_path / "data"))
+    store = Store(str(tmp_path / "data"), kinds.WRITERS)
     store.open()
     yield store
     store.close()
@@ -88,7 +88,7 @@ def test_a_commit_that_fails_for_the_disk_refuses_no_record(store):
     not the record, which must not be refused (quarantined) while the database takes others."""
     batch = [record(TS + i) for i in range(3)]
     with pytest.raises(duckdb.IOException):
-        storage.write(FullDisk(store.con, failing={1, 3}), batch)
+        storage.write(FullDisk(store.con, failing={1, 3}), batch, kinds.WRITERS)
     assert timestamps(store) == [TS]  # committed alone before the failure
     assert store.write(batch, None, (1, 30, 3)) == [False, True, True]  # the retry finds it stored
     assert timestamps(store) == [TS, TS + 1, TS + 2]
@@ -148,7 +148,7 @@ def test_a_key_another_transaction_commits_first_is_a_counted_conflict_not_a_fai
     DuckDB refuses ingest's COMMIT. It used to be a database failure (StorageError: the store failing, an
     incident). Now the batch is written again, the key the import stored kept with its own strike rows."""
     imported = msgspec.structs.replace(record(TS, spot=100.0), source="history:1")
-    store.con = Interloper(store.con, [imported], lambda theirs: storage.write(store.con.con.cursor(), theirs))
+    store.con = Interloper(store.con, [imported], lambda theirs: storage.write(store.con.con.cursor(), theirs, kinds.WRITERS))
     assert store.write([record(TS, spot=200.0)], None, (1, 10, 1)) == [False]
     assert store.state == "writable" and store.error is None
     assert store.conflicts == {"ingest": 1, "history": 0}
@@ -163,7 +163,7 @@ def test_a_key_committed_while_the_careful_retry_runs_is_a_conflict_too(store):
     and no batch written record by record."""
     store.write([record(TS, spot=1.0)], None, (1, 10, 1))
     store.con = Interloper(store.con, [record(TS + 1, spot=100.0)],
-                           lambda theirs: storage.write(store.con.con.cursor(), theirs), at="careful insert")
+                           lambda theirs: storage.write(store.con.con.cursor(), theirs, kinds.WRITERS), at="careful insert")
     assert store.write([record(TS, spot=2.0), record(TS + 1, spot=200.0)], None, (1, 20, 3)) == [False, False]
     assert store.conflicts == {"ingest": 1, "history": 0}
     assert [spot for _, spot, _ in stored_spots(store)] == [1.0, 100.0]
@@ -190,7 +190,7 @@ class Recommitter(Interloper):
         self.con.begin()
         self.begins += 1
         self.con.execute("SELECT count(*) FROM gex_snapshots").fetchall()
-        storage.write(other, [self.key_record])
+        storage.write(other, [self.key_record], kinds.WRITERS)
 
 
 def test_a_key_that_conflicts_again_and_again_is_retried_not_written_record_by_record(store, caplog):

@@ -13,7 +13,7 @@ import time
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
+from gexsrv import settings
 from gexsrv.history import backfill, days, queue
 from gexsrv.history.cli import open_store
 from gexsrv.history.runner import Runner

@@ -10,7 +10,7 @@ import time
 
 from tqdm import tqdm
 
-from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
+from gexsrv import kinds, settings
 from gexsrv.history import names, queue
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
@@ -56,7 +56,7 @@ def main(argv):
 
 def open_store(conf, command):
     """The data dir's database open for writing, or None (the reason printed) when it cannot be."""
-    store = Store(conf.data_dir, os.cpu_count() or 1)
+    store = Store(conf.data_dir, kinds.WRITERS, os.cpu_count() or 1)
     store.open()
     if store.state == "writable":
         return store
