@@ -29,7 +29,7 @@ async def read_or_none(read):
 
 def failing_tasks(parts):
     """The background tasks failing again and again (gexsrv.streak), each with its last error."""
-    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs) if part)]
+    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs, parts.poller) if part)]
     return [streak.report() for streak in streaks if streak.degraded]
 
 
