@@ -339,3 +339,18 @@ def test_unreadable_super_algo_orders_are_stored_raw_with_their_problems(server)
             ([f"{p['field']}: {p['error']}" for p in problems],)]
         assert db.execute("SELECT symbol, side, quantity, price, execution_status FROM option_trades_events"
                           ).fetchall() == [("QQQ", "BUY", 1.0, 1.0, "unknown")]
+
+
+def test_a_trade_size_beyond_what_a_double_holds_exactly_is_stored_exact_with_its_quantity_rounded(server):
+    """size is BIGINT and is kept exact; quantity, the original's DOUBLE copy of it, takes the nearest double. A size
+    past 2**53 used to fail the Arrow conversion of quantity at ingest: the frame acknowledged, then quarantined whole."""
+    size = 2**53 + 1
+    reply = server.post("/uw?ack=ingested", phoenix("option_trades_super_algo", {"data": trade(id="big", size=size)}))
+    assert (reply.status, reply.json()["rows"], reply.json()["problems"]) == (200, 1, [])
+    health = server.get("/health").json()
+    server.stop()
+    assert health["storage"]["quarantined"] == 0
+    with server.db() as db:
+        rows = db.execute("SELECT trade_id, size, quantity FROM option_trades_events").fetchall()
+        raw = db.execute("SELECT count(*) FROM universal_webhooks").fetchone()[0]
+    assert (rows, raw) == ([("big", size, float(size))], 1)
