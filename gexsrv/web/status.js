@@ -15,12 +15,12 @@
   const CHOSEN_KEY = "gexsrv-chosen"; // {ticker, endpoint} last picked on the page
   const DEFAULT_BAND = "2.5";
   const remembered = JSON.parse(localStorage.getItem(CHOSEN_KEY) || "{}");
+  // A URL's ticker wins over the one remembered; the remembered endpoint goes with its own ticker only.
   const urlTicker = query.get("ticker");
+  const rememberedHolds = !urlTicker || urlTicker === remembered.ticker;
   const state = {
-    // A URL's ticker wins over the one remembered; the remembered endpoint goes with its own ticker only.
     ticker: urlTicker || remembered.ticker || "",
-    endpoint: query.get("endpoint") || (!urlTicker || urlTicker === remembered.ticker ? remembered.endpoint : "")
-      || "",
+    endpoint: query.get("endpoint") || (rememberedHolds && remembered.endpoint) || "",
     band: bandParam(query.get("band")), // "all" or a percentage of spot
     timestamp: "", // "" follows the newest snapshot; else the epoch ms of the one chosen
     drawn: null, // what the chart shows: "<ticker> <endpoint> <timestamp> <received>"
