@@ -293,7 +293,7 @@ def test_the_badge_says_when_feeds_are_stale(server, browser):
     post(server, chain("NDX", now - 86400, 25010.0, 10, 20), "gex_full")
     post(server, chain("SPX", now - 3600, 6651.3, 5, 20), "gex_zero")
     browser.get(f"{server.url}/?refresh=0.3")
-    assert wait_for(lambda: badge(browser)[0] != "loading" and badge(browser), "the badge") == (
+    assert wait_for(lambda: badge(browser)[0] == "all feeds stale" and badge(browser), "every feed stale") == (
         "all feeds stale", "badge stale")
     assert "older than 2 min" in browser.find_element("id", "server-status").get_attribute("title")
 
