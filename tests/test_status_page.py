@@ -16,6 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.select import Select
 
 from helpers import CHROMIUM, CHROMEDRIVER, eventually, wait_job
@@ -55,6 +56,20 @@ def chain(ticker, timestamp, spot, step, count, **levels):
 def wait_for(check, what):
     """check()'s first truthy result within WAIT_S seconds."""
     return eventually(check, f"the page showing {what}", WAIT_S, step=0.1)
+
+
+def choose(driver, select_id, value):
+    """Pick value in a select as a user does; the page redraws its options at every refresh, so an option found a
+    moment ago may be gone: pick again until the choice holds."""
+    def chosen():
+        try:
+            select = Select(driver.find_element("id", select_id))
+            select.select_by_value(value)
+            return select.first_selected_option.get_attribute("value") == value
+        except StaleElementReferenceException:
+            return False
+
+    wait_for(chosen, f"{value} chosen in #{select_id}")
 
 
 def chart(driver):
@@ -221,7 +236,7 @@ def test_the_band_around_spot_is_the_default_in_the_url_and_changeable(server, b
     assert titles.count("net GEX (gexbot units)") == 2 and "strike" in titles
     assert badge(browser) == ("ok", "badge ok")
 
-    Select(browser.find_element("id", "range")).select_by_value("all")
+    choose(browser, "range", "all")
     assert bar_strikes(browser, payload, 121) == [row[0] for row in payload["strikes"]]
     assert url_query(browser)["band"] == ["all"]
     assert "121 of 121 strikes shown (all strikes)" in browser.find_element("id", "chart-caption").text
@@ -273,7 +288,7 @@ def test_the_chosen_ticker_is_remembered_and_a_urls_ticker_wins(server, browser)
 
     browser.get(f"{server.url}/?refresh=0.3")
     assert shown(browser, ndx, "gex_full")["ticker"] == "NDX"  # nothing chosen yet: the first ticker
-    Select(browser.find_element("id", "ticker")).select_by_value("SPX")
+    choose(browser, "ticker", "SPX")
     assert shown(browser, spx, "gex_zero")["ticker"] == "SPX"
     wait_for(lambda: url_query(browser).get("ticker") == ["SPX"], "SPX in the URL")
 

@@ -11,7 +11,8 @@ from gexsrv import kinds, store as storage
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.history import importer
 from gexsrv.store import RecordRefused, StorageError, Store
-from helpers import TS, snapshot
+from gexsrv.uw.payloads import decode_uw
+from helpers import TS, phoenix, snapshot
 
 
 def record(ts, ticker="SPX", spot=7138.55):
@@ -102,6 +103,25 @@ def test_a_database_that_takes_nothing_raises_storage_error_and_keeps_the_positi
     with pytest.raises(StorageError):
         store.write(batch, None, (1, 30, 3))
     assert store.state == "failing"
+
+
+def test_a_writer_whose_arrow_tables_fail_inside_the_transaction_leaves_none_open(store):
+    """The /uw writer builds its Arrow tables inside the transaction; should one fail there (pyarrow refuses an int
+    that no double holds exactly, in a DOUBLE column), that record alone is refused and the transaction is ended:
+    left open, every later begin() failed and nothing was ingested any more."""
+    def frame(trade_id, quantity):
+        body = phoenix("option_trades_super_algo", {"data": {"id": trade_id, "option_chain_id": "ARM260116C00118000",
+                                                            "executed_at": 1761057001123, "price": "1.25", "size": 3}})
+        uw = decode_uw(json.dumps(body).encode(), Rules(), 0)
+        uw.rows[0]["quantity"] = quantity
+        return uw.held()
+
+    outcomes = store.write([frame("bad", 2**53 + 1), frame("good", 3.0)], None, (1, 10, 2))
+    assert isinstance(outcomes[0], RecordRefused), outcomes
+    assert "9007199254740993" in str(outcomes[0]) and outcomes[1] is True
+    assert store.write([record(TS)], None, (1, 20, 3)) == [True]
+    assert store.read("SELECT trade_id, quantity FROM option_trades_events") == [("good", 3.0)]
+    assert timestamps(store) == [TS]
 
 
 class Interloper:
