@@ -1,8 +1,9 @@
 """The formats of GET /api/sql's reply (gexsrv.sql's Result): JSON (the default), CSV and Parquet.
 
 JSON: {"columns", "types" (DuckDB's), "rows" (one array per row), "truncated", "max_rows"}; values as JSON
-has them: timestamps and dates ISO-8601 (a TIMESTAMPTZ in UTC, with Z), decimals as numbers, NaN and infinities null, blobs base64, intervals
-[months, days, nanoseconds]. CSV and Parquet carry the rows alone; X-Truncated says whether rows were cut off.
+has them: timestamps and dates ISO-8601 (a TIMESTAMPTZ in UTC, with Z), decimals as numbers, NaN and infinities
+null, blobs base64, intervals [months, days, nanoseconds]. CSV and Parquet carry the rows alone (what CSV cannot
+hold, lists, structs, blobs and intervals, as that JSON text); X-Truncated says whether rows were cut off.
 """
 
 import io

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import threading
 import urllib.parse
 
@@ -9,6 +10,7 @@ import polars as pl
 import pytest
 
 from helpers import TOKEN, TS, snapshot
+from test_readme_examples import README, quick_start_body
 
 STAMPS = (TS, TS + 60)
 SNAPSHOTS = "SELECT ticker, endpoint, timestamp, source, spot_price, zero_gamma, sum_gex_vol FROM gex_snapshots"
@@ -197,3 +199,10 @@ def test_a_function_of_an_extension_not_loaded_is_not_fetched(stored):
 def test_bad_parameters_get_400_naming_them(stored, target, reply):
     got = stored.get(target)
     assert (got.status, got.json()) == (400, reply)
+
+
+def test_the_readme_example_returns_what_it_shows(server):
+    example = r'curl -sG localhost:8877/api/sql --data-urlencode "q=(.+?)"\n((?:# .+\n)+)'
+    query, shown = re.search(example, README).groups()
+    assert server.request("POST", "/gex?ack=ingested", quick_start_body()).status == 202
+    assert sql(server, query).json() == json.loads("".join(line[2:] for line in shown.splitlines()))
