@@ -169,17 +169,16 @@ class StrikesHandler(ReadHandler):
 
 
 class SqlHandler(ReadHandler):
-    """One query at a time, in a worker thread on a read connection of its own (gexsrv.sql says what it costs
-    ingest). A query that runs out of time gets 504: it is no client error (the same query may finish on a server
+    """One query at a time, on a thread of its own at low priority (gexsrv.sqlworker; gexsrv.sql says what a query
+    costs ingest). A query that runs out of time gets 504: it is no client error (the same query may finish on a server
     less busy), and the database behind the route, soon a process of its own, did not answer in time."""
 
     PARAMS = {"q": text_param, "_format": format_param}  # datasette's name: `_` sets it apart from the query
 
     async def get(self):
         query, form = self.param("q", required=True), self.param("_format") or "json"
-        async with self.one_at_a_time:
-            with database_or_503(self.conf.retry_after_seconds):
-                body, content_type, truncated = await self.answer(query, form)
+        with database_or_503(self.conf.retry_after_seconds):
+            body, content_type, truncated = await self.answer(query, form)
         self.set_header("Content-Type", content_type)
         self.set_header("X-Truncated", "true" if truncated else "false")
         self.finish(body)
@@ -187,7 +186,7 @@ class SqlHandler(ReadHandler):
     async def answer(self, query, form):
         limits = self.conf.sql_max_rows, self.conf.sql_timeout_ms / 1000
         try:
-            return await asyncio.to_thread(reads.sql_reply, self.store, query, form, *limits)
+            return await self.worker.reply(self.store, query, form, *limits)
         except sql.TimedOut as exc:
             raise ApiError(504, str(exc), field="q")
         except sqlout.Unencodable as exc:

@@ -111,7 +111,7 @@ def make_app(settings, parts):
                                                    latest=parts.latest, log_tail=parts.metrics.log_tail)),
             (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
             (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
-            (r"/api/sql/?", SqlHandler, dict(store=parts.store, one_at_a_time=asyncio.Lock())),
+            (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
             (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
             (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
             (r"/web/(.+)", PageHandler, dict(path=WEB)),

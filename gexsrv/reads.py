@@ -7,7 +7,6 @@ StorageError when the database cannot be read.
 
 import duckdb
 
-from gexsrv import sql, sqlout
 from gexsrv.history.queue import UNFINISHED
 from gexsrv.latest import SNAPSHOT_FIELDS, STRIKES
 from gexsrv.store import StorageError
@@ -31,7 +30,8 @@ def stored_endpoint(endpoint):
     return None if endpoint == LEGACY else endpoint
 
 
-def _cursor(store):
+def read_cursor(store):
+    """A read connection of its own (Store.cursor); StorageError when the database cannot be read."""
     cursor = store.cursor()
     if cursor is None:
         raise StorageError(f"the database cannot be read now ({store.state}: {store.error})")
@@ -39,31 +39,13 @@ def _cursor(store):
 
 
 def _rows(store, query, params):
-    cursor = _cursor(store)
+    cursor = read_cursor(store)
     try:
         return cursor.execute(query, params).fetchall()
     except duckdb.Error as exc:
         raise StorageError(f"the database cannot be read now: {exc}") from exc
     finally:
         cursor.close()
-
-
-# What a query cannot cause: the database failing under it (StorageError, a 503), not the query's fault (a 400).
-DATABASE_FAULTS = (duckdb.FatalException, duckdb.IOException)
-
-
-def sql_reply(store, query, form, max_rows, timeout_s):
-    """(body, Content-Type, whether rows were cut off) of GET /api/sql: the query run by gexsrv.sql on a read
-    connection of its own, in `form` (gexsrv.sqlout). Refused, TimedOut, Unencodable or the query's duckdb.Error
-    when it cannot be answered; StorageError when the database cannot be read."""
-    cursor = _cursor(store)
-    try:
-        result = sql.run(cursor, query, max_rows, timeout_s)
-    except DATABASE_FAULTS as exc:
-        raise StorageError(f"the database cannot be read now: {exc}") from exc
-    finally:
-        cursor.close()
-    return (*sqlout.encode(result, form), result.truncated)
 
 
 def _snapshot(row):

@@ -15,10 +15,10 @@ database instance, cannot be undone, and breaks the server's own use of DuckDB: 
 by replacement scans (gexwrite, uw.writer), which it turns off, and GET /integrity's validator reads the lake and
 the staged and archived files on the server's cursor.
 
-What a slow query costs: it holds one worker thread and about one core (duckdb_threads) for at most the time
-limit, then it is interrupted. DuckDB's MVCC lets ingest commit meanwhile, but the two share the 2 cores, DuckDB's
-memory limit (a query that needs much memory leaves less cache for the writer) and the WAL, which is not
-checkpointed while a read transaction is open.
+What a slow query costs the writer: it runs for at most the time limit, then it is interrupted. DuckDB's MVCC
+lets ingest commit meanwhile, but the two share the cores (gexsrv.sqlworker runs it at low priority),
+DuckDB's memory limit (a query that needs much memory leaves less cache for the writer) and the WAL, which is not
+checkpointed while a read transaction is open. README, GET /api/sql, has the measured cost.
 """
 
 import threading

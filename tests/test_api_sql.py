@@ -9,7 +9,7 @@ import urllib.parse
 import polars as pl
 import pytest
 
-from helpers import TOKEN, TS, snapshot
+from helpers import TOKEN, TS, eventually, snapshot
 from test_readme_examples import README, quick_start_body
 
 STAMPS = (TS, TS + 60)
@@ -115,6 +115,20 @@ def test_a_query_past_the_time_limit_is_stopped_while_the_server_goes_on(limited
     assert (replies[0].status, replies[0].json()) == (504, error(
         "the query ran past the time limit of 0.3 s (sql_timeout_ms) and was stopped"))
     assert sql(limited, "SELECT count(*) FROM gex_snapshots").json()["rows"] == [[1]]
+
+
+def test_a_shutdown_stops_the_query_running_rather_than_wait_for_it(start_server):
+    srv = start_server(None, "--sql-timeout-ms", "600000")
+    replies = []
+    query = threading.Thread(target=lambda: replies.append(sql(srv, ENDLESS)))
+    query.start()
+    eventually(lambda: srv.get("/health").json()["connections"]["open"] >= 2, "the query's connection open")
+    assert srv.stop() == 0  # within Server.stop's 20 s, where the query would run for hours
+    query.join()
+    assert (replies[0].status, replies[0].json()) == (503, {
+        "status": "error", "error": "the database is not available now: the server is shutting down"})
+    log = srv.log_path.read_text()
+    assert ("broken DuckDB connection" not in log, "500 GET" not in log) == (True, True), log
 
 
 def test_with_authentication_on_a_query_needs_the_token(start_server):
