@@ -8,8 +8,8 @@ from tornado.log import access_log
 from tornado.web import Application
 
 from gexsrv import __version__, auth, handlers
-from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, StatusHandler,
-                        StrikesHandler)
+from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, SqlHandler,
+                        StatusHandler, StrikesHandler)
 from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryDaysHandler, HistoryHandler
 from gexsrv.metrics import route_label
@@ -111,6 +111,7 @@ def make_app(settings, parts):
                                                    latest=parts.latest, log_tail=parts.metrics.log_tail)),
             (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
             (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
+            (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
             (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
             (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
             (r"/web/(.+)", PageHandler, dict(path=WEB)),

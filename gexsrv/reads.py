@@ -30,12 +30,18 @@ def stored_endpoint(endpoint):
     return None if endpoint == LEGACY else endpoint
 
 
-def _rows(store, sql, params):
+def read_cursor(store):
+    """A read connection of its own (Store.cursor); StorageError when the database cannot be read."""
     cursor = store.cursor()
     if cursor is None:
         raise StorageError(f"the database cannot be read now ({store.state}: {store.error})")
+    return cursor
+
+
+def _rows(store, query, params):
+    cursor = read_cursor(store)
     try:
-        return cursor.execute(sql, params).fetchall()
+        return cursor.execute(query, params).fetchall()
     except duckdb.Error as exc:
         raise StorageError(f"the database cannot be read now: {exc}") from exc
     finally:

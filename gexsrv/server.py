@@ -33,6 +33,7 @@ from gexsrv.notify import Notifier
 from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
 from gexsrv.position import START
+from gexsrv.sqlworker import SqlWorker
 from gexsrv.store import Store
 from gexsrv.supervisor import Supervisor
 from gexsrv.uw import trades
@@ -94,6 +95,7 @@ class Parts:
     runner: Runner
     poller: Poller | None
     connections: Connections
+    sql: SqlWorker  # where GET /api/sql's queries run
     metrics: Metrics | None = None  # made from the other parts (build)
 
 
@@ -123,7 +125,8 @@ def build(settings, journal_folder):
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections))
+                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections),
+                  SqlWorker())
     parts.metrics = Metrics(parts)
     ingester.on_ingest = parts.metrics.observe_ingest
     logging.getLogger().addHandler(parts.metrics.log_tail)
@@ -227,6 +230,7 @@ async def serve(settings):
     deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
     server.stop()
     parts.intake.closed = True  # new requests on open connections get 503
+    await parts.sql.close()  # a query may run for sql_timeout_ms: stop it rather than wait
     await until(lambda: not app.settings["requests_in_flight"][0], deadline)
     if parts.poller:
         parts.poller.stop()

@@ -49,7 +49,10 @@ class RecordRefused(Exception):
 class Store:
     def __init__(self, data_dir, writers, threads=1, checkpoint_mb=16, memory_mb=None):
         self.data_dir, self.writers = data_dir, writers
-        self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB"}
+        # No extension is fetched or loaded on demand: a query of GET /api/sql naming one of its functions must
+        # not reach the network (gexsrv.sql); json and parquet are built in.
+        self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB",
+                       "autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if memory_mb:
             self.config["memory_limit"] = f"{memory_mb}MiB"
         self.path = os.path.join(data_dir, DB_FILE)
@@ -88,7 +91,7 @@ class Store:
         if self.cause in ("locked", "damaged") or not os.path.exists(self.path):
             return
         try:
-            self.con = duckdb.connect(self.path, read_only=True)
+            self.con = duckdb.connect(self.path, read_only=True, config=self.config)
         except duckdb.Error as exc:
             log.error("cannot open %s for reading either: %s", self.path, exc)
             return

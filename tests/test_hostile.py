@@ -83,7 +83,10 @@ def test_replies_about_stored_data_are_as_described(start_server, tmp_path):
         reads = [("/api/snapshots", {"ticker": "SPX"}), ("/api/strikes", {"ticker": "SPX", "endpoint": "gex_zero"}),
                  ("/api/strikes", {"ticker": "spx", "endpoint": "zero", "timestamp": "1777492800"}),
                  ("/api/latest", {}), ("/api/latest", {"ticker": "SPX"}), ("/api/status", {}), ("/health", {}),
-                 ("/gex_history_url", {}), ("/gex_history_url/days", {}), ("/integrity", {}), ("/metrics", {})]
+                 ("/gex_history_url", {}), ("/gex_history_url/days", {}), ("/integrity", {}), ("/metrics", {}),
+                 ("/api/sql", {"q": "SELECT * FROM gex_strikes"}),
+                 ("/api/sql", {"q": "SELECT * FROM gex_snapshots", "_format": "csv"}),
+                 ("/api/sql", {"q": "FROM gex_majors", "_format": "parquet"})]
         for path, query in reads:
             case = SCHEMA[path]["GET"].Case(query=query)
             response = case.call(base_url=srv.url, timeout=REQUEST_TIMEOUT_S)
