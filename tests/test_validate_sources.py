@@ -21,17 +21,16 @@ def clean(tmp_path_factory):
     return data
 
 
-def lake_file(data, ticker="SPX", endpoint="gex_zero"):
-    folder = data / "parquet" / "gexbot" / ticker / endpoint
-    (name,) = os.listdir(folder)
-    return folder / name
+def lake_file(data, ticker="SPX", endpoint="gex_zero", kind="strikes"):
+    (path,) = (data / "parquet" / "gexbot" / ticker / endpoint).glob(f"*.{kind}.parquet")
+    return path
 
 
 def test_clean_sources_agree(clean):
     report = run(clean, sample=EVERYTHING)
     assert problems(report) == CLEAN
     for name in ("structure.parquet_schema", "structure.staged_json", "crosscheck.spot_parquet",
-                 "crosscheck.parquet_counts",
+                 "crosscheck.parquet_counts", "crosscheck.parquet_rows",
                  "crosscheck.live_vs_history", "links.uw_links"):
         assert check(report, name).status == "passed", name
     assert check(report, "crosscheck.spot_staged_json").status == "passed"  # nothing imported: nothing sampled
@@ -114,6 +113,8 @@ def test_a_live_snapshot_differing_from_the_staged_history(clean, tmp_path):
 def test_imported_snapshots_are_sampled_against_their_staged_file(clean, tmp_path):
     data = copy_of(clean, tmp_path)
     plant(data, "UPDATE gex_snapshots SET source = 'history:1' WHERE ticker = 'ES_SPX'")
+    path = lake_file(data, "ES_SPX", "gex_zero", "snapshots")  # the lake as an import would have written it
+    _rewrite(path, pl.read_parquet(path).with_columns(source=pl.lit("history:1")))
     bodies = [live_snapshot("ES_SPX", "gex_zero", i) for i in range(STEPS)]
     write_staged(data, "ES_SPX", "gex_zero", {"data": bodies})  # the {"data": [...]} shape is read too
     assert problems(run(data, sample=EVERYTHING)) == CLEAN
