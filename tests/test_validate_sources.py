@@ -149,3 +149,46 @@ def test_uw_rows_must_point_at_a_stored_webhook(tmp_path):
     assert problems(report) == {**CLEAN, "links.uw_links": "failed"}
     assert check(report, "links.uw_links").examples == [
         {"table": "option_trades_events", "rowid": 1, "webhook_id": orphan}]
+
+
+def test_a_value_changed_in_a_snapshots_file_is_named_with_its_kind_key_and_field(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, kind="snapshots")
+    frame = pl.read_parquet(path)
+    ts = MS + 5 * 60_000
+    _rewrite(path, frame.with_columns(zero_gamma=pl.when(pl.col("timestamp") == ts).then(1.5).otherwise("zero_gamma")))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "crosscheck.parquet_rows": "failed"}
+    found = check(report, "crosscheck.parquet_rows")
+    assert (found.count, found.examples) == (1, [{
+        "kind": "snapshots", "ticker": "SPX", "endpoint": "gex_zero", "timestamp": ts, "field": "zero_gamma",
+        "duckdb": "7082.5", "parquet": "1.5", "time": "2026-04-29T14:05:00.000+00:00"}])
+    assert "missing from DuckDB or from the lake" in found.detail
+
+
+def test_a_doubled_maxchange_row_and_a_missing_majors_file_are_reported_row_by_row(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, kind="maxchange")
+    frame = pl.read_parquet(path)
+    _rewrite(path, pl.concat([frame, frame.filter(pl.col("timestamp") == MS)]))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "crosscheck.parquet_rows": "failed"}
+    found = check(report, "crosscheck.parquet_rows")
+    assert [(e["kind"], e["timestamp"], e["field"], e["duckdb"], e["parquet"]) for e in found.examples] == [
+        ("maxchange", MS, "copies", "1", "2")]
+    lake_file(data, kind="majors").unlink()
+    found = check(run(data, sample=EVERYTHING), "crosscheck.parquet_rows")
+    assert found.count == STEPS + 1  # every majors row of the day, and the doubled one
+    assert [(e["kind"], e["timestamp"], e["field"], e["duckdb"], e["parquet"]) for e in found.examples] == [
+        ("majors", MS + i * 60_000, "row", "present", "missing") for i in range(5)]
+
+
+def test_a_mistyped_snapshots_file_is_reported_by_the_schema_check_alone(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, "SPX", "gex_one", "snapshots")
+    _rewrite(path, pl.read_parquet(path).with_columns(pl.col("min_dte").cast(pl.Float64)).drop("source"))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "structure.parquet_schema": "failed"}
+    assert check(report, "structure.parquet_schema").examples == [
+        {"file": str(path), "column": "min_dte", "expected": "INTEGER", "found": "DOUBLE"},
+        {"file": str(path), "column": "source", "expected": "VARCHAR", "found": None}]
