@@ -212,7 +212,7 @@ def _folders(root):
             yield os.path.join(root, ticker, endpoint)
 
 
-def _listed_parts(day_file):
+def listed_parts(day_file):
     metadata = pq.read_metadata(day_file).metadata or {}
     return json.loads(metadata.get(PARTS_KEY.encode(), b"[]"))
 
@@ -225,7 +225,7 @@ def tidy(root):
             if name.startswith(".") and name.endswith(".tmp"):
                 os.unlink(path)
             elif DAY.match(name):
-                for part in _listed_parts(path):
+                for part in listed_parts(path):
                     if os.path.exists(os.path.join(folder, part)):
                         os.unlink(os.path.join(folder, part))
 
@@ -310,7 +310,7 @@ class Lake:
         return self.exported["strikes"]
 
     async def _sequence_high(self):
-        """sequence_high while no transaction inserting strikes is open: live ingest's run on the store's thread,
+        """sequence_high while no transaction inserting numbered rows is open: live ingest's run on the store's thread,
         and a history import holds the lock across all of its own, for seconds. So the lock is waited for here, on
         the loop, and not on the store's thread, which live ingest needs meanwhile."""
         while not self.lock.acquire(blocking=False):

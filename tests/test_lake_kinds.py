@@ -7,6 +7,7 @@ import time
 
 import duckdb
 import polars as pl
+import pytest
 
 from gexsrv import lake, schema
 from helpers import HISTORY_NAME, HISTORY_SNAPS, HISTORY_STRIKES, TS, majors, snapshot, wait_job, write_history
@@ -117,47 +118,61 @@ def test_an_export_cut_off_by_a_crash_is_finished_at_the_next_start_without_doub
             (0, 42, "done", 8, 42)]
     # the names the cut-off export published were the ones the resumed one wrote: the day files list them
     for kind in ("snapshots", "strikes", "majors"):
-        assert lake._listed_parts(root / "SPX" / "gex_zero" / f"20260429.{kind}.parquet") == [
+        assert lake.listed_parts(root / "SPX" / "gex_zero" / f"20260429.{kind}.parquet") == [
             f"20260429.1-42.{kind}.parquet"]
 
 
 SNAPSHOT_ROW = ("INSERT INTO gex_snapshots (timestamp, ticker, endpoint, spot_price, zero_gamma, net_gex, min_dte, "
                 "sec_min_dte, major_pos_vol, major_pos_oi, major_neg_vol, major_neg_oi, sum_gex_vol, sum_gex_oi, "
-                "delta_risk_reversal, max_priors, received_at, source, seq) "
+                "delta_risk_reversal, max_priors, received_at, source) "
                 "SELECT $ms + i * 1000, 'SPX', 'gex_zero', 7100 + i, 7080, NULL, 0, 1, 7110, 7110, 7090, 7090, "
-                "-10.5, 4.25, 0.1, '[[7110.0,1.0]]', $ms + i * 1000 + 7, 'history:1', NULL FROM range(3) t(i)")
+                "-10.5, 4.25, 0.1, '[[7110.0,1.0]]', $ms + i * 1000 + 7, 'history:1' FROM range(3) t(i)")
 STRIKE_ROWS = ("INSERT INTO gex_strikes (timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors) "
                "SELECT $ms + i * 1000, 'SPX', 'gex_zero', 7090 + k * 10, k - 1.5, k, [k, 2, 3, 4, 5] "
                "FROM range(3) t(i), range(3) s(k)")
-MAJORS_ROW = ("INSERT INTO gex_majors (timestamp, ticker, endpoint, spot, zero_gamma, mpos_vol, mneg_vol, source, "
-              "seq) VALUES ($ms, 'SPX', 'gex_zero', 7100, 7080, 7110, 7090, 'live', NULL)")
+MAJORS_ROW = ("INSERT INTO gex_majors (timestamp, ticker, endpoint, spot, zero_gamma, mpos_vol, mneg_vol, source) "
+              "VALUES ($ms, 'SPX', 'gex_zero', 7100, 7080, 7110, 7090, 'live')")
+PAST, TODAY = (time.strftime("%Y%m%d", time.gmtime(t)) for t in (TS, NOW))
 
 
-def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_they_are(start_server, tmp_path):
-    """A database and lake as gexsrv left them before the lake held the other kinds: snapshot and majors rows
-    without numbers, a past day's strike rows compacted, today's in a part."""
-    data = tmp_path / "data"
-    data.mkdir()
+def a_lake_of_strikes_only(data, monkeypatch):
+    """A database and lake as gexsrv left them before the lake held the other kinds (its schema then: no `seq`
+    but the strike rows', no gex_lake_backfills): a past day's strike rows compacted, today's in a part.
+    Returns {strike file: sha256}."""
+    monkeypatch.setattr(schema, "ADDED_COLUMNS",
+                        [c for c in schema.ADDED_COLUMNS if c[1] != "seq" or c[0] == "gex_strikes"])
+    monkeypatch.setattr(schema, "NUMBERED_TABLES", ("gex_strikes",))
+    monkeypatch.setattr(schema, "GEX_TABLES", [d for d in schema.GEX_TABLES if "gex_lake_backfills" not in d])
     root = data / "parquet" / "gexbot"
-    past, today = TS * 1000, NOW * 1000
     with duckdb.connect(str(data / "gex_data.db")) as con:
         schema.apply(con)
-        for ms in (past, today):
+        for ms in (TS * 1000, NOW * 1000):
             for sql in (SNAPSHOT_ROW, STRIKE_ROWS, MAJORS_ROW):
                 con.execute(sql, {"ms": ms})
         lo, hi = lake.plan_range(con, lake.sequence_high(con))
-        files, rows = lake.export_range(con.cursor(), str(root), lo, hi)
-        assert (files, rows["strikes"], rows["snapshots"]) == (2, 18, 0)  # only the strike rows drew numbers
-        lake.finish_range(con, lo, files, sum(rows.values()))
-        lake.compact(str(root), lake.utc_today())
-        strike_files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.strikes.parquet")}
-        assert sorted(p.name for p in strike_files) == sorted(
-            [f"{time.strftime('%Y%m%d', time.gmtime(TS))}.strikes.parquet",
-             f"{time.strftime('%Y%m%d', time.gmtime(NOW))}.1-18.strikes.parquet"])
-        # a crash in the middle of the backfill: one kind's past day written, the rest not
-        assert lake.plan_backfills(con) == ["majors", "maxchange", "snapshots"]
-        assert lake.export_backfill(con.cursor(), str(root), "majors") == (2, 2)
-        (root / "SPX" / "gex_zero" / f"{time.strftime('%Y%m%d', time.gmtime(NOW))}.0-0.majors.parquet").unlink()
+        strikes = pl.from_arrow(con.sql(lake.rows_sql("strikes", lake.NUMBERED), params=[lo, hi]).to_arrow_table())
+        assert lake.publish_parts(strikes, str(root), "strikes", f"{lo + 1}-{hi}", "") == 2  # the export then
+        lake.finish_range(con, lo, 2, strikes.height)
+    monkeypatch.undo()
+    lake.compact(str(root), lake.utc_today())
+    strike_files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.parquet")}
+    assert sorted(p.name for p in strike_files) == sorted([f"{PAST}.strikes.parquet", f"{TODAY}.1-18.strikes.parquet"])
+    return strike_files
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["at the first start", "after a crash mid-backfill"])
+def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_they_are(start_server, tmp_path,
+                                                                                          monkeypatch, crash):
+    data = tmp_path / "data"
+    data.mkdir()
+    root = data / "parquet" / "gexbot"
+    strike_files = a_lake_of_strikes_only(data, monkeypatch)
+    if crash:  # the upgraded server's first export cut off: the majors of the past day written, the rest not
+        with duckdb.connect(str(data / "gex_data.db")) as con:
+            schema.apply(con)
+            assert lake.plan_backfills(con) == ["majors", "maxchange", "snapshots"]
+            assert lake.export_backfill(con.cursor(), str(root), "majors") == (2, 2)
+        (root / "SPX" / "gex_zero" / f"{TODAY}.0-0.majors.parquet").unlink()
 
     server = start_server(data, "--lake-export-interval", "0.2")
     health = lake_health(server, lambda h: h["last_export_at"])
@@ -170,8 +185,14 @@ def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_
     with server.db() as con:
         assert con.execute("SELECT kind, state, files, rows FROM gex_lake_backfills ORDER BY kind").fetchall() == [
             ("majors", "done", 2, 2), ("maxchange", "done", 0, 0), ("snapshots", "done", 2, 6)]
-    day = time.strftime("%Y%m%d", time.gmtime(TS))
-    assert lake._listed_parts(root / "SPX" / "gex_zero" / f"{day}.snapshots.parquet") == [f"{day}.0-0.snapshots.parquet"]
+        assert con.execute("SELECT count(*) FROM gex_snapshots WHERE seq IS NULL").fetchone() == (6,)  # as stored
+        assert con.execute("SELECT name FROM gexsrv_migrations WHERE name LIKE '%.seq' ORDER BY 1").fetchall() == [
+            ("add gex_majors.seq",), ("add gex_maxchange.seq",), ("add gex_snapshots.seq",), ("add gex_strikes.seq",)]
+    folder = root / "SPX" / "gex_zero"
+    assert lake.listed_parts(folder / f"{PAST}.snapshots.parquet") == [f"{PAST}.0-0.snapshots.parquet"]
+    assert sorted(p.name for p in folder.glob(f"{TODAY}*")) == [
+        f"{TODAY}.0-0.majors.parquet", f"{TODAY}.0-0.snapshots.parquet", f"{TODAY}.1-18.strikes.parquet",
+        f"{TODAY}.19-22.snapshots.parquet", f"{TODAY}.19-22.strikes.parquet"]
     report = run(data)
     for name in ("structure.parquet_schema", "crosscheck.parquet_counts", "crosscheck.parquet_rows"):
         assert check(report, name).status == "passed", check(report, name)
