@@ -25,51 +25,22 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import threading
-from typing import NamedTuple
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gexsrv.durable import link_new
+from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY
 from gexsrv.pathnames import encode
 from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.lake")
 
 WINDOW = 250_000  # numbered rows per part file at most, which bounds the exporter's memory (~300 MB a window)
-PARTS_KEY = "gexsrv_parts"
 LOCK_POLL_S = 0.05  # how often the exporter looks whether a history import has let go of the lock
 DAY_MS = 86_400_000
-BACKFILL = "0-0"  # the range of the rows stored before they drew numbers
-
-
-class Kind(NamedTuple):
-    """What one kind of lake file holds: its table's rows, these columns after the key, in this order."""
-
-    table: str
-    columns: str
-    order: str  # within a (ticker, endpoint): the rows' key
-
-
-KINDS = {
-    "strikes": Kind("gex_strikes", "strike, gamma, oi_gamma, priors", "timestamp, strike"),
-    "snapshots": Kind("gex_snapshots", "spot_price, zero_gamma, net_gex, min_dte, sec_min_dte, major_pos_vol, "
-                      "major_pos_oi, major_neg_vol, major_neg_oi, sum_gex_vol, sum_gex_oi, delta_risk_reversal, "
-                      "max_priors, received_at, source", "timestamp"),
-    "majors": Kind("gex_majors", "spot, zero_gamma, mpos_vol, mpos_oi, mneg_vol, mneg_oi, net_gex_vol, "
-                   "net_gex_oi, received_at, source", "timestamp"),
-    "maxchange": Kind("gex_maxchange", "current_strike, current_value, one_strike, one_value, five_strike, "
-                      "five_value, ten_strike, ten_value, fifteen_strike, fifteen_value, thirty_strike, "
-                      "thirty_value, received_at, source", "timestamp"),
-}
-# The kinds whose rows drew no numbers before the lake held them; strike rows always did (legacy ones never).
-BACKFILLED = ("snapshots", "majors", "maxchange")
-NAMES = "|".join(KINDS)
-PART = re.compile(rf"^(?P<day>\d{{8}})\.(?P<range>\d+-\d+)\.(?P<kind>{NAMES})\.parquet$")
-DAY = re.compile(rf"^(?P<day>\d{{8}})\.(?P<kind>{NAMES})\.parquet$")
 NUMBERED = "seq > ? AND seq <= ?"
 UNNUMBERED = "seq IS NULL AND timestamp >= ? AND timestamp < ?"  # one UTC day of them
 

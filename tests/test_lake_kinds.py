@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from gexsrv import lake, schema
+from gexsrv import lake, lakekinds, schema
 from helpers import HISTORY_NAME, HISTORY_SNAPS, HISTORY_STRIKES, TS, majors, snapshot, wait_job, write_history
 from test_lake import lake_health
 from validate_helpers import check, run
@@ -25,7 +25,7 @@ def maxchange(ticker, timestamp, value):
 
 def db_rows(con, kind):
     """Every row of kind's table that gexsrv wrote, as the lake holds it: its columns, in its order."""
-    k = lake.KINDS[kind]
+    k = lakekinds.KINDS[kind]
     return con.execute(f"SELECT timestamp, ticker, endpoint, {k.columns} FROM {k.table} "
                        f"WHERE endpoint IS NOT NULL ORDER BY ticker, endpoint, {k.order}").fetchall()
 
@@ -44,7 +44,7 @@ def assert_lake_is_the_database(server, expected_counts):
             assert len(expected) == count, kind
             assert lake_rows(root, kind) == expected, kind
             stored = [c for (c,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
-                                                "ORDER BY column_index", [lake.KINDS[kind].table]).fetchall()]
+                                                "ORDER BY column_index", [lakekinds.KINDS[kind].table]).fetchall()]
             assert sorted(pl.read_parquet_schema(next(root.rglob(f"*.{kind}.parquet")))) == sorted(
                 set(stored) - {"seq"}), kind
 

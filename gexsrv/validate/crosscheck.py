@@ -11,7 +11,7 @@ Legacy rows (no endpoint) have no counterpart in either and are left out. Values
 between the sources, so they must be equal exactly.
 """
 
-from gexsrv import lake
+from gexsrv import lakekinds
 from gexsrv.validate import files
 from gexsrv.validate.sources import LAKE_VIEWS
 from gexsrv.validate.report import EXAMPLES, result, skipped
@@ -158,30 +158,34 @@ def _exported(ctx, kind):
     (a lake written by something else: then the days the lake holds are compared)."""
     if "gex_lake_exports" not in ctx.tables:
         return None
-    if "seq" not in ctx.tables[lake.KINDS[kind].table]:
+    if "seq" not in ctx.tables[lakekinds.KINDS[kind].table]:
         return "false"  # never numbered, so never exported
-    backfilled = "false" if kind in ctx.backfilling() else "seq IS NULL"
+    backfilled = "false" if kind in ctx.backfilling else "seq IS NULL"
     return (f"({backfilled} OR EXISTS (SELECT 1 FROM gex_lake_exports e WHERE e.state = 'done' "
             "AND seq > e.lo AND seq <= e.hi))")
+
+
+def _as_text(side, fields):
+    """The list of a side's fields as text, to compare and show them in one column."""
+    return "[" + ", ".join(f"{side}.{f}::VARCHAR" for f in fields) + "]"
 
 
 def _row_diff(ctx, kind):
     """Rows of kind's table and of its lake files that differ: one row per field, a row missing from either
     side as field 'row', a row the lake holds more than once as field 'copies'."""
-    k = lake.KINDS[kind]
+    k = lakekinds.KINDS[kind]
     fields = k.columns.split(", ")
     day = "timestamp // 86400000"
     exported = _exported(ctx, kind)
     days = "true" if exported else f"(ticker, endpoint, {day}) IN (SELECT (ticker, endpoint, {day}) FROM p)"
     lake_rows = LAKE_VIEWS[kind] if ctx.has(LAKE_VIEWS[kind]) else "d WHERE false"  # no file of the kind left
-    values = lambda side: ", ".join(f"{side}.{f}::VARCHAR" for f in fields)
     names = ", ".join(files.lit(f) for f in fields)
     return f"""WITH
         d AS (SELECT ticker, endpoint, timestamp, {k.columns} FROM {k.table}
               WHERE endpoint IS NOT NULL AND {ctx.where()} AND {exported or 'true'}),
         p AS (SELECT ticker, endpoint, timestamp, {k.columns} FROM {lake_rows}),
         joined AS (SELECT ticker, endpoint, timestamp, d.timestamp IS NOT NULL AS in_d,
-                          p.timestamp IS NOT NULL AS in_p, [{values('d')}] AS dv, [{values('p')}] AS pv
+                          p.timestamp IS NOT NULL AS in_p, {_as_text('d', fields)} AS dv, {_as_text('p', fields)} AS pv
                    FROM d FULL JOIN p USING (ticker, endpoint, timestamp)),
         diff AS (
             SELECT ticker, endpoint, timestamp, 'row' AS field,
@@ -201,8 +205,8 @@ def _row_diff(ctx, kind):
 
 def parquet_rows(ctx):
     name = "crosscheck.parquet_rows"
-    kinds = [kind for kind in lake.BACKFILLED
-             if lake.KINDS[kind].table in ctx.tables and (ctx.has(LAKE_VIEWS[kind]) or _exported(ctx, kind))]
+    kinds = [kind for kind in lakekinds.BACKFILLED
+             if lakekinds.KINDS[kind].table in ctx.tables and (ctx.has(LAKE_VIEWS[kind]) or _exported(ctx, kind))]
     if not kinds or not ctx.lake_files:  # no lake at all, as parquet_counts: a lake missing a kind is compared
         return skipped(name, "needs gex_snapshots, gex_majors or gex_maxchange and Parquet files")
     return _merge(name, [ctx.rows(_row_diff(ctx, kind)) for kind in kinds],

@@ -2,7 +2,7 @@
 
 Folder and staged file names are mapped back to tickers and endpoints by gexsrv.pathnames, which made them.
 Lake files are <day>.<kind>.parquet (a compacted day) and <day>.<first>-<last>.<kind>.parquet (parts), <kind> one
-of gexsrv.lake.KINDS; a file named otherwise is read as strike rows. A part that a day file lists in its metadata,
+of gexsrv.lakekinds.KINDS; a file named otherwise is read as strike rows. A part that a day file lists in its metadata,
 whose range an export is still writing, or a backfill part (0-0) of a kind whose backfill is still writing, is
 left out, so a lake caught in the middle of an export or a compaction is read as it will be once that finishes.
 """
@@ -14,15 +14,15 @@ import re
 
 import duckdb
 
-from gexsrv import lake, pathnames
+from gexsrv import lakekinds, pathnames
 from gexsrv.validate import staged
 from gexsrv.validate.options import epoch_ms
 from gexsrv.validate.structure import expected_tables
 
 LAKE_DIR = os.path.join("parquet", "gexbot")
 STAGED_DIR = os.path.join("source", "gexbot")
-LAKE_NAME = re.compile(rf"^(?P<day>\d{{8}})(?:\.(?P<first>\d+)-(?P<last>\d+))?\.(?P<kind>{lake.NAMES})\.parquet$")
-PARTS_KEY = lake.PARTS_KEY
+LAKE_NAME = re.compile(rf"^(?P<day>\d{{8}})(?:\.(?P<first>\d+)-(?P<last>\d+))?\.(?P<kind>{lakekinds.NAMES})\.parquet$")
+PARTS_KEY = lakekinds.PARTS_KEY
 DAY_MS = 86_400_000
 
 
@@ -32,7 +32,7 @@ def lake_columns():
     them in the table they copy (Parquet read back by DuckDB gives the very same types)."""
     tables = expected_tables(adopted=True)
     return {kind: {c: tables[k.table][c] for c in ["timestamp", "ticker", "endpoint", *k.columns.split(", ")]}
-            for kind, k in lake.KINDS.items()}
+            for kind, k in lakekinds.KINDS.items()}
 
 
 def lake_kind(path):
@@ -68,7 +68,7 @@ def lake_files(data_dir, options, con, writing, backfilling=()):
             continue
         if name and name["first"] and any(lo < int(name["first"]) <= hi for lo, hi in writing):
             continue
-        if name and f"{name['first']}-{name['last']}" == lake.BACKFILL and name["kind"] in backfilling:
+        if name and f"{name['first']}-{name['last']}" == lakekinds.BACKFILL and name["kind"] in backfilling:
             continue
         picked.append(path)
     held = _parts_held_by_day_files(con, [p for p in picked if (m := LAKE_NAME.match(os.path.basename(p)))

@@ -9,7 +9,7 @@ Views (temporary: they live and die with the connection, nothing is written to t
   v_staged_snapshots, v_staged_strikes           the staged history JSON (data/source/gexbot/*_history.json)
 """
 
-from gexsrv import lake
+from gexsrv import lakekinds
 from gexsrv.validate import files
 from gexsrv.validate.options import epoch_ms
 
@@ -21,7 +21,7 @@ SNAPSHOT_COLUMNS = {
     "major_neg_oi": "DOUBLE",
 }
 STRIKE_COLUMNS = {"strike": "DOUBLE", "gamma": "DOUBLE", "oi_gamma": "DOUBLE", "priors": "DOUBLE[]", "seq": "BIGINT"}
-LAKE_VIEWS = {kind: "v_lake" if kind == "strikes" else f"v_lake_{kind}" for kind in lake.KINDS}
+LAKE_VIEWS = {kind: "v_lake" if kind == "strikes" else f"v_lake_{kind}" for kind in lakekinds.KINDS}
 TIMELINE = {  # table -> its spot column, if it has one
     "gex_snapshots": "spot_price", "gex_majors": "spot", "gex_maxchange": None,
 }
@@ -42,8 +42,9 @@ class Context:
         self.options = options
         self.now_ms = now_ms
         self.tables = self._tables()
+        self.backfilling = self._backfilling()
         self.lake_files = files.lake_files(self.data_dir, options, con, self._ranges_being_written(),
-                                           self.backfilling())
+                                           self.backfilling)
         self.lake_problems = files.lake_schema_problems(con, self.lake_files)
         self.staged_files = files.staged_files(self.data_dir, options)
         self.staged_problems = []  # (path, why) of staged files that are no history file
@@ -70,12 +71,12 @@ class Context:
             return []
         return self.rows("SELECT lo, hi FROM gex_lake_exports WHERE state <> 'done'")
 
-    def backfilling(self):
+    def _backfilling(self):
         """The kinds whose backfill (gexsrv.lake) has not finished: their unnumbered rows are not exported yet."""
         done = set()
         if "gex_lake_backfills" in self.tables:
             done = {kind for (kind,) in self.rows("SELECT kind FROM gex_lake_backfills WHERE state = 'done'")}
-        return [kind for kind in lake.BACKFILLED if kind not in done]
+        return [kind for kind in lakekinds.BACKFILLED if kind not in done]
 
     def where(self, endpoint_column="endpoint"):
         """The run's filters as SQL over raw columns (names were checked by options.parse)."""
@@ -116,7 +117,7 @@ class Context:
         if timeline:
             self._view("v_timeline", " UNION ALL ".join(timeline))
         readable = sorted(set(self.lake_files) - {p[0] for p in self.lake_problems})  # bad ones: schema check
-        for kind in lake.KINDS:
+        for kind in lakekinds.KINDS:
             of_kind = [p for p in readable if files.lake_kind(p) == kind]
             if of_kind:
                 self._view(LAKE_VIEWS[kind], f"SELECT * FROM read_parquet({files.sql_list(of_kind)}, "
