@@ -173,6 +173,8 @@ def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_
             assert lake.plan_backfills(con) == ["majors", "maxchange", "snapshots"]
             assert lake.export_backfill(con.cursor(), str(root), "majors") == (2, 2)
         (root / "SPX" / "gex_zero" / f"{TODAY}.0-0.majors.parquet").unlink()
+        # the validator reads such a lake as it will be: the part of a backfill still writing is left out
+        assert check(run(data), "crosscheck.parquet_rows").status == "passed"
 
     server = start_server(data, "--lake-export-interval", "0.2")
     health = lake_health(server, lambda h: h["last_export_at"])
