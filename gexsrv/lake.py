@@ -1,4 +1,4 @@
-"""The Parquet lake: every stored snapshot, whole, in data/parquet/gexbot/<ticker>/<endpoint>/<YYYYMMDD>[.<range>].<kind>.parquet.
+"""The Parquet lake, every stored snapshot whole: data/parquet/gexbot/<ticker>/<endpoint>/<day>[.<range>].<kind>.parquet
 
 A file's <kind> is the name of the table its rows copy without `gex_`: `strikes` (gex_strikes), `snapshots`
 (gex_snapshots), `majors` (gex_majors), `maxchange` (gex_maxchange). So the name says where each row comes from,

@@ -22,8 +22,8 @@ def submit(server, url, **extra):
 
 def lake_rows(data_dir, ticker="*"):
     with duckdb.connect() as db:
-        return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/{ticker}/**/*.strikes.parquet')"
-                          ).fetchone()[0]
+        return db.execute("SELECT count(*) FROM read_parquet(?)",
+                          [f"{data_dir}/parquet/gexbot/{ticker}/**/*.strikes.parquet"]).fetchone()[0]
 
 
 def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
