@@ -88,11 +88,13 @@ def finish_range(con, lo, files, rows):
 
 
 def plan_backfills(con):
-    """The kinds whose unnumbered rows are not all in the lake yet, each recorded as 'writing'."""
-    con.executemany("INSERT INTO gex_lake_backfills (kind, state) VALUES (?, 'writing') ON CONFLICT DO NOTHING",
-                    [[kind] for kind in BACKFILLED])
-    return [kind for (kind,) in con.execute(
-        "SELECT kind FROM gex_lake_backfills WHERE state = 'writing' ORDER BY kind").fetchall()]
+    """The kinds whose unnumbered rows are not all in the lake yet, each recorded as 'writing' (a write only the
+    first time: the exports that follow find every kind 'done')."""
+    states = dict(con.execute("SELECT kind, state FROM gex_lake_backfills").fetchall())
+    new = [[kind] for kind in BACKFILLED if kind not in states]
+    if new:
+        con.executemany("INSERT INTO gex_lake_backfills (kind, state) VALUES (?, 'writing')", new)
+    return sorted(kind for kind in BACKFILLED if states.get(kind, "writing") == "writing")
 
 
 def finish_backfill(con, kind, files, rows):
