@@ -15,7 +15,9 @@ from test_lake import lake_health
 from validate_helpers import check, run
 
 KEY = ["ticker", "endpoint", "timestamp"]
-NOW = int(time.time())
+# a day after today: its parts stay parts, as today's do, whatever the hour the test runs at (stored all the same,
+# a timestamp ahead of the clock is only listed in the reply's problems)
+LATER = int(time.time()) + 3 * 86_400
 
 
 def maxchange(ticker, timestamp, value):
@@ -60,7 +62,7 @@ def post_feed(server, timestamps, ack=""):
 
 def test_live_snapshots_majors_and_maxchange_reach_the_lake_row_for_row(start_server):
     server = start_server(None, "--lake-export-interval", "0.2")
-    post_feed(server, [TS, TS + 1, NOW, NOW + 1])  # a finished day (compacted) and today (parts)
+    post_feed(server, [TS, TS + 1, LATER, LATER + 1])  # a finished day (compacted), a day not over (parts)
     health = lake_health(server, lambda h: h["exported"]["maxchange"] == 8)
     assert health["exported"] == {"strikes": 32, "snapshots": 8, "majors": 8, "maxchange": 8}
     assert health["exported_rows"] == 32
@@ -77,7 +79,7 @@ def test_live_snapshots_majors_and_maxchange_reach_the_lake_row_for_row(start_se
               .select("timestamp", "strike", "spot_price", "zero_gamma_majors").sort("timestamp", "strike")
               .collect())
     assert joined.rows() == [(ts * 1000, spot - 10 + 5 * k, spot, spot - 30)
-                             for ts, spot in ((TS, 7100.0), (TS + 1, 7101.0), (NOW, 7102.0), (NOW + 1, 7103.0))
+                             for ts, spot in ((TS, 7100.0), (TS + 1, 7101.0), (LATER, 7102.0), (LATER + 1, 7103.0))
                              for k in range(4)]
 
 
@@ -132,12 +134,12 @@ STRIKE_ROWS = ("INSERT INTO gex_strikes (timestamp, ticker, endpoint, strike, ga
                "FROM range(3) t(i), range(3) s(k)")
 MAJORS_ROW = ("INSERT INTO gex_majors (timestamp, ticker, endpoint, spot, zero_gamma, mpos_vol, mneg_vol, source) "
               "VALUES ($ms, 'SPX', 'gex_zero', 7100, 7080, 7110, 7090, 'live')")
-PAST, TODAY = (time.strftime("%Y%m%d", time.gmtime(t)) for t in (TS, NOW))
+PAST, LATER_DAY = (time.strftime("%Y%m%d", time.gmtime(t)) for t in (TS, LATER))
 
 
 def a_lake_of_strikes_only(data, monkeypatch):
     """A database and lake as gexsrv left them before the lake held the other kinds (its schema then: no `seq`
-    but the strike rows', no gex_lake_backfills): a past day's strike rows compacted, today's in a part.
+    but the strike rows', no gex_lake_backfills): a past day's strike rows compacted, a later day's in a part.
     Returns {strike file: sha256}."""
     monkeypatch.setattr(schema, "ADDED_COLUMNS",
                         [c for c in schema.ADDED_COLUMNS if c[1] != "seq" or c[0] == "gex_strikes"])
@@ -146,7 +148,7 @@ def a_lake_of_strikes_only(data, monkeypatch):
     root = data / "parquet" / "gexbot"
     with duckdb.connect(str(data / "gex_data.db")) as con:
         schema.apply(con)
-        for ms in (TS * 1000, NOW * 1000):
+        for ms in (TS * 1000, LATER * 1000):
             for sql in (SNAPSHOT_ROW, STRIKE_ROWS, MAJORS_ROW):
                 con.execute(sql, {"ms": ms})
         lo, hi = lake.plan_range(con, lake.sequence_high(con))
@@ -156,7 +158,7 @@ def a_lake_of_strikes_only(data, monkeypatch):
     monkeypatch.undo()
     lake.compact(str(root), lake.utc_today())
     strike_files = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.parquet")}
-    assert sorted(p.name for p in strike_files) == sorted([f"{PAST}.strikes.parquet", f"{TODAY}.1-18.strikes.parquet"])
+    assert sorted(p.name for p in strike_files) == [f"{PAST}.strikes.parquet", f"{LATER_DAY}.1-18.strikes.parquet"]
     return strike_files
 
 
@@ -172,14 +174,14 @@ def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_
             schema.apply(con)
             assert lake.plan_backfills(con) == ["majors", "maxchange", "snapshots"]
             assert lake.export_backfill(con.cursor(), str(root), "majors") == (2, 2)
-        (root / "SPX" / "gex_zero" / f"{TODAY}.0-0.majors.parquet").unlink()
+        (root / "SPX" / "gex_zero" / f"{LATER_DAY}.0-0.majors.parquet").unlink()
         # the validator reads such a lake as it will be: the part of a backfill still writing is left out
         assert check(run(data), "crosscheck.parquet_rows").status == "passed"
 
     server = start_server(data, "--lake-export-interval", "0.2")
     health = lake_health(server, lambda h: h["last_export_at"])
     assert health["exported"] == {"strikes": 0, "snapshots": 6, "majors": 2, "maxchange": 0}
-    assert server.post("/gex?ack=ingested", snapshot(timestamp=NOW + 5, n_strikes=3)).status == 202
+    assert server.post("/gex?ack=ingested", snapshot(timestamp=LATER + 5, n_strikes=3)).status == 202
     lake_health(server, lambda h: h["exported"]["snapshots"] == 7)
     server.stop()
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in strike_files} == strike_files
@@ -192,9 +194,9 @@ def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_
             ("add gex_majors.seq",), ("add gex_maxchange.seq",), ("add gex_snapshots.seq",), ("add gex_strikes.seq",)]
     folder = root / "SPX" / "gex_zero"
     assert lake.listed_parts(folder / f"{PAST}.snapshots.parquet") == [f"{PAST}.0-0.snapshots.parquet"]
-    assert sorted(p.name for p in folder.glob(f"{TODAY}*")) == [
-        f"{TODAY}.0-0.majors.parquet", f"{TODAY}.0-0.snapshots.parquet", f"{TODAY}.1-18.strikes.parquet",
-        f"{TODAY}.19-22.snapshots.parquet", f"{TODAY}.19-22.strikes.parquet"]
+    assert sorted(p.name for p in folder.glob(f"{LATER_DAY}*")) == [
+        f"{LATER_DAY}.0-0.majors.parquet", f"{LATER_DAY}.0-0.snapshots.parquet", f"{LATER_DAY}.1-18.strikes.parquet",
+        f"{LATER_DAY}.19-22.snapshots.parquet", f"{LATER_DAY}.19-22.strikes.parquet"]
     report = run(data)
     for name in ("structure.parquet_schema", "crosscheck.parquet_counts", "crosscheck.parquet_rows"):
         assert check(report, name).status == "passed", check(report, name)
