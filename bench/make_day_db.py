@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from gexsrv import kinds
 from gexsrv.store import DB_FILE, Store
 from make_history_file import DAY, opening_bell
 from snapshots import SPOT, STEP
@@ -52,7 +53,7 @@ def build(data_dir, ticker="SPX", endpoint="gex_zero", day=DAY, n=23_400, strike
     """Write the day into data_dir/gex_data.db (which must not exist); the counts."""
     if os.path.exists(os.path.join(data_dir, DB_FILE)):
         raise FileExistsError(f"refusing to touch existing {os.path.join(data_dir, DB_FILE)}")
-    store = Store(str(data_dir), threads=os.cpu_count())
+    store = Store(str(data_dir), kinds.WRITERS, threads=os.cpu_count())
     store.open()
     try:
         con = store.con

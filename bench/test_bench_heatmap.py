@@ -6,7 +6,7 @@ import json
 import make_day_db
 import pytest
 
-from gexsrv import heatmap
+from gexsrv import heatmap, kinds
 from gexsrv.dayview import heatmap_body
 from gexsrv.lake import lake_root
 from gexsrv.store import Store
@@ -30,7 +30,7 @@ def store(tmp_path_factory):
     data = tmp_path_factory.mktemp("day") / "data"
     made = make_day_db.build(data, n=SNAPSHOTS, strikes=STRIKES)
     assert (made["snapshots"], made["strike_rows"]) == (SNAPSHOTS, SNAPSHOTS * STRIKES)
-    store = Store(str(data), threads=1)
+    store = Store(str(data), kinds.WRITERS, threads=1)
     store.open()
     yield store
     store.close()

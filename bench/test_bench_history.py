@@ -8,7 +8,7 @@ import os
 import make_history_file
 import pytest
 
-from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
+from gexsrv import kinds
 from gexsrv.history.importer import import_file
 from gexsrv.store import Store
 
@@ -29,7 +29,7 @@ def test_history_import(benchmark, history_file, tmp_path):
 
     def setup():
         # the import command's Store: DuckDB may use every core
-        store = Store(next(dirs), threads=os.cpu_count() or 1)
+        store = Store(next(dirs), kinds.WRITERS, threads=os.cpu_count() or 1)
         store.open()
         stores.append(store)
         return (store.con.cursor(), history_file, "SPX", "gex_zero", "history:bench"), {}

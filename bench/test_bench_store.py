@@ -3,7 +3,7 @@ the strike rows are read from the request bodies by DuckDB (gexsrv.gexwrite)."""
 import pytest
 
 from conftest import FLUSH, STRIKES, FreshKeys, records
-from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
+from gexsrv import kinds
 from gexsrv.store import Store
 
 ROUNDS = 10
@@ -11,7 +11,7 @@ ROUNDS = 10
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store(str(tmp_path / "data"), threads=1)  # the server's default duckdb_threads
+    store = Store(str(tmp_path / "data"), kinds.WRITERS, threads=1)  # the server's default duckdb_threads
     store.open()
     assert store.state == "writable"
     yield store

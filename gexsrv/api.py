@@ -6,6 +6,7 @@ GET /api/latest[?ticker=SPX]                          the merged latest view (ge
 GET /api/status                                       server state, feeds, history jobs, recent warnings/errors
 GET /api/snapshots?ticker=&endpoint=&since=&until=&limit=   the snapshots of a time range, newest first
 GET /api/strikes?ticker=&endpoint=&timestamp=         one snapshot with its strike rows (the newest by default)
+GET /api/sql?q=SELECT ...&_format=json|csv|parquet    a read-only query of the database (gexsrv.sql)
 GET /metrics                                          Prometheus (gexsrv.metrics)
 GET /                                                 the status page
 
@@ -16,9 +17,10 @@ import asyncio
 import os
 import time
 
+import duckdb
 from tornado.web import HTTPError, StaticFileHandler
 
-from gexsrv import reads
+from gexsrv import reads, sql, sqlout
 from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker, normalize_endpoint, timestamp_ms
 from gexsrv.handlers import ApiError, BaseHandler, database_or_503
 from gexsrv.payloads import PayloadError
@@ -51,6 +53,16 @@ def limit_param(raw, field):
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise PayloadError(field, f"{field} must be a whole number from 1 to {MAX_LIMIT}, not {raw[:20]!r}")
     return int(raw)
+
+
+def text_param(raw, field):
+    return raw
+
+
+def format_param(raw, field):
+    if raw not in sqlout.FORMATS:
+        raise PayloadError(field, f"{field} must be one of {', '.join(sqlout.FORMATS)}, not {raw[:20]!r}")
+    return raw
 
 
 class ReadHandler(BaseHandler):
@@ -154,6 +166,33 @@ class StrikesHandler(ReadHandler):
             at = "" if timestamp is None else f" at {timestamp}"
             raise ApiError(404, f"no snapshot of {ticker} {endpoint}{at}", field="timestamp" if at else "endpoint")
         self.reply(200, {"ticker": ticker, **found})
+
+
+class SqlHandler(ReadHandler):
+    """One query at a time, on a thread of its own at low priority (gexsrv.sqlworker; gexsrv.sql says what a query
+    costs ingest). A query that runs out of time gets 504: it is no client error (the same query may finish on a server
+    less busy), and the database behind the route, soon a process of its own, did not answer in time."""
+
+    PARAMS = {"q": text_param, "_format": format_param}  # datasette's name: `_` sets it apart from the query
+
+    async def get(self):
+        query, form = self.param("q", required=True), self.param("_format") or "json"
+        with database_or_503(self.conf.retry_after_seconds):
+            body, content_type, truncated = await self.answer(query, form)
+        self.set_header("Content-Type", content_type)
+        self.set_header("X-Truncated", "true" if truncated else "false")
+        self.finish(body)
+
+    async def answer(self, query, form):
+        limits = self.conf.sql_max_rows, self.conf.sql_timeout_ms / 1000
+        try:
+            return await self.worker.reply(self.store, query, form, *limits)
+        except sql.TimedOut as exc:
+            raise ApiError(504, str(exc), field="q")
+        except sqlout.Unencodable as exc:
+            raise ApiError(400, str(exc), field="_format")
+        except (sql.Refused, duckdb.Error) as exc:
+            raise ApiError(400, str(exc), field="q")
 
 
 class MetricsHandler(ReadHandler):

@@ -8,8 +8,8 @@ from tornado.log import access_log
 from tornado.web import Application
 
 from gexsrv import __version__, auth, handlers
-from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, StatusHandler,
-                        StrikesHandler)
+from gexsrv.api import (WEB, LatestHandler, MetricsHandler, PageHandler, SnapshotsHandler, SqlHandler,
+                        StatusHandler, StrikesHandler)
 from gexsrv.dayview import DayPageHandler, DaysHandler, HeatmapHandler
 from gexsrv.decode import Rules
 from gexsrv.history.handlers import HistoryDaysHandler, HistoryHandler
@@ -30,7 +30,7 @@ async def read_or_none(read):
 
 def failing_tasks(parts):
     """The background tasks failing again and again (gexsrv.streak), each with its last error."""
-    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs) if part)]
+    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs, parts.poller) if part)]
     return [streak.report() for streak in streaks if streak.degraded]
 
 
@@ -114,6 +114,7 @@ def make_app(settings, parts):
             (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
             (r"/api/heatmap/?", HeatmapHandler, dict(store=parts.store)),
             (r"/api/days/?", DaysHandler, dict(store=parts.store)),
+            (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
             (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
             (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
             (r"/web/(.+)", PageHandler, dict(path=WEB)),

@@ -1,5 +1,5 @@
-"""How GEX Records reach their tables: Arrow tables INSERTed BY NAME, a snapshot's strike rows with it. Registers
-the kinds snapshot, majors and maxchange with the store.
+"""How GEX Records reach their tables: Arrow tables INSERTed BY NAME, a snapshot's strike rows with it. WRITERS
+holds the kinds snapshot, majors and maxchange with their writers, for the store (gexsrv.kinds).
 
 A snapshot's strike rows are read from their JSON text by DuckDB (C++, without the GIL): on the event loop their
 Python objects would cost as much again as decoding them. The text is the very bytes the decoder read, and its
@@ -8,7 +8,7 @@ verdict rides along (`skipped`: the rows it left out); tests/test_gexwrite.py ho
 
 import pyarrow as pa
 
-from gexsrv import batches, store
+from gexsrv import batches
 from gexsrv.records import MajorsRow, MaxChangeRow, SnapshotRow
 
 # One row per strike of the bodies in `strike_source` (batches.strike_source): [strike, gamma, oi_gamma, priors].
@@ -81,6 +81,6 @@ class Keyed:
         return {(kind, ticker, endpoint): ts for ticker, endpoint, ts in rows}
 
 
-store.register("snapshot", Keyed("gex_snapshots", SnapshotRow, with_strikes=True))
-store.register("majors", Keyed("gex_majors", MajorsRow))
-store.register("maxchange", Keyed("gex_maxchange", MaxChangeRow))
+WRITERS = {"snapshot": Keyed("gex_snapshots", SnapshotRow, with_strikes=True),
+           "majors": Keyed("gex_majors", MajorsRow),
+           "maxchange": Keyed("gex_maxchange", MaxChangeRow)}

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from gexsrv.lake import DAY, PART
+from gexsrv.lakekinds import DAY, PART
 from gexsrv.pathnames import decode, encode
 
 MEASURES = {"vol": "gamma", "oi": "oi_gamma"}  # GEX by volume, by open interest (gex_strikes' columns)
@@ -100,8 +100,8 @@ def lake_files(root, selection):
                    for ms in (selection.since_ms, selection.until_ms - 1))
     days = {(first + dt.timedelta(days=k)).strftime("%Y%m%d") for k in range((last - first).days + 1)}
     names = os.listdir(folder) if os.path.isdir(folder) else []
-    return sorted(os.path.join(folder, name) for name in names
-                  if (found := DAY.match(name) or PART.match(name)) and found["day"] in days)
+    return sorted(os.path.join(folder, name) for name in names if (found := DAY.match(name) or PART.match(name))
+                  and found["kind"] == "strikes" and found["day"] in days)
 
 
 def _limits(selection):
@@ -206,7 +206,7 @@ def _lake_days(root, ticker, endpoint):
         for folder_e in [encode(endpoint)] if endpoint is not ALL else _names(base):
             folder = os.path.join(base, folder_e)
             for name in os.listdir(folder) if os.path.isdir(folder) else []:
-                if (match := DAY.match(name) or PART.match(name)):
+                if (match := DAY.match(name) or PART.match(name)) and match["kind"] == "strikes":
                     day = match["day"]
                     found.add((decode(folder_t), decode(folder_e), f"{day[:4]}-{day[4:6]}-{day[6:]}"))
     return found

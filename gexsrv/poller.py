@@ -14,6 +14,7 @@ from gexsrv.decode import decode_gex
 from gexsrv.intake import Busy, NotDurable
 from gexsrv.journalline import gex_header
 from gexsrv.payloads import PayloadError
+from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.poller")
 
@@ -32,6 +33,7 @@ class Poller:
         self.last_poll_at = None
         self.stored = 0
         self.errors = 0
+        self.streak = Streak("poller")  # rounds in a row in which every fetch failed (a wrong key, no network)
 
     def start(self):
         self.timer.start()
@@ -45,20 +47,25 @@ class Poller:
 
     async def poll(self):
         self.last_poll_at = time.time()
-        for ticker in TICKERS:
-            for path in PATHS:
-                await self.fetch_and_store(ticker, path)
+        errors = [await self.fetch_and_store(ticker, path) for ticker in TICKERS for path in PATHS]
+        if all(errors):
+            self.streak.failed(errors[-1])
+        else:
+            self.streak.succeeded()
 
     async def fetch_and_store(self, ticker, path):
+        """None once stored (or found a duplicate), else what went wrong."""
         try:
             response = await self.client.fetch(self.url(ticker, path), connect_timeout=5, request_timeout=10)
             envelope = b'{"ticker":"%s","endpoint":"%s","data":%s}' % (ticker.encode(), path.encode(), response.body)
             record = decode_gex(envelope, self.rules, round(time.time() * 1000))
             (duplicate,) = await self.intake.accept([(record, gex_header(record, "poller"))], envelope)
             self.stored += duplicate is not True
+            return None
         except (HTTPClientError, OSError, PayloadError, Busy, NotDurable) as exc:
             self.errors += 1
             log.warning("poll of %s/%s failed: %s", ticker, path, exc)
+            return f"{ticker}/{path}: {type(exc).__name__}: {exc}"
 
     def report(self):
         return {"enabled": True, "last_poll_at": self.last_poll_at, "stored": self.stored, "errors": self.errors}

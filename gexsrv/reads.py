@@ -31,11 +31,17 @@ def stored_endpoint(endpoint):
     return None if endpoint == LEGACY else endpoint
 
 
-def _with_cursor(store, query, *args):
-    """query(cursor, *args) on a read connection of its own; StorageError when the database cannot be read."""
+def read_cursor(store):
+    """A read connection of its own (Store.cursor); StorageError when the database cannot be read."""
     cursor = store.cursor()
     if cursor is None:
         raise StorageError(f"the database cannot be read now ({store.state}: {store.error})")
+    return cursor
+
+
+def _with_cursor(store, query, *args):
+    """query(cursor, *args) on a read connection of its own; StorageError when the database cannot be read."""
+    cursor = read_cursor(store)
     try:
         return query(cursor, *args)
     except duckdb.Error as exc:
@@ -44,8 +50,8 @@ def _with_cursor(store, query, *args):
         cursor.close()
 
 
-def _rows(store, sql, params):
-    return _with_cursor(store, lambda cursor: cursor.execute(sql, params).fetchall())
+def _rows(store, query, params):
+    return _with_cursor(store, lambda cursor: cursor.execute(query, params).fetchall())
 
 
 def _snapshot(row):

@@ -22,6 +22,10 @@ ADDED_COLUMNS = [
     ("gex_snapshots", "source", "VARCHAR"),  # 'live', or 'history:<job id>'
     ("gex_strikes", "endpoint", "VARCHAR"),
     ("gex_strikes", "seq", "BIGINT"),  # insertion order for the Parquet exporter (gexsrv.lake); legacy rows NULL
+    # the same for the other kinds the lake holds; rows stored before it NULL, which the lake backfills once
+    ("gex_snapshots", "seq", "BIGINT"),
+    ("gex_majors", "seq", "BIGINT"),
+    ("gex_maxchange", "seq", "BIGINT"),
     ("gex_history_queue", "finished_at", "TIMESTAMPTZ"),
     ("gex_history_queue", "problems", "VARCHAR"),  # JSON: what the decoding rule left out, {count, examples}
 ]
@@ -53,6 +57,11 @@ GEX_TABLES = [
     """CREATE TABLE IF NOT EXISTS gex_lake_exports (
         lo BIGINT PRIMARY KEY, hi BIGINT NOT NULL, state VARCHAR NOT NULL, files INTEGER, rows BIGINT,
         created_at TIMESTAMPTZ DEFAULT current_timestamp, finished_at TIMESTAMPTZ)""",
+    # The lake's backfill of the rows of a kind (gexsrv.lake.BACKFILLED) stored before they drew numbers.
+    """CREATE TABLE IF NOT EXISTS gex_lake_backfills (
+        kind VARCHAR PRIMARY KEY, state VARCHAR NOT NULL, files INTEGER, rows BIGINT,
+        created_at TIMESTAMPTZ DEFAULT current_timestamp, finished_at TIMESTAMPTZ)""",
+    # named for the strike rows, which drew from it first; every table the lake exports draws from it
     "CREATE SEQUENCE IF NOT EXISTS gex_strikes_seq",
     # How far ingest got in the journal (gexsrv.journal): updated in the transaction of every ingest, so each
     # journaled record is ingested once. One row.
@@ -106,6 +115,10 @@ UW_TABLES = [
 ]
 
 
+# The tables whose rows draw the lake's numbers (gexsrv.lake), one sequence for all.
+NUMBERED_TABLES = ("gex_strikes", "gex_snapshots", "gex_majors", "gex_maxchange")
+
+
 def columns(con, table):
     return {name for (name,) in con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'", [table]
@@ -125,5 +138,6 @@ def apply(con):
     for ddl in UW_TABLES:
         con.execute(ddl)
     # Only rows inserted from now on draw a number; existing rows keep NULL (nothing is rewritten).
-    con.execute("ALTER TABLE gex_strikes ALTER COLUMN seq SET DEFAULT nextval('gex_strikes_seq')")
+    for table in NUMBERED_TABLES:
+        con.execute(f"ALTER TABLE {table} ALTER COLUMN seq SET DEFAULT nextval('gex_strikes_seq')")
     con.commit()

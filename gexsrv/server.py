@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from tornado.netutil import bind_sockets
 
-from gexsrv import batches, gexwrite  # noqa: F401  (gexwrite and uw.writer register their kinds with the store)
-from gexsrv import journal_home
+from gexsrv import batches, journal_home, kinds
 from gexsrv.app import make_app
 from gexsrv.archive import Archiver, archive_dir, last_seq
 from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
@@ -34,9 +33,10 @@ from gexsrv.notify import Notifier
 from gexsrv.outputs import Outputs
 from gexsrv.poller import Poller
 from gexsrv.position import START
+from gexsrv.sqlworker import SqlWorker
 from gexsrv.store import Store
 from gexsrv.supervisor import Supervisor
-from gexsrv.uw import trades, writer  # noqa: F401
+from gexsrv.uw import trades
 
 log = logging.getLogger("gexsrv")
 
@@ -95,12 +95,14 @@ class Parts:
     runner: Runner
     poller: Poller | None
     connections: Connections
+    sql: SqlWorker  # where GET /api/sql's queries run
     metrics: Metrics | None = None  # made from the other parts (build)
 
 
 def build(settings, journal_folder):
     rules = Rules.from_settings(settings)
-    store = Store(settings.data_dir, settings.duckdb_threads, settings.duckdb_checkpoint_mb, settings.duckdb_memory_mb)
+    store = Store(settings.data_dir, kinds.WRITERS, settings.duckdb_threads, settings.duckdb_checkpoint_mb,
+                  settings.duckdb_memory_mb)
     journal = Journal(journal_folder, settings.journal_segment_mb << 20, settings.journal_segment_seconds)
     # ingest decodes journaled bodies again: accepted ones, which today's limits must not refuse
     ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),
@@ -123,7 +125,8 @@ def build(settings, journal_folder):
     if settings.gexbot_api_key:
         poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
     parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections))
+                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections),
+                  SqlWorker())
     parts.metrics = Metrics(parts)
     ingester.on_ingest = parts.metrics.observe_ingest
     logging.getLogger().addHandler(parts.metrics.log_tail)
@@ -227,6 +230,7 @@ async def serve(settings):
     deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
     server.stop()
     parts.intake.closed = True  # new requests on open connections get 503
+    await parts.sql.close()  # a query may run for sql_timeout_ms: stop it rather than wait
     await until(lambda: not app.settings["requests_in_flight"][0], deadline)
     if parts.poller:
         parts.poller.stop()

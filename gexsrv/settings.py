@@ -143,6 +143,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         "Discord user id sent a short direct message per alert and trade proposal", env=["DISCORD_DM_USER_ID"],
         pattern=r"^\d*$")]
     discord_api_url: Annotated[str, _setting("Discord API base URL; requests go to {url}/api/v10/...")]
+    sql_timeout_ms: Annotated[float, _setting(
+        "longest a GET /api/sql query may run, in ms; past it the query is stopped and the reply is 504", gt=0)]
+    sql_max_rows: Annotated[int, _setting(
+        "most rows a GET /api/sql reply holds; past it the reply is cut there and says truncated", ge=1)]
     lake_export_interval: Annotated[float, _setting("seconds between exports of new strikes to Parquet", gt=0)]
     outputs_dir: Annotated[str, _setting(
         "folder where latest.json (the GET /api/latest view) and spot_series.jsonl are kept for the original's "

@@ -1,7 +1,9 @@
 """The DuckDB database: opening or adopting it, and writing batches of records in one transaction each.
 
-One thread owns the write connection (Store.run); everything that writes runs there, between ingests. Each kind
-of record registers its writer (register()), so the store knows tables only through them.
+One thread owns the write connection (Store.run); everything that writes runs there, between ingests. The store
+knows tables only through the writers it is given, one per kind of record (gexsrv.kinds names them all):
+prepare(records) -> tables; write(con, records, tables, careful) -> indexes stored; recent_keys(con, kind,
+since_ms) -> (key, timestamp ms) of what is stored; newest(con, kind) -> {group: ms}.
 """
 
 import asyncio
@@ -20,15 +22,6 @@ from gexsrv.position import START, Position
 log = logging.getLogger("gexsrv.store")
 
 DB_FILE = "gex_data.db"
-# kind -> its writer: prepare(records) -> tables; write(con, records, tables, careful) -> indexes stored;
-# recent_keys(con, kind, since_ms) -> (key, timestamp ms) of what is stored; newest(con, kind) -> {group: ms}
-WRITERS = {}
-
-
-def register(kind, writer):
-    WRITERS[kind] = writer
-
-
 def cause_of(exc):
     """What kind of trouble an error opening the database is: locked | damaged | permission | io."""
     text = str(exc).lower()
@@ -54,9 +47,12 @@ class RecordRefused(Exception):
 
 
 class Store:
-    def __init__(self, data_dir, threads=1, checkpoint_mb=16, memory_mb=None):
-        self.data_dir = data_dir
-        self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB"}
+    def __init__(self, data_dir, writers, threads=1, checkpoint_mb=16, memory_mb=None):
+        self.data_dir, self.writers = data_dir, writers
+        # No extension is fetched or loaded on demand: a query of GET /api/sql naming one of its functions must
+        # not reach the network (gexsrv.sql); json and parquet are built in.
+        self.config = {"threads": threads, "checkpoint_threshold": f"{checkpoint_mb}MiB",
+                       "autoinstall_known_extensions": False, "autoload_known_extensions": False}
         if memory_mb:
             self.config["memory_limit"] = f"{memory_mb}MiB"
         self.path = os.path.join(data_dir, DB_FILE)
@@ -95,7 +91,7 @@ class Store:
         if self.cause in ("locked", "damaged") or not os.path.exists(self.path):
             return
         try:
-            self.con = duckdb.connect(self.path, read_only=True)
+            self.con = duckdb.connect(self.path, read_only=True, config=self.config)
         except duckdb.Error as exc:
             log.error("cannot open %s for reading either: %s", self.path, exc)
             return
@@ -182,11 +178,13 @@ class Store:
 
     def recent_keys(self, since_ms):
         """(key, timestamp ms) of what is stored from since_ms on, as records key themselves (gexsrv.keys)."""
-        return [pair for kind, writer in WRITERS.items() for pair in writer.recent_keys(self.con, kind, since_ms)]
+        return [pair for kind, writer in self.writers.items()
+                for pair in writer.recent_keys(self.con, kind, since_ms)]
 
     def newest_keys(self):
         """The newest timestamp stored per (kind, ticker, endpoint)."""
-        return {group: ts for kind, writer in WRITERS.items() for group, ts in writer.newest(self.con, kind).items()}
+        return {group: ts for kind, writer in self.writers.items()
+                for group, ts in writer.newest(self.con, kind).items()}
 
     def quarantined(self):
         return self.read("SELECT count(*) FROM gexsrv_quarantine")[0][0]
@@ -194,7 +192,7 @@ class Store:
     def prepare(self, records):
         """The Arrow tables of a batch (see prepare()), built by the caller's thread: ingest builds them on the
         event loop, so the store's thread then needs the GIL for DuckDB calls only."""
-        return prepare(records)
+        return prepare(records, self.writers)
 
     def _check_writable(self):
         if self.con is None or self.state in ("read-only", "closed"):
@@ -207,7 +205,8 @@ class Store:
         self._check_writable()
         save = (lambda: self._save_position(position)) if position is not None else None
         try:
-            outcomes, whole = write(self.con, records, prepared, save, lambda: self.conflicted("ingest"))
+            outcomes, whole = write(self.con, records, self.writers, prepared, save,
+                                    lambda: self.conflicted("ingest"))
         except (duckdb.Error, pa.ArrowException) as exc:
             self.state, self.error = "failing", str(exc)
             raise StorageError(str(exc)) from exc
@@ -217,19 +216,19 @@ class Store:
         return outcomes
 
 
-def prepare(records):
+def prepare(records, writers):
     """The Arrow tables of a batch, by kind, or None when a record cannot be converted (write() then finds it)."""
     try:
-        return _tables(records)
+        return _tables(records, writers)
     except pa.ArrowException:
         return None
 
 
-def _tables(records):
+def _tables(records, writers):
     by_kind = {}
     for i, record in enumerate(records):
         by_kind.setdefault(record.kind, []).append(i)
-    return {kind: (indexes, WRITERS[kind].prepare([records[i] for i in indexes]))
+    return {kind: (indexes, writers[kind].prepare([records[i] for i in indexes]))
             for kind, indexes in by_kind.items()}
 
 
@@ -239,7 +238,7 @@ REFUSALS = (duckdb.ConstraintException, duckdb.ConversionException, duckdb.OutOf
             duckdb.TypeMismatchException, pa.ArrowException)
 
 
-def write(con, records, prepared=None, before_commit=None, on_conflict=None):
+def write(con, records, writers, prepared=None, before_commit=None, on_conflict=None):
     """Commit records on con in one transaction (before_commit() runs inside it); return (outcomes, whole).
 
     The first try is plain INSERTs, the cheap path. If a key is already stored, the unique index refuses the
@@ -253,14 +252,14 @@ def write(con, records, prepared=None, before_commit=None, on_conflict=None):
     records committed alone before it are then found stored by that retry.
     """
     try:
-        return _write(con, records, prepared or _tables(records), before_commit, on_conflict), True
+        return _write(con, records, writers, prepared or _tables(records, writers), before_commit, on_conflict), True
     except (duckdb.Error, pa.ArrowException) as exc:
         if (len(records) == 1 and not isinstance(exc, REFUSALS)) or isinstance(exc, duckdb.FatalException):
             raise  # a fatal error invalidates the database: only a fresh connection helps (gexsrv.supervisor)
         log.warning("a batch of %d failed (%s); writing its records one by one", len(records), exc)
     outcomes = []
     for record in records:
-        outcome = _alone(con, record, on_conflict)
+        outcome = _alone(con, record, writers, on_conflict)
         if isinstance(outcome, Exception) and not isinstance(outcome, REFUSALS):
             raise outcome
         outcomes.append(outcome)
@@ -278,9 +277,9 @@ def conflict(exc, careful):
     return None
 
 
-def _alone(con, record, on_conflict):
+def _alone(con, record, writers, on_conflict):
     try:
-        return _write(con, [record], _tables([record]), None, on_conflict)[0]
+        return _write(con, [record], writers, _tables([record], writers), None, on_conflict)[0]
     except (duckdb.Error, pa.ArrowException) as exc:
         return exc
 
@@ -292,11 +291,11 @@ def _alone(con, record, on_conflict):
 SPARE_CONFLICTS = 8
 
 
-def _write(con, records, prepared, before_commit, on_conflict):
+def _write(con, records, writers, prepared, before_commit, on_conflict):
     careful, conflicts = False, 0
     while True:
         try:
-            return _commit(con, records, prepared, before_commit, careful)
+            return _commit(con, records, writers, prepared, before_commit, careful)
         except pa.ArrowException:
             # A writer that builds its Arrow tables inside the transaction (/uw) can fail there: end the
             # transaction, or every later begin() on the connection fails and nothing is ingested any more.
@@ -322,37 +321,37 @@ def _write(con, records, prepared, before_commit, on_conflict):
             careful = True
 
 
-def _commit(con, records, prepared, before_commit, careful):
-    stored = _insert(con, records, prepared, careful)
+def _commit(con, records, writers, prepared, before_commit, careful):
+    stored = _insert(con, records, writers, prepared, careful)
     if before_commit is not None:
         before_commit()
     con.commit()
     return stored
 
 
-def _insert(con, records, prepared, careful):
+def _insert(con, records, writers, prepared, careful):
     """Begin a transaction on con and insert the records in it; return, per record, whether it was inserted."""
     stored = [False] * len(records)
     con.begin()
     for kind, (indexes, tables) in prepared.items():
         group = [records[i] for i in indexes]
-        for i in WRITERS[kind].write(con, group, tables, careful):
+        for i in writers[kind].write(con, group, tables, careful):
             stored[indexes[i]] = True
     return stored
 
 
-def stage(con, records):
+def stage(con, records, writers):
     """Insert records on con in a transaction left open, for the caller to commit or roll back; return, per
     record, whether it was inserted (False: its key was stored already). A history import inserts a chunk so while
     it still decodes the rest of its file, which must pass the decoding rule before anything of it is committed.
     None, the transaction rolled back, when the records cannot be inserted so: the caller writes them with write(),
     which finds out why."""
-    prepared = prepare(records)
+    prepared = prepare(records, writers)
     if prepared is None:
         return None
     for careful in (False, True):
         try:
-            return _insert(con, records, prepared, careful)
+            return _insert(con, records, writers, prepared, careful)
         except (duckdb.Error, pa.ArrowException) as exc:
             _rollback(con)
             if not isinstance(exc, duckdb.ConstraintException):  # not a key stored already: write() finds out

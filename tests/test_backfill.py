@@ -117,7 +117,7 @@ def test_the_command_imports_every_trading_day_and_a_second_run_imports_nothing(
                           [CLOSED]).fetchall() == [("NDX", "gex_one", "no data"), ("NDX", "gex_zero", "no data"),
                                                    ("SPX", "gex_one", "no data"), ("SPX", "gex_zero", "no data")]
         assert db.execute("SELECT count(*) FROM read_parquet(?)",
-                          [f"{data}/parquet/gexbot/**/*.parquet"]).fetchone()[0] == 12 * SNAPS * STRIKES
+                          [f"{data}/parquet/gexbot/**/*.strikes.parquet"]).fetchone()[0] == 12 * SNAPS * STRIKES
 
     code, summary, _out, _err = backfill(gexbot, data, "--tickers", "SPX,NDX", "--categories", "gex_zero,gex_one",
                                          "--from", "2025-01-08", "--to", "2025-01-13")
@@ -231,6 +231,7 @@ def test_the_endpoint_backfills_a_range_and_a_day_on_a_running_server(gexbot, st
                              "--to", "2025-01-16", *gexbot.flags(data)], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "GEXBOT_API_KEY": KEY}, timeout=60)
     assert locked.returncode == 2 and "Is a gexsrv server running on this data dir?" in locked.stderr
+    assert "or POST the range to its /gex_history_url" in locked.stderr
 
     again = server.post("/gex_history_url", body)
     assert (again.status, again.json()["status"], again.json()["backfill"]["already_imported"]) == (

@@ -133,7 +133,7 @@ def lake_keys(data_dir):
     """{(ticker, endpoint, timestamp ms): strike rows} of the Parquet lake."""
     with duckdb.connect() as db:
         rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM read_parquet("
-                          f"'{data_dir}/parquet/gexbot/**/*.parquet') GROUP BY ALL").fetchall()
+                          f"'{data_dir}/parquet/gexbot/**/*.strikes.parquet') GROUP BY ALL").fetchall()
     return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
 
 

@@ -173,7 +173,7 @@ def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_r
     assert strikes == 200 * len(acknowledged)
     with duckdb.connect() as db:  # the export failed while the disk was full, and caught up after
         assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM read_parquet(?)",
-                          [str(server.data_dir / "parquet/gexbot/**/*.parquet")]).fetchone() == (
+                          [str(server.data_dir / "parquet/gexbot/**/*.strikes.parquet")]).fetchone() == (
             strikes, len(acknowledged))
 
 

@@ -12,13 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gexsrv import gexwrite  # noqa: F401  (registers the GEX kinds)
+from gexsrv import kinds
 from gexsrv.batches import COLUMNS
 from gexsrv.decode import Rules, decode_gex, with_strikes
 from gexsrv.payloads import PayloadError
 from gexsrv.records import SnapshotRow
 from gexsrv.store import Store
-from gexsrv.uw import writer  # noqa: F401  (registers the kind uw)
 from gexsrv.uw.payloads import Ignored, decode_uw
 
 RECEIVED_MS = 1_777_400_000_000
@@ -246,7 +245,7 @@ def stored(store, records):
 
 
 def opened(data_dir):
-    store = Store(str(data_dir))
+    store = Store(str(data_dir), kinds.WRITERS)
     store.open()
     return store
 

@@ -28,7 +28,8 @@ def recovered(server):
 
 def lake_rows(data_dir):
     with duckdb.connect() as db:
-        return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/**/*.parquet')").fetchone()[0]
+        return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/**/*.strikes.parquet')"
+                          ).fetchone()[0]
 
 
 # task -> (the folder blocked, under the test's temporary folder; the flags that make the task run often)

@@ -22,8 +22,8 @@ def submit(server, url, **extra):
 
 def lake_rows(data_dir, ticker="*"):
     with duckdb.connect() as db:
-        return db.execute(f"SELECT count(*) FROM read_parquet('{data_dir}/parquet/gexbot/{ticker}/**/*.parquet')"
-                          ).fetchone()[0]
+        return db.execute("SELECT count(*) FROM read_parquet(?)",
+                          [f"{data_dir}/parquet/gexbot/{ticker}/**/*.strikes.parquet"]).fetchone()[0]
 
 
 def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
@@ -46,9 +46,9 @@ def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
                           ).fetchall() == [("NDX", "gex_one", "history:2", SNAPS), ("SPX", "gex_zero", "history:1", SNAPS)]
         assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 2 * SNAPS * STRIKES
     assert lake_rows(server.data_dir, "SPX") == lake_rows(server.data_dir, "NDX") == SNAPS * STRIKES
-    # a finished day is compacted into its day file
+    # a finished day is compacted into its day files, the snapshots' beside the strike rows'
     day_files = sorted(p.name for p in (server.data_dir / "parquet/gexbot/SPX/gex_zero").iterdir())
-    assert day_files == ["20251021.strikes.parquet"]
+    assert day_files == ["20251021.snapshots.parquet", "20251021.strikes.parquet"]
 
 
 @pytest.mark.parametrize("path, attempts", [("flaky/2", 3), ("drop/1", 2)], ids=["5xx twice", "dropped connection"])
@@ -261,7 +261,7 @@ def test_existing_staged_and_parquet_files_stay_byte_identical(hist, files, tmp_
     assert job["file_path"].endswith(f"SPX_gex_zero_history.{job['sha256'][:16]}.json")
     server.stop()
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (staged, day_file)} == before
-    parts = [p for p in day_file.parent.iterdir() if p != day_file]
+    parts = [p for p in day_file.parent.glob("*.strikes.parquet") if p != day_file]
     assert len(parts) == 1 and parts[0].name.startswith("20251021.")
     assert pl.read_parquet(parts[0]).height == SNAPS * STRIKES
 

@@ -86,7 +86,10 @@ def test_replies_about_stored_data_are_as_described(start_server, tmp_path):
                  ("/gex_history_url", {}), ("/gex_history_url/days", {}), ("/integrity", {}), ("/metrics", {}),
                  ("/api/heatmap", {"ticker": "SPX", "endpoint": "gex_zero", "date": "2026-04-29"}),
                  ("/api/heatmap", {"ticker": "SPX", "endpoint": "gex_zero", "date": "2026-04-29", "format": "csv"}),
-                 ("/api/days", {}), ("/day", {})]
+                 ("/api/days", {}), ("/day", {}),
+                 ("/api/sql", {"q": "SELECT * FROM gex_strikes"}),
+                 ("/api/sql", {"q": "SELECT * FROM gex_snapshots", "_format": "csv"}),
+                 ("/api/sql", {"q": "FROM gex_majors", "_format": "parquet"})]
         for path, query in reads:
             case = SCHEMA[path]["GET"].Case(query=query)
             response = case.call(base_url=srv.url, timeout=REQUEST_TIMEOUT_S)

@@ -24,7 +24,7 @@ NOW = int(time.time())
 def lake_count(root):
     with duckdb.connect() as db:
         return db.execute(f"SELECT count(*), count(DISTINCT (ticker, timestamp, strike)) "
-                          f"FROM read_parquet('{root}/**/*.parquet')").fetchone()
+                          f"FROM read_parquet('{root}/**/*.strikes.parquet')").fetchone()
 
 
 def test_live_snapshots_reach_the_lake_once(start_server):
@@ -42,6 +42,11 @@ def test_live_snapshots_reach_the_lake_once(start_server):
     assert not list(root.rglob(".*"))
 
 
+def strikes(n):
+    """export_range's row counts when only strike rows were stored."""
+    return {"strikes": n, "snapshots": 0, "majors": 0, "maxchange": 0}
+
+
 def fresh_db(tmp_path, n_strikes):
     con = duckdb.connect(str(tmp_path / "gex_data.db"))
     schema.apply(con)
@@ -56,7 +61,7 @@ def test_a_repeated_export_of_a_range_writes_the_same_files_and_no_duplicates(tm
     root = tmp_path / "parquet"
     high = lake.sequence_high(con)
     assert high == 100
-    assert lake.export_range(con.cursor(), str(root), 0, high) == (3, 100)
+    assert lake.export_range(con.cursor(), str(root), 0, high) == (3, strikes(100))
     first = sorted(p.name for p in root.rglob("*.parquet"))
     assert first == ["20251021.1-40.strikes.parquet", "20251021.41-80.strikes.parquet",
                      "20251021.81-100.strikes.parquet"]
@@ -73,7 +78,7 @@ def test_compaction_merges_finished_days_and_keeps_existing_day_files(tmp_path):
     lake.export_range(con.cursor(), str(root), 30, 50)
     folder = root / "SPX" / "gex_zero"
     assert lake.compact(str(root), "20251021") == []  # the day is not over
-    assert lake.compact(str(root), "20251022") == [(str(folder), "20251021")]
+    assert lake.compact(str(root), "20251022") == [(str(folder), "20251021", "strikes")]
     day = folder / "20251021.strikes.parquet"
     assert sorted(p.name for p in folder.iterdir()) == [day.name]
     assert pl.read_parquet(day).height == 50
@@ -129,7 +134,7 @@ def db_rows(con, ticker, endpoint):
 
 def lake_rows(folder):
     with duckdb.connect() as db:
-        return db.execute(f"SELECT {COLUMNS} FROM read_parquet('{folder}/*.parquet') "
+        return db.execute(f"SELECT {COLUMNS} FROM read_parquet('{folder}/*.strikes.parquet') "
                           "ORDER BY timestamp, strike").fetchall()
 
 
@@ -143,7 +148,7 @@ def test_names_that_once_shared_a_folder_each_get_their_own_with_all_their_rows(
                     {"t": ticker, "e": endpoint, "i": i})
     root = tmp_path / "parquet" / "gexbot"
     lo, hi = lake.plan_range(con, lake.sequence_high(con))
-    assert lake.export_range(con.cursor(), str(root), lo, hi) == (6, 30)
+    assert lake.export_range(con.cursor(), str(root), lo, hi) == (6, strikes(30))
     lake.finish_range(con, lo, 6, 30)
     assert sorted(p.parent.relative_to(root).as_posix() for p in root.rglob("*.parquet")) == sorted(FOLDERS)
     for (ticker, endpoint), folder in zip(OLD_TWINS, FOLDERS):
@@ -165,11 +170,11 @@ def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
     root = tmp_path / "parquet"
     part = root / "SPX" / "gex_zero" / "20251021.1-10.strikes.parquet"
     part.parent.mkdir(parents=True)
-    rows = pl.from_arrow(con.sql(lake.ROWS, params=[0, 10]).to_arrow_table()).drop("day")
+    rows = pl.from_arrow(con.sql(lake.rows_sql("strikes", lake.NUMBERED), params=[0, 10]).to_arrow_table()).drop("day")
     assert rows.height == 10
     rows.write_parquet(part, compression="uncompressed")  # the same rows, written otherwise: a repeated export
     same = part.read_bytes()
-    assert lake.export_range(con.cursor(), str(root), 0, 10) == (1, 10)
+    assert lake.export_range(con.cursor(), str(root), 0, 10) == (1, strikes(10))
     assert part.read_bytes() == same
     others = {
         "one value differs": rows.with_columns(gamma=pl.when(pl.col("strike") == 3).then(2.0).otherwise("gamma")),
@@ -199,7 +204,8 @@ def lake_health(server, done, timeout=30):
 
 def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it_is_moved(start_server, tmp_path):
     data = tmp_path / "data"
-    part = data / "parquet" / "gexbot" / "SPX" / "gex_zero" / "20251021.1-4.strikes.parquet"
+    # the snapshot's row draws number 1, its 4 strike rows 2..5: one range, (0, 5]
+    part = data / "parquet" / "gexbot" / "SPX" / "gex_zero" / "20251021.1-5.strikes.parquet"
     part.parent.mkdir(parents=True)
     pl.DataFrame({"timestamp": [1761053400000], "ticker": ["SPX"], "strike": [1.0]}).write_parquet(part)
     server = start_server(data, "--lake-export-interval", "1")
@@ -212,7 +218,7 @@ def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it
     assert "Parquet export failed at shutdown" in server.log_path.read_text()
     with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
         assert db.execute("SELECT lo, hi, state, files, rows FROM gex_lake_exports").fetchall() == [
-            (0, 4, "writing", None, None)]
+            (0, 5, "writing", None, None)]
     part.unlink()
     server = start_server(data, "--lake-export-interval", "0.2")
     health = lake_health(server, lambda h: h["exported_rows"] == 4)
@@ -220,7 +226,7 @@ def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it
     server.stop()
     with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
         assert db.execute("SELECT lo, hi, state, files, rows FROM gex_lake_exports").fetchall() == [
-            (0, 4, "done", 1, 4)]
+            (0, 5, "done", 2, 5)]
         expected = db_rows(db, "SPX", "gex_zero")
     assert len(expected) == 4
     assert lake_rows(part.parent) == expected

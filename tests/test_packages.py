@@ -124,6 +124,9 @@ def test_state_and_classic_history_files_of_one_day_are_imported_apart_and_valid
     code, checks = validate(server.data_dir, "--endpoint", "state/zero")
     found = [(e["endpoint"], e["timestamp"], e["field"]) for e in checks["crosscheck.spot_staged_json"]["examples"]]
     assert (code, found) == (1, [("state_gex_zero", first, "spot_price")])
+    lake_found = [(e["kind"], e["endpoint"], e["timestamp"], e["field"])
+                  for e in checks["crosscheck.parquet_rows"]["examples"]]
+    assert lake_found == [("snapshots", "state_gex_zero", first, "spot_price")]  # the lake kept the value stored
     assert validate(server.data_dir, "--endpoint", "classic/zero,state/one")[0] == 0
 
 

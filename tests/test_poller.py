@@ -1,5 +1,7 @@
 """The original's gexbot poller, against a local stand-in for the gexbot API on 127.0.0.1."""
 
+import socket
+
 import pytest
 
 from filesrv import FakeGexbot
@@ -50,3 +52,18 @@ def test_poller_polls_once_at_start_then_every_interval(start_server, gexbot):
 
 def test_poller_is_off_without_a_key(shared_server):
     assert shared_server.get("/health").json()["poller"] == {"enabled": False}
+
+
+def test_a_poller_whose_every_fetch_fails_is_a_failing_task_and_makes_health_degraded(start_server):
+    """A wrong API URL (or key, or no network) fails every fetch of every round: three rounds in a row and /health
+    says so, as for the other background tasks, instead of only counting errors."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    server = start_server(None, "--gexbot-api-url", f"http://127.0.0.1:{port}", "--poll-interval", "0.1",
+                          env={"GEXBOT_API_KEY": "k123"})
+    health = eventually(lambda: (h := server.get("/health").json())["failing_tasks"] and h, "a failing poller")
+    (task,) = health["failing_tasks"]
+    assert (health["status"], task["task"], task["failures"] >= 3) == ("degraded", "poller", True), health
+    assert task["error"].startswith("NDX/classic/zero/maxchange: ") and "Connection refused" in task["error"], task
+    assert health["poller"]["errors"] >= 3 * 12

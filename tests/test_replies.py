@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from gexsrv import settings
+from gexsrv import kinds, settings
 from gexsrv.history import queue
 from gexsrv.history.runner import Runner
 from gexsrv.store import Store
@@ -72,7 +72,7 @@ def test_a_job_read_while_its_progress_is_removed_is_shown(tmp_path):
     job's progress: the old Runner.job looked (`in`), lost the entry, then raised KeyError reading it (a 500)."""
     conf = settings.load(types.SimpleNamespace(config=None), environ={"GEXSRV_DATA_DIR": str(tmp_path)},
                          cwd=tmp_path)
-    store = Store(str(tmp_path))
+    store = Store(str(tmp_path), kinds.WRITERS)
     store.open()
     try:
         job, _ = queue.add(store.con, "https://hist.gex.bot/2025-10-21_SPX_classic_gex_zero.json", "SPX", "gex_zero")

@@ -6,6 +6,7 @@ import json
 import signal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from helpers import database_held, eventually, snapshot
@@ -60,14 +61,19 @@ def stored_snapshots(db):
 
 # ---- the 422: a record the database refuses on its own ----
 
-def test_a_record_the_database_refuses_gets_422_with_ack_ingested_and_the_records_behind_it_land(start_server):
-    """The decoder checks every GEX value against its column, so no POST /gex reaches the quarantine. A /uw trade
-    can: its size (a BIGINT, 2^53 + 1 fits) is also its quantity, a DOUBLE column, and pyarrow refuses an integer
-    that no double holds exactly. That ArrowInvalid came inside the open transaction, which was left open: every
-    later ingest failed (`cannot start a transaction within a transaction`), the server stayed `failing` and
-    nothing behind that record was stored, not even after a restart."""
-    server = start_server(None, "--ack-ingested-timeout-s", "10")
-    bad = uw_trade(id="t-bad", size=2**53 + 1)
+def test_a_record_the_database_refuses_gets_422_with_ack_ingested_and_the_records_behind_it_land(start_server,
+                                                                                              tmp_path):
+    """The decoder checks every value against gexsrv's own columns, so only a database adopted as it is can refuse a
+    record on its own: here a legacy option_trades_events whose size is an INTEGER, given a trade size that fits the
+    BIGINT the decoder checks for but not that column. The 422 names DuckDB's reason, the record is quarantined with
+    its journal line, and the records behind it land (a refusal used to be able to leave its transaction open: every
+    later ingest failed, `cannot start a transaction within a transaction`)."""
+    data = tmp_path / "data"
+    start_server(data).stop()
+    with duckdb.connect(str(data / "gex_data.db")) as db:
+        db.execute("ALTER TABLE option_trades_events ALTER size TYPE INTEGER")
+    server = start_server(data, "--ack-ingested-timeout-s", "10")
+    bad = uw_trade(id="t-bad", size=2**40)
     refused = server.post("/uw?ack=ingested", bad)
     good = server.post("/uw?ack=ingested", uw_trade())
     gex = server.post("/gex?ack=ingested", snapshot(timestamp=TS))
@@ -75,8 +81,9 @@ def test_a_record_the_database_refuses_gets_422_with_ack_ingested_and_the_record
     lines = journal_lines(server.data_dir)
     assert server.stop() == 0
 
-    error = ("Integer value 9007199254740993 is outside of the range exactly representable by a IEEE 754 double "
-             "precision value")
+    with server.db() as db:
+        ((error,),) = db.execute("SELECT error FROM gexsrv_quarantine").fetchall()
+    assert "1099511627776" in error and "out of range" in error, error
     assert (refused.status, refused.json()) == (422, {
         "status": "error",
         "error": f"journaled, but the database refused it on its own; it is kept in the quarantine "

@@ -7,11 +7,12 @@ import duckdb
 import msgspec
 import pytest
 
-from gexsrv import gexwrite, store as storage  # noqa: F401  (gexwrite registers the GEX kinds)
+from gexsrv import kinds, store as storage
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.history import importer
 from gexsrv.store import RecordRefused, StorageError, Store
-from helpers import TS, snapshot
+from gexsrv.uw.payloads import decode_uw
+from helpers import TS, phoenix, snapshot
 
 
 def record(ts, ticker="SPX", spot=7138.55):
@@ -22,7 +23,7 @@ def record(ts, ticker="SPX", spot=7138.55):
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store(str(tmp_path / "data"))
+    store = Store(str(tmp_path / "data"), kinds.WRITERS)
     store.open()
     yield store
     store.close()
@@ -88,7 +89,7 @@ def test_a_commit_that_fails_for_the_disk_refuses_no_record(store):
     not the record, which must not be refused (quarantined) while the database takes others."""
     batch = [record(TS + i) for i in range(3)]
     with pytest.raises(duckdb.IOException):
-        storage.write(FullDisk(store.con, failing={1, 3}), batch)
+        storage.write(FullDisk(store.con, failing={1, 3}), batch, kinds.WRITERS)
     assert timestamps(store) == [TS]  # committed alone before the failure
     assert store.write(batch, None, (1, 30, 3)) == [False, True, True]  # the retry finds it stored
     assert timestamps(store) == [TS, TS + 1, TS + 2]
@@ -102,6 +103,25 @@ def test_a_database_that_takes_nothing_raises_storage_error_and_keeps_the_positi
     with pytest.raises(StorageError):
         store.write(batch, None, (1, 30, 3))
     assert store.state == "failing"
+
+
+def test_a_writer_whose_arrow_tables_fail_inside_the_transaction_leaves_none_open(store):
+    """The /uw writer builds its Arrow tables inside the transaction; should one fail there (pyarrow refuses an int
+    that no double holds exactly, in a DOUBLE column), that record alone is refused and the transaction is ended:
+    left open, every later begin() failed and nothing was ingested any more."""
+    def frame(trade_id, quantity):
+        body = phoenix("option_trades_super_algo", {"data": {"id": trade_id, "option_chain_id": "ARM260116C00118000",
+                                                            "executed_at": 1761057001123, "price": "1.25", "size": 3}})
+        uw = decode_uw(json.dumps(body).encode(), Rules(), 0)
+        uw.rows[0]["quantity"] = quantity
+        return uw.held()
+
+    outcomes = store.write([frame("bad", 2**53 + 1), frame("good", 3.0)], None, (1, 10, 2))
+    assert isinstance(outcomes[0], RecordRefused), outcomes
+    assert "9007199254740993" in str(outcomes[0]) and outcomes[1] is True
+    assert store.write([record(TS)], None, (1, 20, 3)) == [True]
+    assert store.read("SELECT trade_id, quantity FROM option_trades_events") == [("good", 3.0)]
+    assert timestamps(store) == [TS]
 
 
 class Interloper:
@@ -148,7 +168,7 @@ def test_a_key_another_transaction_commits_first_is_a_counted_conflict_not_a_fai
     DuckDB refuses ingest's COMMIT. It used to be a database failure (StorageError: the store failing, an
     incident). Now the batch is written again, the key the import stored kept with its own strike rows."""
     imported = msgspec.structs.replace(record(TS, spot=100.0), source="history:1")
-    store.con = Interloper(store.con, [imported], lambda theirs: storage.write(store.con.con.cursor(), theirs))
+    store.con = Interloper(store.con, [imported], lambda theirs: storage.write(store.con.con.cursor(), theirs, kinds.WRITERS))
     assert store.write([record(TS, spot=200.0)], None, (1, 10, 1)) == [False]
     assert store.state == "writable" and store.error is None
     assert store.conflicts == {"ingest": 1, "history": 0}
@@ -163,7 +183,7 @@ def test_a_key_committed_while_the_careful_retry_runs_is_a_conflict_too(store):
     and no batch written record by record."""
     store.write([record(TS, spot=1.0)], None, (1, 10, 1))
     store.con = Interloper(store.con, [record(TS + 1, spot=100.0)],
-                           lambda theirs: storage.write(store.con.con.cursor(), theirs), at="careful insert")
+                           lambda theirs: storage.write(store.con.con.cursor(), theirs, kinds.WRITERS), at="careful insert")
     assert store.write([record(TS, spot=2.0), record(TS + 1, spot=200.0)], None, (1, 20, 3)) == [False, False]
     assert store.conflicts == {"ingest": 1, "history": 0}
     assert [spot for _, spot, _ in stored_spots(store)] == [1.0, 100.0]
@@ -190,7 +210,7 @@ class Recommitter(Interloper):
         self.con.begin()
         self.begins += 1
         self.con.execute("SELECT count(*) FROM gex_snapshots").fetchall()
-        storage.write(other, [self.key_record])
+        storage.write(other, [self.key_record], kinds.WRITERS)
 
 
 def test_a_key_that_conflicts_again_and_again_is_retried_not_written_record_by_record(store, caplog):

@@ -2,10 +2,19 @@
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gexsrv import kinds
+from gexsrv.decode import Rules
+from gexsrv.store import Store
+from gexsrv.uw.payloads import decode_uw
 from helpers import TS, phoenix, snapshot
 
 UTC = dt.timezone.utc
@@ -339,3 +348,56 @@ def test_unreadable_super_algo_orders_are_stored_raw_with_their_problems(server)
             ([f"{p['field']}: {p['error']}" for p in problems],)]
         assert db.execute("SELECT symbol, side, quantity, price, execution_status FROM option_trades_events"
                           ).fetchall() == [("QQQ", "BUY", 1.0, 1.0, "unknown")]
+
+
+def test_a_trade_size_beyond_what_a_double_holds_exactly_is_stored_exact_with_its_quantity_rounded(server):
+    """size is BIGINT and is kept exact; quantity, the original's DOUBLE copy of it, takes the nearest double. A size
+    past 2**53 used to fail the Arrow conversion of quantity at ingest: the frame acknowledged, then quarantined whole."""
+    size = 2**53 + 1
+    reply = server.post("/uw?ack=ingested", phoenix("option_trades_super_algo", {"data": trade(id="big", size=size)}))
+    assert (reply.status, reply.json()["rows"], reply.json()["problems"]) == (200, 1, [])
+    health = server.get("/health").json()
+    server.stop()
+    assert health["storage"]["quarantined"] == 0
+    with server.db() as db:
+        rows = db.execute("SELECT trade_id, size, quantity FROM option_trades_events").fetchall()
+        raw = db.execute("SELECT count(*) FROM universal_webhooks").fetchone()[0]
+    assert (rows, raw) == ([("big", size, float(size))], 1)
+
+
+# Whatever numbers a trade carries, a frame the decoder takes is stored: the trade row with its values when the
+# decoder found no problem in it, else the frame raw with its problems. Decoded and written as ingest does, on a real
+# DuckDB file: a value the decoder passes but the Arrow conversion or a column refuses would quarantine an
+# acknowledged frame whole (a size past 2**53 once did, through the DOUBLE quantity).
+
+RECEIVED_MS = 1_777_400_000_000
+IDS = (f"t-{n}" for n in itertools.count())
+WHOLE = st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-2**70, 2**70), st.integers(-2**63, 2**63).map(str))
+COUNT = st.one_of(WHOLE, st.floats(allow_nan=False, allow_infinity=False), st.just(""), st.none())
+NUMBER = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.floats(width=32).map(str),
+                   st.integers(-2**70, 2**70), st.just(""), st.none())
+
+
+@pytest.fixture(scope="module")
+def uw_store(tmp_path_factory):
+    store = Store(str(tmp_path_factory.mktemp("uw") / "data"), kinds.WRITERS)
+    store.open()
+    yield store
+    store.close()
+
+
+@settings(max_examples=150, deadline=dt.timedelta(seconds=5), database=None, print_blob=True)
+@given(size=COUNT, volume=COUNT, ask_vol=COUNT, price=NUMBER, premium=NUMBER)
+def test_a_trade_the_decoder_takes_is_stored(uw_store, size, volume, ask_vol, price, premium):
+    trade_id = next(IDS)
+    body = trade(id=trade_id, size=size, volume=volume, ask_vol=ask_vol, price=price, premium=premium)
+    frame = decode_uw(json.dumps(phoenix("option_trades_super_algo", {"data": body})).encode(), Rules(), RECEIVED_MS)
+    record = frame.held()
+    assert uw_store.write([record], uw_store.prepare([record])) == [True]
+    rows = uw_store.read("SELECT size, volume, ask_vol, price, premium, quantity FROM option_trades_events "
+                         "WHERE trade_id = ?", [trade_id])
+    if frame.problems:
+        assert rows == []
+        return
+    (row,) = frame.rows
+    assert rows == [(row["size"], row["volume"], row["ask_vol"], row["price"], row["premium"], row["quantity"])]

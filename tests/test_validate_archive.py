@@ -74,8 +74,9 @@ def archive(tmp_path_factory):
     return data, integrity.json()
 
 
-def copy(archive, tmp_path):
-    return shutil.copytree(archive[0], tmp_path / "data")
+def copy(archive, tmp_path, lake=True):
+    """A copy of the data dir, optionally without its Parquet lake (which would disagree with a DuckDB defect)."""
+    return shutil.copytree(archive[0], tmp_path / "data", ignore=None if lake else shutil.ignore_patterns("parquet"))
 
 
 def validate(data, *args):
@@ -132,7 +133,7 @@ def test_the_running_server_checks_its_archive_too(archive):
 
 def planted(archive, tmp_path, name, count, *statements):
     """The report and the examples of check `name` on a copy with statements planted: it fails, `count` times."""
-    data = copy(archive, tmp_path)
+    data = copy(archive, tmp_path, lake=False)  # a DuckDB defect only: the lake, as the archive, holds the values
     plant(data, *statements)
     code, report = validate(data, "--sample", "100")
     found = check(report, name)

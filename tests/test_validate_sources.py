@@ -21,17 +21,16 @@ def clean(tmp_path_factory):
     return data
 
 
-def lake_file(data, ticker="SPX", endpoint="gex_zero"):
-    folder = data / "parquet" / "gexbot" / ticker / endpoint
-    (name,) = os.listdir(folder)
-    return folder / name
+def lake_file(data, ticker="SPX", endpoint="gex_zero", kind="strikes"):
+    (path,) = (data / "parquet" / "gexbot" / ticker / endpoint).glob(f"*.{kind}.parquet")
+    return path
 
 
 def test_clean_sources_agree(clean):
     report = run(clean, sample=EVERYTHING)
     assert problems(report) == CLEAN
     for name in ("structure.parquet_schema", "structure.staged_json", "crosscheck.spot_parquet",
-                 "crosscheck.parquet_counts",
+                 "crosscheck.parquet_counts", "crosscheck.parquet_rows",
                  "crosscheck.live_vs_history", "links.uw_links"):
         assert check(report, name).status == "passed", name
     assert check(report, "crosscheck.spot_staged_json").status == "passed"  # nothing imported: nothing sampled
@@ -114,6 +113,8 @@ def test_a_live_snapshot_differing_from_the_staged_history(clean, tmp_path):
 def test_imported_snapshots_are_sampled_against_their_staged_file(clean, tmp_path):
     data = copy_of(clean, tmp_path)
     plant(data, "UPDATE gex_snapshots SET source = 'history:1' WHERE ticker = 'ES_SPX'")
+    path = lake_file(data, "ES_SPX", "gex_zero", "snapshots")  # the lake as an import would have written it
+    _rewrite(path, pl.read_parquet(path).with_columns(source=pl.lit("history:1")))
     bodies = [live_snapshot("ES_SPX", "gex_zero", i) for i in range(STEPS)]
     write_staged(data, "ES_SPX", "gex_zero", {"data": bodies})  # the {"data": [...]} shape is read too
     assert problems(run(data, sample=EVERYTHING)) == CLEAN
@@ -148,3 +149,46 @@ def test_uw_rows_must_point_at_a_stored_webhook(tmp_path):
     assert problems(report) == {**CLEAN, "links.uw_links": "failed"}
     assert check(report, "links.uw_links").examples == [
         {"table": "option_trades_events", "rowid": 1, "webhook_id": orphan}]
+
+
+def test_a_value_changed_in_a_snapshots_file_is_named_with_its_kind_key_and_field(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, kind="snapshots")
+    frame = pl.read_parquet(path)
+    ts = MS + 5 * 60_000
+    _rewrite(path, frame.with_columns(zero_gamma=pl.when(pl.col("timestamp") == ts).then(1.5).otherwise("zero_gamma")))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "crosscheck.parquet_rows": "failed"}
+    found = check(report, "crosscheck.parquet_rows")
+    assert (found.count, found.examples) == (1, [{
+        "kind": "snapshots", "ticker": "SPX", "endpoint": "gex_zero", "timestamp": ts, "field": "zero_gamma",
+        "duckdb": "7082.5", "parquet": "1.5", "time": "2026-04-29T14:05:00.000+00:00"}])
+    assert "missing from DuckDB or from the lake" in found.detail
+
+
+def test_a_doubled_maxchange_row_and_a_missing_majors_file_are_reported_row_by_row(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, kind="maxchange")
+    frame = pl.read_parquet(path)
+    _rewrite(path, pl.concat([frame, frame.filter(pl.col("timestamp") == MS)]))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "crosscheck.parquet_rows": "failed"}
+    found = check(report, "crosscheck.parquet_rows")
+    assert [(e["kind"], e["timestamp"], e["field"], e["duckdb"], e["parquet"]) for e in found.examples] == [
+        ("maxchange", MS, "copies", "1", "2")]
+    lake_file(data, kind="majors").unlink()
+    found = check(run(data, sample=EVERYTHING), "crosscheck.parquet_rows")
+    assert found.count == STEPS + 1  # every majors row of the day, and the doubled one
+    assert [(e["kind"], e["timestamp"], e["field"], e["duckdb"], e["parquet"]) for e in found.examples] == [
+        ("majors", MS + i * 60_000, "row", "present", "missing") for i in range(5)]
+
+
+def test_a_mistyped_snapshots_file_is_reported_by_the_schema_check_alone(clean, tmp_path):
+    data = copy_of(clean, tmp_path)
+    path = lake_file(data, "SPX", "gex_one", "snapshots")
+    _rewrite(path, pl.read_parquet(path).with_columns(pl.col("min_dte").cast(pl.Float64)).drop("source"))
+    report = run(data, sample=EVERYTHING)
+    assert problems(report) == {**CLEAN, "structure.parquet_schema": "failed"}
+    assert check(report, "structure.parquet_schema").examples == [
+        {"file": str(path), "column": "min_dte", "expected": "INTEGER", "found": "DOUBLE"},
+        {"file": str(path), "column": "source", "expected": "VARCHAR", "found": None}]

@@ -13,7 +13,7 @@ import time
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
+from gexsrv import settings
 from gexsrv.history import backfill, days, queue
 from gexsrv.history.cli import open_store
 from gexsrv.history.runner import Runner
@@ -106,13 +106,14 @@ async def watch(runner, keys, done, show):
     with tqdm(total=len(keys), initial=len(done), unit="day", desc="backfill", file=sys.stderr,
               disable=not show) as bar, logging_redirect_tqdm():
         while True:
+            halted = runner.backfill.halted  # before the listing, which then holds the day that halted it
             rows = [r for r in await asyncio.to_thread(runner.backfill.listing, **filters)  # off the loop
                     if (r["ticker"], r["package"], r["category"], r["date"]) in wanted]
             counts = progress(rows, done, runner.imported)
             bar.n = counts["settled"]
             bar.set_postfix_str(f"resolved {counts['resolved']}, downloaded {counts['downloaded']}, "
                                 f"snapshots {counts['snapshots']:,}")
-            if counts["settled"] == len(keys) or runner.backfill.halted:
+            if counts["settled"] == len(keys) or halted:
                 return rows
             await asyncio.sleep(REFRESH_S)
 

@@ -10,7 +10,7 @@ import time
 
 from tqdm import tqdm
 
-from gexsrv import gexwrite, settings  # noqa: F401  (gexwrite registers the GEX kinds with the store)
+from gexsrv import kinds, settings
 from gexsrv.history import names, queue
 from gexsrv.history.runner import Runner
 from gexsrv.lake import Lake
@@ -54,21 +54,40 @@ def main(argv):
     return asyncio.run(run(conf, url, ticker, endpoint, not args.no_progress))
 
 
-def open_store(conf, command):
-    """The data dir's database open for writing, or None (the reason printed) when it cannot be."""
-    store = Store(conf.data_dir, os.cpu_count() or 1)
+# What a running server takes instead, by command: it downloads URLs and backfills ranges, never a local file.
+ON_THE_SERVER = {
+    "url": 'or POST {"url": "%s"} to its /gex_history_url (the host must be among its history_allowed_hosts)',
+    "file": "a running server imports URLs only, not a local file",
+    "backfill": "or POST the range to its /gex_history_url "
+                '({"ticker": ..., "package": ..., "category": ..., "from": ..., "to": ...})',
+}
+
+
+def open_store(conf, command, source=None):
+    """The data dir's database open for writing, or None (the reason printed) when it cannot be. source: the
+    import's URL or file, for the advice."""
+    store = Store(conf.data_dir, kinds.WRITERS, os.cpu_count() or 1)
     store.open()
     if store.state == "writable":
         return store
-    print(f"gexsrv {command}: cannot write {store.path}: {store.error}\n"
-          "Is a gexsrv server running on this data dir? Stop it first, or POST the request to its "
-          "/gex_history_url instead (DuckDB lets one process write a database).", file=sys.stderr)
+    print(f"gexsrv {command}: cannot write {store.path}: {store.error}", file=sys.stderr)
+    if store.cause == "locked":
+        print(f"Is a gexsrv server running on this data dir? Stop it first (DuckDB lets one process write a "
+              f"database), {advice(command, source)}.", file=sys.stderr)
     store.close()
     return None
 
 
+def advice(command, source):
+    if command == "backfill":
+        return ON_THE_SERVER["backfill"]
+    if source.startswith("file://"):
+        return ON_THE_SERVER["file"]
+    return ON_THE_SERVER["url"] % source
+
+
 async def run(conf, url, ticker, endpoint, progress):
-    store = open_store(conf, "import")
+    store = open_store(conf, "import", url)
     if store is None:
         return 2
     lake = Lake(conf.data_dir, store, conf.lake_export_interval)

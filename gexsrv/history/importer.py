@@ -21,7 +21,7 @@ from typing import NamedTuple
 import duckdb
 import msgspec
 
-from gexsrv import store
+from gexsrv import gexwrite, store
 from gexsrv.decode import Rules, check_utf8, decode_gex
 from gexsrv.history import pieces
 from gexsrv.payloads import PayloadError
@@ -115,7 +115,7 @@ def write_chunk(cursor, chunk, lock, on_conflict=None):
     one of its keys first makes the commit conflict: store.write writes it again, skipping that key, and tells
     on_conflict()."""
     with lock:
-        outcomes, _ = store.write(cursor, chunk, on_conflict=on_conflict)
+        outcomes, _ = store.write(cursor, chunk, gexwrite.WRITERS, on_conflict=on_conflict)
     refused = [o for o in outcomes if isinstance(o, Exception)]
     if refused:
         raise InvalidFile(f"the database refused {len(refused)} snapshots of this chunk: {refused[0]}")
@@ -129,7 +129,7 @@ def _stage(cursor, chunk):
         con = cursor.cursor()
     except duckdb.Error:
         return None
-    inserted = store.stage(con, chunk)
+    inserted = store.stage(con, chunk, gexwrite.WRITERS)
     if inserted is None:
         con.close()
         return None

@@ -197,7 +197,8 @@ def trade_row(raw, path, problems):
         trade_id=str(trade.id), option_symbol=symbol.strip(), underlying_symbol=underlying, root=contract.root,
         expiration=contract.expiry, option_type=contract.option_type, strike=contract.strike,
         exchange=trade.exchange, tags=trade.tags, report_flags=texts(trade.report_flags), is_agg=trade.is_agg,
-        trade_ids=texts(trade.trade_ids), symbol=underlying, side=_side(trade.tags), quantity=row["size"],
+        trade_ids=texts(trade.trade_ids), symbol=underlying, side=_side(trade.tags),
+        quantity=None if row["size"] is None else float(row["size"]),  # a DOUBLE: the nearest one past 2**53
         raw_payload=bytes(raw).decode(),
     )
     return row

@@ -1,11 +1,10 @@
-"""How /uw records are written, in the caller's transaction: raw rows and their normalised rows. Registers the
-kind "uw" with the store.
+"""How /uw records are written, in the caller's transaction: raw rows and their normalised rows. WRITERS
+holds the kind "uw" with its writer, for the store (gexsrv.kinds).
 
 Runs on the store's thread; the tables are built there too (/uw traffic is light). DuckDB reads the local Arrow
 tables by their variable names (replacement scans).
 """
 
-from gexsrv import store
 from gexsrv.batches import first_of_each_key
 from gexsrv.uw import batches
 
@@ -61,4 +60,4 @@ class UwWriter:
         return {}  # frames have no order to go by
 
 
-store.register("uw", UwWriter())
+WRITERS = {"uw": UwWriter()}

@@ -1,15 +1,19 @@
 """Checks across sources: DuckDB against the Parquet lake and the staged history JSON, and table links.
 
 Every DuckDB row is compared with each other source by exactly one check, so one bad value is reported once:
-  Parquet: `spot_parquet` compares a seeded sample of snapshots (all sources but legacy) field by field,
-           on the days the lake holds; `parquet_counts` compares row counts per (ticker, endpoint, UTC day).
+  Parquet: `spot_parquet` compares a seeded sample of snapshots' strike rows (all sources but legacy) field by
+           field, on the days the lake holds; `parquet_counts` compares strike row counts per (ticker, endpoint,
+           UTC day); `parquet_rows` compares every exported snapshot, majors and maxchange row, whole (they are
+           few: one per payload).
   JSON:    `live_vs_history` compares every live snapshot that the staged history also holds;
            `spot_staged_json` compares a seeded sample of the other (history-imported) snapshots.
 Legacy rows (no endpoint) have no counterpart in either and are left out. Values are copied, never recomputed,
 between the sources, so they must be equal exactly.
 """
 
+from gexsrv import lakekinds
 from gexsrv.validate import files
+from gexsrv.validate.sources import LAKE_VIEWS
 from gexsrv.validate.report import EXAMPLES, result, skipped
 
 KEY = ["ticker", "endpoint", "timestamp"]
@@ -64,11 +68,11 @@ def _snapshot_diff(keys):
         WHERE duckdb IS DISTINCT FROM other ORDER BY ticker, endpoint, timestamp, field LIMIT {EXAMPLES}"""
 
 
-def _merge(name, parts, checked):
+def _merge(name, parts, checked, columns=DIFF_COLUMNS, detail=""):
     """One CheckResult from several diff queries' rows (a check comparing both snapshots and strikes)."""
     count = sum(rows[0][0] for rows in parts if rows)
     examples = [row[1:] for rows in parts for row in rows][:EXAMPLES]
-    return result(name, [(count, *row) for row in examples], DIFF_COLUMNS, checked=checked)
+    return result(name, [(count, *row) for row in examples], columns, checked=checked, detail=detail)
 
 
 def spot_parquet(ctx):
@@ -135,13 +139,79 @@ def parquet_counts(ctx):
                   checked=checked)
 
 
-def _not_unreadable(ctx):
-    """Days with a lake file the schema check rejected are not counted: that check reports them."""
-    days = {files.lake_day_of(p[0]) for p in ctx.lake_problems} - {None}
+def _not_unreadable(ctx, kind="strikes", day="day"):
+    """Days with a lake file of `kind` the schema check rejected are not compared: that check reports them."""
+    days = {found[:3] for p in ctx.lake_problems if (found := files.lake_day_of(p[0])) and found[3] == kind}
     if not days:
         return "true"
     listed = ", ".join(f"({files.lit(t)}, {files.lit(e)}, {d})" for t, e, d in sorted(days))
-    return f"(ticker, endpoint, day) NOT IN (SELECT (t, e, d) FROM (VALUES {listed}) v(t, e, d))"
+    return f"(ticker, endpoint, {day}) NOT IN (SELECT (t, e, d) FROM (VALUES {listed}) v(t, e, d))"
 
 
-CHECKS = [spot_parquet, spot_staged_json, live_vs_history, parquet_counts]
+ROW_COLUMNS = ["kind", "ticker", "endpoint", "timestamp", "field", "duckdb", "parquet"]
+ROWS_DETAIL = ("field `row`: the row is missing from DuckDB or from the lake (its files of that kind and day); "
+               "`copies`: the lake holds the row that many times; any other field: its value on each side")
+
+
+def _exported(ctx, kind):
+    """Which rows of kind's table an export has finished, as SQL over the table; None without export records
+    (a lake written by something else: then the days the lake holds are compared)."""
+    if "gex_lake_exports" not in ctx.tables:
+        return None
+    if "seq" not in ctx.tables[lakekinds.KINDS[kind].table]:
+        return "false"  # never numbered, so never exported
+    backfilled = "false" if kind in ctx.backfilling else "seq IS NULL"
+    return (f"({backfilled} OR EXISTS (SELECT 1 FROM gex_lake_exports e WHERE e.state = 'done' "
+            "AND seq > e.lo AND seq <= e.hi))")
+
+
+def _as_text(side, fields):
+    """The list of a side's fields as text, to compare and show them in one column."""
+    return "[" + ", ".join(f"{side}.{f}::VARCHAR" for f in fields) + "]"
+
+
+def _row_diff(ctx, kind):
+    """Rows of kind's table and of its lake files that differ: one row per field, a row missing from either
+    side as field 'row', a row the lake holds more than once as field 'copies'."""
+    k = lakekinds.KINDS[kind]
+    fields = k.columns.split(", ")
+    day = "timestamp // 86400000"
+    exported = _exported(ctx, kind)
+    days = "true" if exported else f"(ticker, endpoint, {day}) IN (SELECT (ticker, endpoint, {day}) FROM p)"
+    lake_rows = LAKE_VIEWS[kind] if ctx.has(LAKE_VIEWS[kind]) else "d WHERE false"  # no file of the kind left
+    names = ", ".join(files.lit(f) for f in fields)
+    return f"""WITH
+        d AS (SELECT ticker, endpoint, timestamp, {k.columns} FROM {k.table}
+              WHERE endpoint IS NOT NULL AND {ctx.where()} AND {exported or 'true'}),
+        p AS (SELECT ticker, endpoint, timestamp, {k.columns} FROM {lake_rows}),
+        joined AS (SELECT ticker, endpoint, timestamp, d.timestamp IS NOT NULL AS in_d,
+                          p.timestamp IS NOT NULL AS in_p, {_as_text('d', fields)} AS dv, {_as_text('p', fields)} AS pv
+                   FROM d FULL JOIN p USING (ticker, endpoint, timestamp)),
+        diff AS (
+            SELECT ticker, endpoint, timestamp, 'row' AS field,
+                   CASE WHEN in_d THEN 'present' ELSE 'missing' END AS duckdb,
+                   CASE WHEN in_p THEN 'present' ELSE 'missing' END AS parquet
+            FROM joined WHERE NOT (in_d AND in_p)
+            UNION ALL
+            SELECT ticker, endpoint, timestamp, unnest([{names}]), unnest(dv), unnest(pv)
+            FROM joined WHERE in_d AND in_p
+            UNION ALL
+            SELECT ticker, endpoint, timestamp, 'copies', '1', count(*)::VARCHAR FROM p GROUP BY ALL
+            HAVING count(*) > 1)
+        SELECT count(*) OVER (), {files.lit(kind)}, ticker, endpoint, timestamp, field, duckdb, parquet FROM diff
+        WHERE duckdb IS DISTINCT FROM parquet AND {days} AND {_not_unreadable(ctx, kind, day)}
+        ORDER BY ticker, endpoint, timestamp, field LIMIT {EXAMPLES}"""
+
+
+def parquet_rows(ctx):
+    name = "crosscheck.parquet_rows"
+    kinds = [kind for kind in lakekinds.BACKFILLED
+             if lakekinds.KINDS[kind].table in ctx.tables and (ctx.has(LAKE_VIEWS[kind]) or _exported(ctx, kind))]
+    if not kinds or not ctx.lake_files:  # no lake at all, as parquet_counts: a lake missing a kind is compared
+        return skipped(name, "needs gex_snapshots, gex_majors or gex_maxchange and Parquet files")
+    return _merge(name, [ctx.rows(_row_diff(ctx, kind)) for kind in kinds],
+                  f"every exported row of {', '.join(kinds)} against the lake, field by field", ROW_COLUMNS,
+                  ROWS_DETAIL)
+
+
+CHECKS = [spot_parquet, spot_staged_json, live_vs_history, parquet_counts, parquet_rows]

@@ -1,28 +1,44 @@
 """The files of a data dir the checks read: the Parquet lake (gexsrv.lake) and the staged history JSON.
 
 Folder and staged file names are mapped back to tickers and endpoints by gexsrv.pathnames, which made them.
-Lake files are <day>.strikes.parquet (a compacted day) and <day>.<first>-<last>.strikes.parquet (parts). A part
-that a day file lists in its metadata, or whose range an export is still writing, is left out, so a lake caught
-in the middle of an export or a compaction is read as it will be once that finishes.
+Lake files are <day>.<kind>.parquet (a compacted day) and <day>.<first>-<last>.<kind>.parquet (parts), <kind> one
+of gexsrv.lakekinds.KINDS; a file named otherwise is read as strike rows. A part that a day file lists in its metadata,
+whose range an export is still writing, or a backfill part (0-0) of a kind whose backfill is still writing, is
+left out, so a lake caught in the middle of an export or a compaction is read as it will be once that finishes.
 """
 
+import functools
 import glob
 import os
 import re
 
 import duckdb
 
-from gexsrv import pathnames
+from gexsrv import lakekinds, pathnames
 from gexsrv.validate import staged
 from gexsrv.validate.options import epoch_ms
+from gexsrv.validate.structure import expected_tables
 
 LAKE_DIR = os.path.join("parquet", "gexbot")
 STAGED_DIR = os.path.join("source", "gexbot")
-LAKE_NAME = re.compile(r"^(?P<day>\d{8})(?:\.(?P<first>\d+)-(?P<last>\d+))?\.strikes\.parquet$")
-PARTS_KEY = "gexsrv_parts"
-LAKE_COLUMNS = {"timestamp": "BIGINT", "ticker": "VARCHAR", "endpoint": "VARCHAR", "strike": "DOUBLE",
-                "gamma": "DOUBLE", "oi_gamma": "DOUBLE", "priors": "DOUBLE[]"}
+LAKE_NAME = re.compile(rf"^(?P<day>\d{{8}})(?:\.(?P<first>\d+)-(?P<last>\d+))?\.(?P<kind>{lakekinds.NAMES})\.parquet$")
+PARTS_KEY = lakekinds.PARTS_KEY
 DAY_MS = 86_400_000
+
+
+@functools.cache
+def lake_columns():
+    """{kind: {column: type}} of the lake's files: the columns gexsrv.lake exports, typed as gexsrv.schema types
+    them in the table they copy (Parquet read back by DuckDB gives the very same types)."""
+    tables = expected_tables(adopted=True)
+    return {kind: {c: tables[k.table][c] for c in ["timestamp", "ticker", "endpoint", *k.columns.split(", ")]}
+            for kind, k in lakekinds.KINDS.items()}
+
+
+def lake_kind(path):
+    """The kind of rows a lake file holds, by its name."""
+    name = LAKE_NAME.match(os.path.basename(path))
+    return name["kind"] if name else "strikes"
 
 
 def lit(text):
@@ -37,8 +53,9 @@ def _wanted(options, ticker, endpoint):
     return (not options.ticker or ticker in options.ticker) and (not options.endpoint or endpoint in options.endpoint)
 
 
-def lake_files(data_dir, options, con, writing):
-    """Lake files within the filters, minus parts a day file holds and parts of ranges still being written."""
+def lake_files(data_dir, options, con, writing, backfilling=()):
+    """Lake files within the filters, minus parts a day file holds, parts of ranges still being written and
+    backfill parts of the kinds in `backfilling`."""
     first = epoch_ms(options.since) // DAY_MS if options.since else None
     last = (epoch_ms(options.until, end_of_day=True) - 1) // DAY_MS if options.until else None
     picked = []
@@ -50,6 +67,8 @@ def lake_files(data_dir, options, con, writing):
         if name and not _day_within(name["day"], first, last):
             continue
         if name and name["first"] and any(lo < int(name["first"]) <= hi for lo, hi in writing):
+            continue
+        if name and f"{name['first']}-{name['last']}" == lakekinds.BACKFILL and name["kind"] in backfilling:
             continue
         picked.append(path)
     held = _parts_held_by_day_files(con, [p for p in picked if (m := LAKE_NAME.match(os.path.basename(p)))
@@ -86,7 +105,7 @@ def _folder_names(folder):
 
 
 def lake_day_of(path):
-    """(ticker, endpoint, epoch day) of a lake file, from its path; None if not a lake name."""
+    """(ticker, endpoint, epoch day, kind) of a lake file, from its path; None if not a lake name."""
     name = LAKE_NAME.match(os.path.basename(path))
     if not name:
         return None
@@ -95,20 +114,23 @@ def lake_day_of(path):
         day = epoch_ms(f"{name['day'][:4]}-{name['day'][4:6]}-{name['day'][6:]}") // DAY_MS
     except ValueError:
         return None
-    return *_folder_names(folder), day
+    return *_folder_names(folder), day, name["kind"]
 
 
 def lake_schema_problems(con, files):
-    """(file, column, expected type, found type) for every lake column that is missing or mistyped."""
+    """(file, column, expected type, found type) for every lake column that is missing or mistyped, each file
+    held to the columns of its kind."""
     if not files:
         return []
-    expected = ", ".join(f"({lit(c)}, {lit(t)})" for c, t in LAKE_COLUMNS.items())
+    expected = ", ".join(f"({lit(k)}, {lit(c)}, {lit(t)})" for k, cs in lake_columns().items() for c, t in cs.items())
+    kinds = ", ".join(f"({lit(p)}, {lit(lake_kind(p))})" for p in files)
     try:
         return con.execute(f"""WITH
                 found AS (SELECT file_name, name, duckdb_type FROM parquet_schema({sql_list(files)})),
-                expected(name, type) AS (VALUES {expected})
+                expected(kind, name, type) AS (VALUES {expected}),
+                kinds(file_name, kind) AS (VALUES {kinds})
             SELECT f.file_name, e.name, e.type, s.duckdb_type
-            FROM (SELECT DISTINCT file_name FROM found) f CROSS JOIN expected e
+            FROM (SELECT DISTINCT file_name FROM found) f JOIN kinds k USING (file_name) JOIN expected e USING (kind)
             LEFT JOIN found s ON s.file_name = f.file_name AND s.name = e.name
             WHERE s.duckdb_type IS DISTINCT FROM e.type ORDER BY ALL""").fetchall()
     except duckdb.Error:

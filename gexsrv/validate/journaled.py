@@ -20,7 +20,7 @@ import os
 import msgspec
 import pyarrow as pa
 
-from gexsrv import archive, batches, gexwrite, store
+from gexsrv import archive, batches, gexwrite
 from gexsrv.decode import Rules
 from gexsrv.journal import SUFFIX
 from gexsrv.journalline import decode_line, encode_line
@@ -28,7 +28,7 @@ from gexsrv.payloads import PayloadError
 from gexsrv.validate import files
 from gexsrv.validate.report import EXAMPLES, result, skipped
 
-KINDS = {kind: w for kind, w in store.WRITERS.items() if isinstance(w, gexwrite.Keyed)}  # GEX kind -> its writer
+KINDS = gexwrite.WRITERS  # GEX kind -> its writer
 HEADER = {"seq": "BIGINT", "kind": "VARCHAR", "path": "VARCHAR", "source": "VARCHAR", "ticker": "VARCHAR",
           "endpoint": "VARCHAR", "ts": "BIGINT", "received": "BIGINT", "addr": "VARCHAR", "ua": "VARCHAR",
           "id": "VARCHAR", "dup": "BOOLEAN"}

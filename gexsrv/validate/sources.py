@@ -4,10 +4,12 @@ Views (temporary: they live and die with the connection, nothing is written to t
   v_snapshots, v_strikes, v_majors, v_maxchange  the DuckDB tables that exist, filtered; legacy rows (endpoint
                                                  NULL) read endpoint 'legacy' and legacy = true
   v_timeline                                     the keys, arrival and spot of all three timestamped tables
-  v_lake                                         the Parquet strike rows (data/parquet/gexbot/<T>/<E>/*.parquet)
+  v_lake                                         the Parquet strike rows (data/parquet/gexbot/<T>/<E>/*.strikes.parquet)
+  v_lake_snapshots, v_lake_majors, v_lake_maxchange  the lake's other kinds (*.snapshots.parquet, ...)
   v_staged_snapshots, v_staged_strikes           the staged history JSON (data/source/gexbot/*_history.json)
 """
 
+from gexsrv import lakekinds
 from gexsrv.validate import files
 from gexsrv.validate.options import epoch_ms
 
@@ -19,6 +21,7 @@ SNAPSHOT_COLUMNS = {
     "major_neg_oi": "DOUBLE",
 }
 STRIKE_COLUMNS = {"strike": "DOUBLE", "gamma": "DOUBLE", "oi_gamma": "DOUBLE", "priors": "DOUBLE[]", "seq": "BIGINT"}
+LAKE_VIEWS = {kind: "v_lake" if kind == "strikes" else f"v_lake_{kind}" for kind in lakekinds.KINDS}
 TIMELINE = {  # table -> its spot column, if it has one
     "gex_snapshots": "spot_price", "gex_majors": "spot", "gex_maxchange": None,
 }
@@ -39,7 +42,9 @@ class Context:
         self.options = options
         self.now_ms = now_ms
         self.tables = self._tables()
-        self.lake_files = files.lake_files(self.data_dir, options, con, self._ranges_being_written())
+        self.backfilling = self._backfilling()
+        self.lake_files = files.lake_files(self.data_dir, options, con, self._ranges_being_written(),
+                                           self.backfilling)
         self.lake_problems = files.lake_schema_problems(con, self.lake_files)
         self.staged_files = files.staged_files(self.data_dir, options)
         self.staged_problems = []  # (path, why) of staged files that are no history file
@@ -65,6 +70,13 @@ class Context:
         if "gex_lake_exports" not in self.tables:
             return []
         return self.rows("SELECT lo, hi FROM gex_lake_exports WHERE state <> 'done'")
+
+    def _backfilling(self):
+        """The kinds whose backfill (gexsrv.lake) has not finished: their unnumbered rows are not exported yet."""
+        done = set()
+        if "gex_lake_backfills" in self.tables:
+            done = {kind for (kind,) in self.rows("SELECT kind FROM gex_lake_backfills WHERE state = 'done'")}
+        return [kind for kind in lakekinds.BACKFILLED if kind not in done]
 
     def where(self, endpoint_column="endpoint"):
         """The run's filters as SQL over raw columns (names were checked by options.parse)."""
@@ -105,9 +117,11 @@ class Context:
         if timeline:
             self._view("v_timeline", " UNION ALL ".join(timeline))
         readable = sorted(set(self.lake_files) - {p[0] for p in self.lake_problems})  # bad ones: schema check
-        if readable:
-            self._view("v_lake", f"SELECT * FROM read_parquet({files.sql_list(readable)}, union_by_name = true) "
-                                 f"WHERE {self.where()}")
+        for kind in lakekinds.KINDS:
+            of_kind = [p for p in readable if files.lake_kind(p) == kind]
+            if of_kind:
+                self._view(LAKE_VIEWS[kind], f"SELECT * FROM read_parquet({files.sql_list(of_kind)}, "
+                                             f"union_by_name = true) WHERE {self.where()}")
         staged, self.staged_problems = files.staged_snapshots_sql(self.con, self.staged_files)
         if staged:
             self._view("v_staged_snapshots", f"SELECT * FROM ({staged}) WHERE {self.where()}")

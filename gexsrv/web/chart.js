@@ -1,18 +1,21 @@
 // The GEX profile chart in plain SVG: net GEX by strike as bars, by volume (top panel) and by open interest
 // (bottom panel), sharing the strike axis; spot and zero gamma across both panels, each panel's major levels in it.
-// GexChart.draw(container, snapshot, rangePercent) replaces the container's content; `snapshot` is a reply of
-// GET /api/strikes. Every bar and line carries its value in data-* attributes (the browser test reads them).
+// GexChart.draw(container, snapshot, bandPercent) replaces the container's content with the strikes within
+// bandPercent of spot (all of them when it is 0) and returns how many it shows; `snapshot` is a reply of
+// GET /api/strikes. The SVG is drawn at the container's width in pixels, so its text is as large on a phone as on
+// a desk. Every bar and line carries its value in data-* attributes (the browser test reads them).
 "use strict";
 
 const GexChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const WIDTH = 1000;
-  const LEFT = 64;
+  const LEFT = 76; // room for the y-axis title and its tick labels
   const RIGHT = 16;
-  const TOP = 40; // room for the spot and zero gamma labels
+  const LINE = 16; // one row of level labels
   const PANEL = 210;
   const GAP = 44;
-  const HEIGHT = TOP + 2 * PANEL + GAP + 40;
+  const TICK_SPACING = 60; // pixels between strike ticks at least: a label such as 6625 is about 30 wide
+  const LABEL_GAP = 8; // pixels between two level labels on a row
+  const UNIT = "net GEX (gexbot units)"; // gexbot publishes no unit: the values are shown as the feed sends them
   const PANELS = [
     {key: "vol", column: 1, title: "Net GEX by volume",
      majors: [["major_pos_vol", "+Vol", "major-pos"], ["major_neg_vol", "−Vol", "major-neg"]]},
@@ -27,17 +30,44 @@ const GexChart = (() => {
     return found;
   }
 
+  const SCALES = [[1e9, "B"], [1e6, "M"], [1e3, "K"]];
+
   function compact(value) {
     const size = Math.abs(value);
-    for (const [limit, suffix] of [[1e9, "B"], [1e6, "M"], [1e3, "K"]]) {
+    for (const [limit, suffix] of SCALES) {
       if (size >= limit) return (value / limit).toFixed(size >= 10 * limit ? 0 : 1) + suffix;
     }
     return String(Math.round(value * 10) / 10);
   }
 
-  function shown(strikes, spot, rangePercent) {
-    if (!rangePercent || spot == null) return strikes;
-    const reach = spot * rangePercent / 100;
+  // The smallest round step (1, 2, 2.5 or 5 times a power of ten) that cuts span into at most `count` parts.
+  function niceStep(span, count) {
+    const raw = span / count;
+    const power = 10 ** Math.floor(Math.log10(raw));
+    return [1, 2, 2.5, 5, 10].map((m) => m * power).find((step) => step >= raw * (1 - 1e-9));
+  }
+
+  function decimals(step) {
+    let digits = 0;
+    while (digits < 10 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6) digits += 1;
+    return digits;
+  }
+
+  // Every multiple of step from low to high, each with its label: scaled to K, M or B by the largest one shown.
+  function ticks(low, high, step, scaled) {
+    const [limit, suffix] = scaled && SCALES.find(([size]) => Math.max(-low, high) >= size) || [1, ""];
+    const digits = decimals(step / limit);
+    const found = [];
+    for (let i = Math.ceil(low / step - 1e-9); i * step <= high + step * 1e-9; i += 1) {
+      const value = i * step;
+      found.push([value, i === 0 ? "0" : (value / limit).toFixed(digits) + suffix]);
+    }
+    return found;
+  }
+
+  function shown(strikes, spot, bandPercent) {
+    if (!bandPercent || spot == null) return strikes;
+    const reach = spot * bandPercent / 100;
     return strikes.filter((row) => Math.abs(row[0] - spot) <= reach);
   }
 
@@ -47,46 +77,63 @@ const GexChart = (() => {
     return Number.isFinite(step) && step > 0 ? step : 1;
   }
 
-  function draw(container, snapshot, rangePercent) {
-    const strikes = shown(snapshot.strikes.slice().sort((a, b) => a[0] - b[0]), snapshot.spot, rangePercent);
-    const root = node("svg", {viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "profile", role: "img",
+  function draw(container, snapshot, bandPercent) {
+    const strikes = shown(snapshot.strikes.slice().sort((a, b) => a[0] - b[0]), snapshot.spot, bandPercent);
+    const width = Math.max(container.clientWidth, 300);
+    const root = node("svg", {class: "profile", role: "img",
       "aria-label": `GEX profile of ${snapshot.ticker} ${snapshot.endpoint}`, "data-ticker": snapshot.ticker,
       "data-endpoint": snapshot.endpoint, "data-timestamp": snapshot.timestamp, "data-strikes": strikes.length});
     container.replaceChildren(root);
     if (!strikes.length) {
-      root.append(node("text", {x: WIDTH / 2, y: HEIGHT / 2, class: "empty", "text-anchor": "middle"},
-        "no strike rows in this range"));
-      return;
+      size(root, width, 120);
+      root.append(node("text", {x: width / 2, y: 60, class: "empty", "text-anchor": "middle"},
+        "no strike rows in this band: choose a wider one"));
+      return 0;
     }
     const step = smallestStep(strikes);
     const low = strikes[0][0] - step / 2;
     const high = strikes[strikes.length - 1][0] + step / 2;
-    const x = (strike) => LEFT + (strike - low) / (high - low) * (WIDTH - LEFT - RIGHT);
+    const x = (strike) => LEFT + (strike - low) / (high - low) * (width - LEFT - RIGHT);
     const barWidth = Math.max(1, (x(low + step) - x(low)) * 0.8);
     const inside = (value) => value != null && value >= low && value <= high;
-    PANELS.forEach((panel, i) => drawPanel(root, panel, TOP + i * (PANEL + GAP), strikes, snapshot, x, barWidth,
-      inside));
-    drawStrikeAxis(root, strikes, x);
-    const levels = [["spot", "Spot", snapshot.spot], ["zero-gamma", "Zero γ", snapshot.zero_gamma]];
-    levels.forEach(([name, label, value], row) => {
-      if (!inside(value)) return;
-      level(root, name, x(value), TOP - 4, TOP + 2 * PANEL + GAP, value);
-      root.append(labelAt(x(value), 14 + row * 14, `${label} ${value}`, name));
-    });
+
+    // Spot and zero gamma are labelled above the panels, in as many rows as keep the labels apart.
+    const across = [["spot", "Spot", snapshot.spot], ["zero-gamma", "Zero γ", snapshot.zero_gamma]]
+      .filter(([, , value]) => inside(value));
+    const labels = across.map(([name, label, value]) => labelAt(root, x(value), `${label} ${value}`, name));
+    const rows = stack(labels, width, LINE, LINE);
+    const top = (rows + 0.5) * LINE;
+    const bottom = top + 2 * PANEL + GAP;
+    size(root, width, bottom + 42);
+    PANELS.forEach((panel, i) => drawPanel(root, panel, top + i * (PANEL + GAP), width, strikes, snapshot, x,
+      barWidth, inside));
+    across.forEach(([name, , value]) => level(root, name, x(value), top, bottom, value));
+    drawStrikeAxis(root, low, high, x, width, top, bottom);
+    return strikes.length;
   }
 
-  function drawPanel(root, panel, top, strikes, snapshot, x, barWidth, inside) {
-    const values = strikes.map((row) => row[panel.column]).filter((value) => value != null);
-    const reach = Math.max(...values.map(Math.abs), 1e-9);
+  function size(root, width, height) {
+    root.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    root.setAttribute("width", width);
+    root.setAttribute("height", height);
+  }
+
+  function drawPanel(root, panel, top, width, strikes, snapshot, x, barWidth, inside) {
+    const largest = Math.max(...strikes.map((row) => Math.abs(row[panel.column] ?? 0)), 1e-9);
+    const step = niceStep(2 * largest, 6);
+    const reach = Math.ceil(largest / step - 1e-9) * step;
     const y = (value) => top + PANEL / 2 - value / reach * (PANEL / 2 - 4);
     const group = node("g", {class: `panel ${panel.key}`});
-    group.append(node("rect", {x: LEFT, y: top, width: WIDTH - LEFT - RIGHT, height: PANEL, class: "frame"}));
-    group.append(node("text", {x: LEFT + 6, y: top + 14, class: "title"}, panel.title));
-    for (const [value, anchor] of [[reach, reach], [0, 0], [-reach, -reach]]) {
-      group.append(node("text", {x: LEFT - 6, y: y(anchor) + 4, class: "tick", "text-anchor": "end"},
-        compact(value)));
+    root.append(group);
+    group.append(node("rect", {x: LEFT, y: top, width: width - LEFT - RIGHT, height: PANEL, class: "frame"}));
+    group.append(node("text", {x: LEFT + 6, y: top + 16, class: "title"}, panel.title));
+    for (const [value, text] of ticks(-reach, reach, step, true)) {
+      group.append(node("text", {x: LEFT - 6, y: y(value) + 4, class: "tick y", "text-anchor": "end"}, text));
     }
-    group.append(node("line", {x1: LEFT, x2: WIDTH - RIGHT, y1: y(0), y2: y(0), class: "zero-line"}));
+    const middle = top + PANEL / 2;
+    group.append(node("text", {x: 0, y: 0, class: "axis-title", "text-anchor": "middle",
+      transform: `translate(14 ${middle}) rotate(-90)`}, UNIT));
+    group.append(node("line", {x1: LEFT, x2: width - RIGHT, y1: y(0), y2: y(0), class: "zero-line"}));
     for (const row of strikes) {
       const value = row[panel.column];
       if (value == null) continue;
@@ -96,34 +143,54 @@ const GexChart = (() => {
       bar.append(node("title", {}, `${row[0]}: ${value}`));
       group.append(bar);
     }
-    panel.majors.forEach(([field, label, name], row) => {
-      const value = snapshot[field];
-      if (!inside(value)) return;
-      level(group, `${name} ${field}`, x(value), top, top + PANEL, value);
-      group.append(labelAt(x(value), top + 30 + row * 13, `${label} ${value}`, name));
-    });
-    root.append(group);
+    // The majors' labels go below the panel's title, in as many rows as keep them apart.
+    const majors = panel.majors.filter(([field]) => inside(snapshot[field]));
+    majors.forEach(([field, , name]) => level(group, `${name} ${field}`, x(snapshot[field]), top, top + PANEL,
+      snapshot[field]));
+    stack(majors.map(([field, label, name]) => labelAt(group, x(snapshot[field]), `${label} ${snapshot[field]}`,
+      name)), width, top + 16 + LINE, LINE);
   }
 
   function level(parent, name, at, from, to, value) {
     parent.append(node("line", {x1: at, x2: at, y1: from, y2: to, class: `level ${name}`, "data-value": value}));
   }
 
-  function labelAt(at, y, text, name) {
-    const clamped = Math.min(Math.max(at, LEFT + 40), WIDTH - RIGHT - 40);
-    return node("text", {x: clamped, y, class: `label ${name}`, "text-anchor": "middle"}, text);
+  function labelAt(parent, at, text, name) {
+    const label = node("text", {x: at, class: `label ${name}`, "text-anchor": "middle"}, text);
+    parent.append(label);
+    return label;
   }
 
-  function drawStrikeAxis(root, strikes, x) {
-    const bottom = TOP + 2 * PANEL + GAP;
-    const every = Math.max(1, Math.ceil(strikes.length / 12));
-    strikes.forEach((row, i) => {
-      if (i % every) return;
-      root.append(node("text", {x: x(row[0]), y: bottom + 16, class: "tick", "text-anchor": "middle"}, row[0]));
-      root.append(node("text", {x: x(row[0]), y: TOP + PANEL + 16, class: "tick", "text-anchor": "middle"},
-        row[0]));
-    });
-    root.append(node("text", {x: WIDTH / 2, y: bottom + 34, class: "axis-title", "text-anchor": "middle"},
+  // Put each label on the first row (baselines from `first`, `line` apart) where it clears the labels already
+  // there, kept inside the plot; levels a hair apart (SPY's strikes are a dollar apart) land on rows of their
+  // own. Returns the number of rows used.
+  function stack(labels, width, first, line) {
+    const placed = labels.map((label) => {
+      const half = label.getComputedTextLength() / 2;
+      const at = Math.min(Math.max(Number(label.getAttribute("x")), LEFT + half + 2), width - RIGHT - half - 2);
+      return {label, at, left: at - half, right: at + half};
+    }).sort((a, b) => a.left - b.left);
+    const ends = []; // per row, the right edge of its last label
+    for (const item of placed) {
+      let row = ends.findIndex((end) => end + LABEL_GAP <= item.left);
+      if (row < 0) row = ends.push(-Infinity) - 1;
+      ends[row] = item.right;
+      item.label.setAttribute("x", item.at);
+      item.label.setAttribute("y", first + row * line);
+    }
+    return ends.length;
+  }
+
+  // Round strikes (6600, 6625, 6650 ...) chosen from the range shown, no closer than TICK_SPACING pixels.
+  function drawStrikeAxis(root, low, high, x, width, top, bottom) {
+    const step = niceStep(high - low, (width - LEFT - RIGHT) / TICK_SPACING);
+    for (const [value, text] of ticks(low, high, step, false)) {
+      for (const y of [top + PANEL + 18, bottom + 18]) {
+        root.append(node("text", {x: x(value), y, class: "tick x", "text-anchor": "middle", "data-strike": value},
+          text));
+      }
+    }
+    root.append(node("text", {x: width / 2, y: bottom + 36, class: "axis-title", "text-anchor": "middle"},
       "strike"));
   }
 

@@ -1,8 +1,10 @@
 // The status page: polls GET /api/status (served from memory) and redraws the server facts, feeds, history jobs
 // and recent problems; the chart (chart.js) is fetched again from GET /api/strikes only when the chosen feed's
-// newest snapshot changes. Page parameters: ?ticker=SPX&endpoint=gex_zero (the feed charted), &refresh=2
-// (seconds between polls), &stale=120 (seconds past which a feed is highlighted). With auth on, the bearer token
-// is asked for once and sent with every request.
+// newest snapshot changes. Page parameters: ?ticker=SPX&endpoint=gex_zero (the feed charted), &band=2.5 (the
+// strikes within 2.5% of spot; `all` for every one), &refresh=2 (seconds between polls), &stale=120 (seconds past
+// which a feed is stale). The URL always says what is charted, so a link shows the same view; the ticker and
+// endpoint last chosen are remembered (localStorage) for a URL that names none. With auth on, the bearer token is
+// asked for once and sent with every request.
 "use strict";
 
 (() => {
@@ -10,15 +12,27 @@
   const REFRESH_MS = 1000 * (Number(query.get("refresh")) || 2);
   const STALE_S = Number(query.get("stale")) || 120;
   const TOKEN_KEY = "gexsrv-token";
+  const CHOSEN_KEY = "gexsrv-chosen"; // {ticker, endpoint} last picked on the page
+  const DEFAULT_BAND = "2.5";
+  const remembered = JSON.parse(localStorage.getItem(CHOSEN_KEY) || "{}");
+  // A URL's ticker wins over the one remembered; the remembered endpoint goes with its own ticker only.
+  const urlTicker = query.get("ticker");
+  const rememberedHolds = !urlTicker || urlTicker === remembered.ticker;
   const state = {
-    ticker: query.get("ticker") || "",
-    endpoint: query.get("endpoint") || "",
+    ticker: urlTicker || remembered.ticker || "",
+    endpoint: query.get("endpoint") || (rememberedHolds && remembered.endpoint) || "",
+    band: bandParam(query.get("band")), // "all" or a percentage of spot
     timestamp: "", // "" follows the newest snapshot; else the epoch ms of the one chosen
     drawn: null, // what the chart shows: "<ticker> <endpoint> <timestamp> <received>"
     snapshot: null, // the /api/strikes reply charted
     feeds: [],
   };
   const $ = (id) => document.getElementById(id);
+
+  function bandParam(value) {
+    if (value === "all" || Number(value) > 0) return value;
+    return DEFAULT_BAND;
+  }
 
   class Unauthorized extends Error {}
 
@@ -61,10 +75,20 @@
 
   // ---- server, feeds, jobs, errors ----
 
-  function renderServer(health, now) {
+  // The badge says "ok" only while the server is healthy and every feed is fresh: a healthy server whose feeds
+  // all stopped is no good to a trader.
+  function renderBadge(health, feeds) {
+    const stale = feeds.filter((feed) => feed.age_s > STALE_S).length;
+    const staleness = !stale ? "" : stale === feeds.length ? "all feeds stale"
+      : `${stale} of ${feeds.length} feeds stale`;
     const badge = $("server-status");
-    badge.textContent = health.status;
-    badge.className = `badge ${health.status}`;
+    badge.textContent = health.status === "ok" ? staleness || "ok"
+      : [health.status, staleness].filter(Boolean).join(" · ");
+    badge.className = `badge ${health.status === "ok" && stale ? "stale" : health.status}`;
+    badge.title = stale ? `feeds whose newest data is older than ${age(STALE_S)}` : "";
+  }
+
+  function renderServer(health, now) {
     $("updated").textContent = `updated ${utc(now)}`;
     const storage = health.storage || {};
     const journal = health.journal || {};
@@ -109,8 +133,15 @@
       if (feed.kind === "snapshot") row.addEventListener("click", () => choose(feed.ticker, feed.endpoint));
       return row;
     });
-    $("feeds").tBodies[0].replaceChildren(...(rows.length ? rows
+    $("feeds").tBodies[0].replaceChildren(...(rows.length ? headed($("feeds"), rows)
       : [el("tr", {}, el("td", {colspan: 7, class: "muted"}, "no data received yet"))]));
+  }
+
+  // Each cell names its column (data-label): a phone shows a row as a card of "column: value" lines (status.css).
+  function headed(table, rows) {
+    const names = [...table.tHead.rows[0].cells].map((cell) => cell.textContent);
+    for (const row of rows) [...row.cells].forEach((cell, i) => cell.setAttribute("data-label", names[i]));
+    return rows;
   }
 
   function progress(job) {
@@ -131,7 +162,7 @@
       el("td", {}, job.endpoint), el("td", {}, progress(job)), el("td", {class: "num"}, job.rows_per_s ?? ""),
       el("td", {class: "num"}, job.attempts), el("td", {}, (job.updated_at || "").slice(0, 19)),
       el("td", {class: "error-text"}, job.last_error || "")));
-    body.replaceChildren(...(rows.length ? rows
+    body.replaceChildren(...(rows.length ? headed($("jobs"), rows)
       : [el("tr", {}, el("td", {colspan: 9, class: "muted"}, "no history jobs"))]));
   }
 
@@ -151,14 +182,27 @@
     select.replaceChildren(...values.map((value) => el("option", {value, selected: value === chosen}, value)));
   }
 
+  function endpointsOf(ticker) {
+    return snapshotFeeds().filter((feed) => feed.ticker === ticker).map((feed) => feed.endpoint);
+  }
+
   function updateChoices() {
-    const feeds = snapshotFeeds();
-    const tickers = [...new Set(feeds.map((feed) => feed.ticker))];
+    const tickers = [...new Set(snapshotFeeds().map((feed) => feed.ticker))];
     if (!tickers.includes(state.ticker) && tickers.length) state.ticker = tickers[0];
-    const endpoints = feeds.filter((feed) => feed.ticker === state.ticker).map((feed) => feed.endpoint);
+    const endpoints = endpointsOf(state.ticker);
     if (!endpoints.includes(state.endpoint) && endpoints.length) state.endpoint = endpoints[0];
     options($("ticker"), tickers, state.ticker);
     options($("endpoint"), endpoints, state.endpoint);
+    showInUrl();
+  }
+
+  function showInUrl() {
+    const url = new URL(location.href);
+    for (const [name, value] of [["ticker", state.ticker], ["endpoint", state.endpoint], ["band", state.band]]) {
+      if (value) url.searchParams.set(name, value);
+      else url.searchParams.delete(name);
+    }
+    history.replaceState(null, "", url);
   }
 
   function choose(ticker, endpoint) {
@@ -166,13 +210,19 @@
     state.endpoint = endpoint;
     state.timestamp = "";
     state.drawn = null;
-    const url = new URL(location.href);
-    url.searchParams.set("ticker", ticker);
-    if (endpoint) url.searchParams.set("endpoint", endpoint);
-    else url.searchParams.delete("endpoint");
-    history.replaceState(null, "", url);
+    localStorage.setItem(CHOSEN_KEY, JSON.stringify({ticker, endpoint}));
+    showInUrl();
     $("snapshot").replaceChildren(el("option", {value: ""}, "live (newest)"));
     tick();
+  }
+
+  // The band select offers the URL's band too when it is not one of its own (?band=3).
+  function showBand() {
+    const select = $("range");
+    if (![...select.options].some((option) => option.value === state.band)) {
+      select.append(el("option", {value: state.band}, `spot ± ${state.band}%`));
+    }
+    select.value = state.band;
   }
 
   async function refreshChart() {
@@ -191,10 +241,12 @@
   function drawChart() {
     const snap = state.snapshot;
     if (!snap) return;
-    GexChart.draw($("chart"), snap, Number($("range").value));
+    const count = GexChart.draw($("chart"), snap, state.band === "all" ? 0 : Number(state.band));
     const mode = state.timestamp ? "chosen snapshot" : "live";
+    const band = state.band === "all" ? "all strikes" : `spot ± ${state.band}%`;
     $("chart-caption").textContent = `${snap.ticker} ${snap.endpoint} · ${utc(snap.timestamp)} (${mode}) · ` +
-      `${snap.strikes.length} strikes · net GEX ${GexChart.compact(snap.sum_gex_vol ?? 0)} by volume, ` +
+      `${count} of ${snap.strikes.length} strikes shown (${band}) · ` +
+      `net GEX ${GexChart.compact(snap.sum_gex_vol ?? 0)} by volume, ` +
       `${GexChart.compact(snap.sum_gex_oi ?? 0)} by OI`;
     const levels = [["spot", snap.spot], ["zero gamma", snap.zero_gamma], ["major +vol", snap.major_pos_vol],
       ["major −vol", snap.major_neg_vol], ["major +OI", snap.major_pos_oi], ["major −OI", snap.major_neg_oi]];
@@ -220,6 +272,7 @@
     try {
       const status = await api("/api/status");
       state.feeds = status.feeds;
+      renderBadge(status.health, status.feeds);
       renderServer(status.health, status.now);
       renderFeeds(status.feeds);
       renderJobs(status.history);
@@ -243,18 +296,31 @@
     setTimeout(loop, REFRESH_MS);
   }
 
-  $("ticker").addEventListener("change", (event) => choose(event.target.value, ""));
+  $("ticker").addEventListener("change", (event) => choose(event.target.value,
+    endpointsOf(event.target.value)[0] ?? ""));
   $("endpoint").addEventListener("change", (event) => choose(state.ticker, event.target.value));
   $("snapshot").addEventListener("focus", () => listSnapshots().catch((error) => notice(error.message)));
   $("snapshot").addEventListener("change", (event) => {
     state.timestamp = event.target.value;
     tick();
   });
-  $("range").addEventListener("change", drawChart);
+  $("range").addEventListener("change", (event) => {
+    state.band = event.target.value;
+    showInUrl();
+    drawChart();
+  });
+  // The chart is drawn at the width it has, so it is drawn again when that changes (a phone turned sideways).
+  let drawnWidth = $("chart").clientWidth;
+  new ResizeObserver(() => {
+    if ($("chart").clientWidth === drawnWidth) return;
+    drawnWidth = $("chart").clientWidth;
+    drawChart();
+  }).observe($("chart"));
   $("auth").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     tick();
   });
+  showBand();
   loop();
 })();
