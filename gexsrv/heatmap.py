@@ -2,9 +2,9 @@
 bucket (GET /api/heatmap, gexsrv.dayview; the page gexsrv/web/day.*).
 
 It needs a DuckDB cursor and the lake's folder only, so it runs wherever reads run (a worker thread today).
-The strike rows come from the database, or, for a window the database holds no snapshot of, from the Parquet
-lake's strike files (gexsrv.lake): those hold no spot, zero gamma or majors, so from the lake the level series
-are null and a band around spot cannot be drawn.
+The rows come from the database, or, for a window the database holds no snapshot of, from the Parquet lake's
+strikes and snapshots files (gexsrv.lake, gexsrv.lakekinds). A lake written before it kept snapshots holds strike
+rows only: from such days the level series are null and a band around spot cannot be drawn.
 
 A bucket is [t, t + bucket) with t a multiple of the bucket width since the epoch; only buckets holding a snapshot
 are returned. `last` shows each bucket's last snapshot (a strike it lacks is null); `mean` the mean of each
@@ -40,7 +40,7 @@ LAST_LEVELS = ", ".join(f"arg_max_null({FINITE.format(column)}, timestamp) AS {n
                         zip(("spot_price", *LEVELS[1:]), LEVELS))
 DATABASE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(*) AS snapshots, {LAST_LEVELS},
         min({FINITE.format("spot_price")}) AS spot_low, max({FINITE.format("spot_price")}) AS spot_high
-    FROM gex_snapshots WHERE {FEED} GROUP BY bucket"""
+    FROM {{snapshots}} WHERE {FEED} GROUP BY bucket"""
 NO_LEVELS = ", ".join(f"NULL::DOUBLE AS {name}" for name in LEVELS)
 LAKE_BUCKETS = f"""SELECT {BUCKET} AS bucket, max(timestamp) AS at, count(DISTINCT timestamp) AS snapshots,
         {NO_LEVELS}, NULL::DOUBLE AS spot_low, NULL::DOUBLE AS spot_high
@@ -91,8 +91,8 @@ class NoSpot(ValueError):
     """A band around spot was asked of lake rows, which hold no spot."""
 
 
-def lake_files(root, selection):
-    """The lake's strike files (day files and parts) of the UTC days the window touches."""
+def lake_files(root, selection, kind="strikes"):
+    """The lake's files of a kind (day files and parts) of the UTC days the window touches."""
     if selection.endpoint is None:  # legacy rows are never exported
         return []
     folder = os.path.join(root, encode(selection.ticker), encode(selection.endpoint))
@@ -101,7 +101,7 @@ def lake_files(root, selection):
     days = {(first + dt.timedelta(days=k)).strftime("%Y%m%d") for k in range((last - first).days + 1)}
     names = os.listdir(folder) if os.path.isdir(folder) else []
     return sorted(os.path.join(folder, name) for name in names if (found := DAY.match(name) or PART.match(name))
-                  and found["kind"] == "strikes" and found["day"] in days)
+                  and found["kind"] == kind and found["day"] in days)
 
 
 def _limits(selection):
@@ -112,48 +112,61 @@ def _limits(selection):
             "$max_strike" if selection.max_strike is not None else "'infinity'::DOUBLE")
 
 
-def _sql(selection, from_lake):
+def _sql(selection, files):
+    """The grid's query over the database, or over the lake's files ({kind: paths}, the snapshots' may be None)."""
     lo, hi = _limits(selection)
     banded = (selection.band_pct, selection.min_strike, selection.max_strike) != (None, None, None)
     cells = CELLS[selection.agg].format(where=IN_BAND if banded else "")
-    rows = ROWS.format(value=MEASURES[selection.measure], table="read_parquet($files)" if from_lake else "gex_strikes")
-    return GRID.format(rows=rows,
-                       buckets=LAKE_BUCKETS if from_lake else DATABASE_BUCKETS, lo=lo, hi=hi, cells=cells,
+    rows = ROWS.format(value=MEASURES[selection.measure], table="read_parquet($strikes)" if files else "gex_strikes")
+    if not files:
+        buckets = DATABASE_BUCKETS.format(snapshots="gex_snapshots")
+    elif files["snapshots"]:
+        buckets = DATABASE_BUCKETS.format(snapshots="read_parquet($snapshots)")
+    else:
+        buckets = LAKE_BUCKETS
+    return GRID.format(rows=rows, buckets=buckets, lo=lo, hi=hi, cells=cells,
                        series=SERIES_LISTS)
 
 
 def _params(selection, sql, files=None):
     given = {"ticker": selection.ticker, "endpoint": selection.endpoint, "since": selection.since_ms,
              "until": selection.until_ms, "bucket": selection.bucket_ms, "band": selection.band_pct,
-             "min_strike": selection.min_strike, "max_strike": selection.max_strike, "files": files}
+             "min_strike": selection.min_strike, "max_strike": selection.max_strike, **(files or {})}
     return {name: value for name, value in given.items() if f"${name}" in sql}
+
+
+def _lake(lake_root, selection):
+    """{kind: paths} of the window's strike and snapshot files (snapshots None when it has none), or None."""
+    strikes = lake_files(lake_root, selection)
+    return {"strikes": strikes, "snapshots": lake_files(lake_root, selection, "snapshots") or None} if strikes else None
 
 
 def _selected(cursor, lake_root, selection):
     """(source, files): the database when it holds a snapshot of the window, else the lake's files of it (None
-    when there are none either: the database's empty answer then). Raises NoSpot for a band on lake rows."""
+    when there are none either: the database's empty answer then). Raises NoSpot for a band on lake rows without
+    their snapshots."""
     if cursor.execute(HELD, _params(selection, HELD)).fetchall():
         return "database", None
-    files = lake_files(lake_root, selection)
-    if not files:
+    files = _lake(lake_root, selection)
+    if files is None:
         return None, None
-    if selection.band_pct is not None:
-        raise NoSpot("band needs spot, which the Parquet lake's strike files do not hold (this window is no "
-                     "longer in the database): give min_strike and max_strike instead")
+    if files["snapshots"] is None and selection.band_pct is not None:
+        raise NoSpot("band needs spot, which the Parquet lake holds for this window in its strike files only (it "
+                     "is no longer in the database): give min_strike and max_strike instead")
     return "lake", files
 
 
 def _run(cursor, lake_root, selection, wrap, fetch):
     """fetch(cursor, sql, params) of the grid's query, wrapped by wrap ({grid} is the query)."""
     source, files = _selected(cursor, lake_root, selection)
-    sql = wrap.format(grid=_sql(selection, source == "lake"))
+    sql = wrap.format(grid=_sql(selection, files))
     try:
         return fetch(cursor, sql, {**_params(selection, sql, files), "source": source})
     except duckdb.IOException:
         if files is None:
             raise
         # a compaction merged the parts listed into their day file meanwhile: the folder is listed again
-        return fetch(cursor, sql, {**_params(selection, sql, lake_files(lake_root, selection)), "source": source})
+        return fetch(cursor, sql, {**_params(selection, sql, _lake(lake_root, selection)), "source": source})
 
 
 def as_json(cursor, lake_root, selection):
@@ -197,7 +210,7 @@ def _names(folder):
 
 
 def _lake_days(root, ticker, endpoint):
-    """{(ticker, endpoint, YYYY-MM-DD)} of the lake's strike files."""
+    """{(ticker, endpoint, YYYY-MM-DD)} of the lake's strikes files."""
     found = set()
     if endpoint is None:  # legacy rows are never exported
         return found

@@ -154,35 +154,44 @@ def test_days_lists_the_stored_day(day_server, snaps):
     assert day_server.get("/api/days?ticker=SPX&endpoint=zero").json() == reply.json()
 
 
-def test_a_day_only_the_lake_holds_is_read_from_its_strike_files(tmp_path, snaps, ref):
+def test_a_day_only_the_lake_holds_is_read_from_its_files(tmp_path, snaps, ref):
     data = tmp_path / "data"
     import_day(data, snaps)  # the import exports the day to the lake, and compacts it (a past day)
-    assert (data / "parquet/gexbot/SPX/gex_zero/20251021.strikes.parquet").exists()
+    folder = data / "parquet/gexbot/SPX/gex_zero"
+    assert {path.name for path in folder.iterdir()} >= {"20251021.strikes.parquet", "20251021.snapshots.parquet"}
+    queries = [DAY_QUERY + "&min_strike=6790&max_strike=6830&bucket_s=120", DAY_QUERY + "&band=0.1&agg=mean"]
     server = Server(data).start()
-    from_database = heatmap(server, DAY_QUERY + "&min_strike=6790&max_strike=6830&bucket_s=120")
+    from_database = [heatmap(server, query) for query in queries]
     server.stop()
     with duckdb.connect(str(data / "gex_data.db")) as db:  # the day leaves the database
         db.execute("DELETE FROM gex_strikes")
         db.execute("DELETE FROM gex_snapshots")
     server.start()
     try:
-        from_lake = heatmap(server, DAY_QUERY + "&min_strike=6790&max_strike=6830&bucket_s=120")
-        assert from_lake["source"] == "lake"
-        assert {k: from_lake[k] for k in ("times", "strikes", "grid")} == {
-            k: from_database[k] for k in ("times", "strikes", "grid")}
-        series = from_lake["series"]
-        assert (series["at"], series["snapshots"]) == (from_database["series"]["at"],
-                                                        from_database["series"]["snapshots"])
-        assert all(series[name] == [None] * len(from_lake["times"]) for name in LEVELS)
-        assert_matches({**from_lake, "series": from_database["series"]},
-                       expected(ref, DAY_START, DAY_START + DAY_MS, 120, low=6790, high=6830))
-
-        refused = server.get(f"/api/heatmap?{DAY_QUERY}&band=2")
-        assert refused.status == 400
-        assert refused.json()["field"] == "band" and "lake" in refused.json()["error"]
+        for query, want in zip(queries, from_database):
+            found = heatmap(server, query)
+            assert {**found, "grid": None} == {**want, "source": "lake", "grid": None}
+            assert cells_of(found)[0] == pytest.approx(cells_of(want)[0], rel=1e-12)  # a mean's sums
+        assert_matches(from_database[0], expected(ref, DAY_START, DAY_START + DAY_MS, 120, low=6790, high=6830))
         assert server.get("/api/days").json() == {"days": [
             {"ticker": "SPX", "endpoint": "gex_zero", "date": HISTORY_DAY, "snapshots": None, "first": None,
              "last": None, "source": "lake"}]}
+    finally:
+        server.stop()
+
+    # A lake of strike rows only (as gexsrv wrote it before it kept snapshots there): no levels, no band.
+    (folder / "20251021.snapshots.parquet").unlink()
+    server.start()
+    try:
+        strikes_only = heatmap(server, queries[0])
+        assert {**strikes_only, "series": None} == {**from_database[0], "source": "lake", "series": None}
+        series = strikes_only["series"]
+        assert (series["at"], series["snapshots"]) == (from_database[0]["series"]["at"],
+                                                        from_database[0]["series"]["snapshots"])
+        assert all(series[name] == [None] * len(strikes_only["times"]) for name in LEVELS)
+        refused = server.get(f"/api/heatmap?{queries[1]}")
+        assert refused.status == 400
+        assert refused.json()["field"] == "band" and "strike files only" in refused.json()["error"]
     finally:
         server.stop()
 

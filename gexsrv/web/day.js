@@ -127,7 +127,8 @@
       if (!(error instanceof ApiFailure && error.field === "band")) throw error;
       params.delete("band"); // a lake day holds no spot to centre a band on
       view = await api(`/api/heatmap?${params}`);
-      notice("This day is only in the Parquet lake, whose strike files hold no spot: every strike is shown.");
+      notice("This day is only in the Parquet lake, which holds its strike rows but not its spot: every strike is "
+        + "shown.");
     }
     if (generation !== state.generation) return;
     for (const form of ["csv", "parquet"]) $(form).href = `/api/heatmap?${params}&format=${form}`;
