@@ -11,11 +11,7 @@ a lower priority, never on the event loop.
 import asyncio
 import datetime as dt
 import math
-import os
 import re
-import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
@@ -24,13 +20,13 @@ from gexsrv.api import PageHandler, ReadHandler, endpoint_param, time_param
 from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker
 from gexsrv.handlers import ApiError, database_or_503
 from gexsrv.lake import lake_root
+from gexsrv.lowpriority import one_thread
 from gexsrv.pathnames import encode
 from gexsrv.payloads import PayloadError
 
 MAX_BUCKET_S = 86_400
 MAX_BUCKETS = 5_000  # time columns a reply may have: a 6.5-hour session at bucket_s=5
 MAX_WINDOW_MS = 7 * heatmap.DAY_MS
-READ_NICENESS = 10
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # only this form: fromisoformat also takes week dates (2025-W43-2)
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "parquet": "application/vnd.apache.parquet"}
@@ -80,16 +76,10 @@ def band_param(raw, field):
     return value
 
 
-def _yield_the_cpu():
-    """Linux keeps a nice value per thread: the day view's reads give way to the event loop and to ingest. (Other
-    systems keep one per process, which must not change.)"""
-    if sys.platform == "linux":
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READ_NICENESS)
-
-
 # A full day's grid keeps a core busy for a tenth of a second: one such read at a time, at a lower priority, so
-# that the writes' latency holds on two cores however often the page is reloaded.
-READS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-dayview", initializer=_yield_the_cpu)
+# that the writes' latency holds on two cores however often the page is reloaded. Not the lowest (GET /api/sql's):
+# the page waits for it.
+READS = one_thread("gexsrv-dayview", 10, "the day view's reads")
 
 
 def heatmap_body(store, root, selection, reply, form):

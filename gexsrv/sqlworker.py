@@ -5,35 +5,23 @@ running, so that neither the store's close nor the exit waits for it.
 """
 
 import asyncio
-import logging
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 
 from gexsrv import sql, sqlout
+from gexsrv.lowpriority import one_thread
 from gexsrv.reads import read_cursor
 from gexsrv.store import StorageError
 
-log = logging.getLogger("gexsrv.sqlworker")
 # Errors of the database, not of the query: a 503 (StorageError), where the query's own errors are a 400.
 DATABASE_FAULTS = (duckdb.FatalException, duckdb.IOException)
 SHUTTING_DOWN = "the server is shutting down"
 INTERRUPT_EVERY_S = 0.1
 
 
-def _lowest_priority():
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # on Linux a thread id names that thread
-    except OSError:  # elsewhere it names no process: the queries run at the server's priority
-        log.warning("GET /api/sql queries run at normal CPU priority: cannot lower their thread's", exc_info=True)
-
-
 class SqlWorker:
     def __init__(self):
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gexsrv-sql",
-                                           initializer=_lowest_priority)
+        self.executor = one_thread("gexsrv-sql", 19, "GET /api/sql queries")
         self.running = None  # the connection of the query running now
         self.closed = False
 
