@@ -166,3 +166,17 @@ def test_todays_view_grows_as_snapshots_arrive(start_server, browser):
     assert float(hover(browser, map_, 1, 2)["value"]) == -7.25
     assert wait_for(lambda: profile(browser)["time"] == (first + 60) * 1000, "the newest bucket profiled")
     assert [7138.55, 9.0] in profile(browser)["bars"]
+
+
+def test_with_authentication_on_the_page_asks_for_the_token(start_server, browser):
+    server = start_server(None, env={"GEXSRV_AUTH_TOKEN": "day-token"})
+    reply = server.post("/gex?ack=ingested", snapshot(), {"Authorization": "Bearer day-token"})
+    assert reply.status == 202, reply.body
+    browser.get(f"{server.url}/day?ticker=SPX&endpoint=gex_zero&date=2026-04-29&band=")
+    form = wait_for(lambda: browser.find_element("id", "auth").is_displayed() and browser.find_element("id", "auth"),
+                    "the token form")
+    assert "401" in browser.find_element("id", "notice").text
+    browser.find_element("id", "token").send_keys("day-token")
+    form.submit()
+    assert drawn(browser, 1)["rows"] == 5  # helpers.snapshot's five strikes
+    assert not browser.find_element("id", "auth").is_displayed()
