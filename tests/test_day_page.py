@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
@@ -180,3 +181,23 @@ def test_with_authentication_on_the_page_asks_for_the_token(start_server, browse
     form.submit()
     assert drawn(browser, 1)["rows"] == 5  # helpers.snapshot's five strikes
     assert not browser.find_element("id", "auth").is_displayed()
+
+
+def test_a_day_whose_lake_holds_strike_rows_only_is_shown_whole(tmp_path, browser):
+    data = tmp_path / "data"
+    snaps = day_snapshots()
+    import_day(data, snaps)
+    with duckdb.connect(str(data / "gex_data.db")) as db:  # the day leaves the database
+        db.execute("DELETE FROM gex_strikes")
+        db.execute("DELETE FROM gex_snapshots")
+    (data / "parquet/gexbot/SPX/gex_zero/20251021.snapshots.parquet").unlink()
+    server = Server(data).start()
+    try:
+        browser.get(f"{server.url}/day")  # the band around spot, by default, cannot be drawn: every strike is
+        want = expected(reference(snaps), DAY_START, DAY_START + DAY_MS)
+        assert drawn(browser, len(want["times"]))["rows"] == len(want["strikes"])
+        assert "holds its strike rows but not its spot" in browser.find_element("id", "notice").text
+        assert "from the lake (which holds its strike rows only" in browser.find_element("id", "caption").text
+        assert browser.find_element("id", "date").get_attribute("value") == "2025-10-21"
+    finally:
+        server.stop()

@@ -125,7 +125,7 @@
       notice("");
     } catch (error) {
       if (!(error instanceof ApiFailure && error.field === "band")) throw error;
-      params.delete("band"); // a lake day holds no spot to centre a band on
+      params.delete("band"); // a day whose lake holds strike rows only has no spot to centre a band on
       view = await api(`/api/heatmap?${params}`);
       notice("This day is only in the Parquet lake, which holds its strike rows but not its spot: every strike is "
         + "shown.");
@@ -181,7 +181,8 @@
     $("caption").textContent = cols ? `${view.ticker} ${view.endpoint} ${view.date}: ${cols} buckets × `
       + `${view.strikes.length} strikes, ${what} of each ${view.bucket_s} s bucket, GEX by `
       + `${view.measure === "vol" ? "volume" : "open interest"}, from the ${view.source}`
-      + (view.source === "lake" ? " (its strike files hold no spot, zero gamma or majors)" : "")
+      + (view.source === "lake" && view.series.spot.every((v) => v == null)
+        ? " (which holds its strike rows only: no spot, zero gamma or majors)" : "")
       : `${view.ticker} ${view.endpoint} ${view.date}: no snapshots${isToday(view.date) ? " yet" : ""}.`;
     drawMap();
     drawProfile();
