@@ -14,6 +14,8 @@ from helpers import HISTORY_DAY, HISTORY_NAME, HISTORY_OPEN, REPO
 
 SNAPS, STRIKES, EVERY = 240, 24, 5  # 20 minutes: 12 snapshots a minute, the strikes shifting as spot walks
 OPEN_MS = HISTORY_OPEN * 1000
+DAY_MS = 86_400_000
+DAY_START = OPEN_MS - OPEN_MS % DAY_MS  # the UTC midnight before the day's first snapshot
 LEVELS = ("spot", "zero_gamma", "major_pos_vol", "major_pos_oi", "major_neg_vol", "major_neg_oi")
 DAY_QUERY = f"ticker=SPX&endpoint=gex_zero&date={HISTORY_DAY}"
 

@@ -1,6 +1,7 @@
 """The day view (GET /day) in headless Chromium against a real server: a generated day's heatmap has the grid's
 dimensions, the hover readout and the colour of a few cells are what DuckDB says of them, the slider shows the
-profile of the moment chosen, the page fits a 420-pixel-wide window, and today's view grows as snapshots arrive.
+profile of the moment chosen, the page fits a 420-pixel-wide window, today's view grows as snapshots arrive, the
+token is asked for when authentication is on, and a day whose lake holds strike rows only is shown whole.
 Saves a screenshot in the test's temporary folder, or where GEXSRV_SCREENSHOT says (`make screenshot` refreshes
 the README's docs/day-view.png).
 
@@ -16,12 +17,10 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from dayfixture import DAY_QUERY, OPEN_MS, day_snapshots, expected, import_day, reference
+from dayfixture import DAY_MS, DAY_QUERY, DAY_START, day_snapshots, expected, import_day, reference
 from helpers import CHROMEDRIVER, CHROMIUM, Server, eventually, snapshot
 
 WAIT_S = 30
-DAY_MS = 86_400_000
-DAY_START = OPEN_MS - OPEN_MS % DAY_MS
 NULL_RGB = [236, 239, 243]  # day.js: a cell without a value
 
 pytestmark = pytest.mark.skipif(

@@ -9,11 +9,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from dayfixture import DAY_QUERY, LEVELS, OPEN_MS, cells_of, day_snapshots, expected, import_day, reference
+from dayfixture import (DAY_MS, DAY_QUERY, DAY_START, LEVELS, OPEN_MS, cells_of, day_snapshots, expected, import_day,
+                        reference)
 from helpers import HISTORY_DAY, TS, Server, snapshot
 
-DAY_MS = 86_400_000
-DAY_START = OPEN_MS - OPEN_MS % DAY_MS
 
 
 @pytest.fixture(scope="module")
