@@ -302,6 +302,13 @@ def test_the_chosen_ticker_is_remembered_and_a_urls_ticker_wins(server, browser)
     assert shown(browser, ndx, "gex_full")["ticker"] == "NDX"
     assert Select(browser.find_element("id", "ticker")).first_selected_option.text == "NDX"
 
+    # the day view link follows the chosen feed, and the day view opens on it
+    link = wait_for(lambda: (a := browser.find_element("id", "day-link")).get_attribute("href").endswith(
+        "/day?ticker=NDX&endpoint=gex_full") and a, "the day view link for NDX gex_full")
+    link.click()
+    assert wait_for(lambda: Select(browser.find_element("id", "feed")).first_selected_option.get_attribute("value")
+                    == "NDX gex_full", "the day view on NDX gex_full")
+
 
 def test_the_badge_says_when_feeds_are_stale(server, browser):
     now = int(time.time())

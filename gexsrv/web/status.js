@@ -203,6 +203,8 @@
       else url.searchParams.delete(name);
     }
     history.replaceState(null, "", url);
+    const day = new URLSearchParams({ticker: state.ticker || "", endpoint: state.endpoint || ""});
+    document.getElementById("day-link").href = state.ticker ? `/day?${day}` : "/day";
   }
 
   function choose(ticker, endpoint) {
