@@ -146,9 +146,9 @@ class Backfill:
             self.runner.policy.check_url(url)
             job, _created = await self.runner.submit(url, day.ticker, stored_endpoint(day.package, day.category))
         except KeyRefused as exc:
-            self.halted = str(exc)
             log.error("backfill stopped: %s", exc)
             await self.store.use(days.record, day, "failed", None, str(exc))
+            self.halted = str(exc)  # once the day is failed: who sees it halted reads the day's failure
             return
         except (ApiFailed, Refused) as exc:
             log.warning("backfill %s failed: %s", what, exc)

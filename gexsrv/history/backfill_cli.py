@@ -106,13 +106,14 @@ async def watch(runner, keys, done, show):
     with tqdm(total=len(keys), initial=len(done), unit="day", desc="backfill", file=sys.stderr,
               disable=not show) as bar, logging_redirect_tqdm():
         while True:
+            halted = runner.backfill.halted  # before the listing, so that the listing holds what halted it
             rows = [r for r in await asyncio.to_thread(runner.backfill.listing, **filters)  # off the loop
                     if (r["ticker"], r["package"], r["category"], r["date"]) in wanted]
             counts = progress(rows, done, runner.imported)
             bar.n = counts["settled"]
             bar.set_postfix_str(f"resolved {counts['resolved']}, downloaded {counts['downloaded']}, "
                                 f"snapshots {counts['snapshots']:,}")
-            if counts["settled"] == len(keys) or runner.backfill.halted:
+            if counts["settled"] == len(keys) or halted:
                 return rows
             await asyncio.sleep(REFRESH_S)
 
