@@ -109,9 +109,9 @@ def test_the_zygote_has_one_thread_no_polars_and_none_of_its_descriptors_in_a_se
         assert os.listdir(f"/proc/{zygote}/task") == [str(zygote)]
         assert "polars" not in Path(f"/proc/{zygote}/maps").read_text()
         assert "polars" in Path(f"/proc/{server.proc.pid}/maps").read_text()  # the server imported it itself
-        theirs = {link for link in links(zygote) if link.startswith("socket:") or link.endswith("(deleted)")}
+        sockets = {link for link in links(zygote) if link.startswith("socket:")}  # control, and a channel a child
         ours = links(server.proc.pid)
-        assert len(theirs) == 3 and not theirs & ours and "anon_inode:[pidfd]" not in ours
+        assert len(sockets) >= 2 and not sockets & ours and "anon_inode:[pidfd]" not in ours
     finally:
         server.stop()
 
