@@ -170,8 +170,10 @@ def test_the_rate_limit_spaces_api_requests_and_days_without_data_are_no_failure
     assert (summary["days"], summary["no data"], summary["failed"]) == (10, 10, 0)
     times = [entry[0] for entry in gexbot.api_log]
     assert len(times) == 10
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > 0.5 / rate and times[-1] - times[0] > 0.7 * 9 / rate, gaps
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    # Arrivals, not the limiter's starts: one request delayed on a loaded machine shortens the gap after it, so
+    # the bounds are on the typical gap and the whole run; the shortest still rules out two sent at once.
+    assert gaps[len(gaps) // 2] > 0.8 / rate and times[-1] - times[0] > 0.7 * 9 / rate and gaps[0] > 0.2 / rate, gaps
 
 
 def test_a_refused_key_stops_the_backfill_with_a_clear_error(gexbot, tmp_path):
