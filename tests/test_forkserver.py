@@ -57,15 +57,18 @@ def test_a_signal_reaches_the_forked_server_and_its_exit_status_is_its_own(tmp_p
     assert not Path(f"/proc/{server.proc.pid}").exists()  # reaped
 
 
-def test_the_forked_server_runs_with_the_environment_directory_and_limits_it_was_given(tmp_path):
+def test_the_forked_server_runs_with_the_arguments_environment_directory_and_limits_it_was_given(tmp_path):
     record, elsewhere = tmp_path / "inherited.json", tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "says_where.py").write_text(SAYS_WHERE)
     env = {"HISTORY_DOWNLOAD_COMMAND": shlex.join([sys.executable, str(tmp_path / "says_where.py"), str(record)]),
            "GEXSRV_TEST_MARK": "forked"}
-    server = Server(tmp_path / "data", *LOCAL, env=env, cwd=elsewhere, rlimits={"RLIMIT_CORE": (0, 0)}).start()
+    server = Server(tmp_path / "data", *LOCAL, "--default-endpoint", "gex_one", env=env, cwd=elsewhere,
+                    rlimits={"RLIMIT_CORE": (0, 0)}).start()
     try:
         assert isinstance(server.proc, FORKED)
+        assert server.post("/gex", snapshot(timestamp=TS)).json()["endpoint"] == "gex_one"  # its arguments
+        assert (tmp_path / "data" / "gex_data.db").is_file()
         assert resource.prlimit(server.proc.pid, resource.RLIMIT_CORE) == (0, 0)
         assert os.readlink(f"/proc/{server.proc.pid}/cwd") == str(elsewhere)
         reply = server.post("/gex_history_url", {"url": f"http://127.0.0.1:9/files/{NAME}"})
