@@ -26,7 +26,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
-# The edit-run loop: all but the tests marked slow (the SIGKILL loop, the fuzzing, the performance report).
+# The edit-run loop: all but the tests marked slow, the slowest crash, fuzz, load and timing tests (README, Tests).
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 

@@ -64,6 +64,14 @@ def browser():
     driver.quit()
 
 
+# Modules of slow tests only whose collection costs CPU in every worker (schemathesis builds its cases then).
+SLOW_ONLY = {"test_fuzz.py"}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`make test-fast` (-m "not slow") would deselect all of such a module's tests after collecting them."""
+    return True if collection_path.name in SLOW_ONLY and config.getoption("markexpr") == "not slow" else None
+
 
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the controller, or a run without workers

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import duckdb
 
+from forkserver import popen_gexsrv
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 # The fixture builders (make_legacy_db, make_history_file) live in bench/, whose scripts use them too. bench/ holds
@@ -37,23 +39,24 @@ HISTORY_SNAPS, HISTORY_STRIKES = 200, 20
 
 
 class Server:
-    """`python -m gexsrv` as a subprocess; its log goes to a file under the data dir's parent."""
+    """`python -m gexsrv` as a subprocess (forked by tests/forkserver.py); its log goes to a file under the data
+    dir's parent."""
 
-    def __init__(self, data_dir, *flags, env=None, cwd=None, preexec_fn=None):
+    def __init__(self, data_dir, *flags, env=None, cwd=None, rlimits=None):
         self.data_dir = Path(data_dir)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         self.flags = ["--port", "0", "--data-dir", str(data_dir), *flags]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd or REPO
-        self.preexec_fn = preexec_fn  # run in the child before gexsrv starts (e.g. a lower open-file limit)
+        self.rlimits = rlimits  # set in the child before gexsrv starts (e.g. a lower open-file limit)
         self.proc = None
         self.url = None
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "a")
         offset = self.log.tell()  # a restart appends to the same log: read only what this start wrote
-        self.proc = subprocess.Popen([sys.executable, "-m", "gexsrv", *self.flags], cwd=self.cwd, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+        self.proc = popen_gexsrv(self.flags, self.cwd, self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                 rlimits=self.rlimits)
         self.url = eventually(lambda: self._listening(offset), f"gexsrv listening (log {self.log_path})", timeout)
         return self
 

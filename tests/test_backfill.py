@@ -7,11 +7,11 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 
 import duckdb
 import pytest
 from filesrv import GEXBOT_KEY as KEY, FakeGexbot
+from forkserver import popen_gexsrv, run_gexsrv
 from helpers import REPO, eventually
 from make_history_file import snapshots
 
@@ -44,9 +44,8 @@ def add_files(fake, tickers, categories, days, gzipped=(), lines=(), package="cl
 
 def backfill(fake, data_dir, *args, key=KEY, rate=50):
     """The command, to its end: (exit code, its JSON summary or None, stdout, stderr)."""
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "backfill", *args, "--json", *fake.flags(data_dir, rate)],
-                         cwd=REPO, env={**os.environ, "GEXBOT_API_KEY": key}, capture_output=True, text=True,
-                         timeout=120)
+    run = run_gexsrv(["backfill", *args, "--json", *fake.flags(data_dir, rate)], cwd=REPO,
+                     env={**os.environ, "GEXBOT_API_KEY": key}, timeout=120)
     summary = json.loads(run.stdout) if run.stdout.startswith("{") else None
     return run.returncode, summary, run.stdout, run.stderr
 
@@ -86,10 +85,9 @@ def test_the_command_imports_every_trading_day_and_a_second_run_imports_nothing(
     outage = gexbot.files[("NDX", "classic", "gex_zero", "2025-01-13")]
     gexbot.outage.add(outage)
     data = tmp_path / "data"
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "backfill", "--tickers", "SPX,NDX", "--categories",
-                          "gex_zero,gex_one", "--from", "2025-01-08", "--to", "2025-01-13",
-                          *gexbot.flags(data)], cwd=REPO, env={**os.environ, "GEXBOT_API_KEY": KEY},
-                         capture_output=True, text=True, timeout=120)
+    run = run_gexsrv(["backfill", "--tickers", "SPX,NDX", "--categories", "gex_zero,gex_one", "--from", "2025-01-08",
+                      "--to", "2025-01-13", *gexbot.flags(data)], cwd=REPO, env={**os.environ, "GEXBOT_API_KEY": KEY},
+                     timeout=120)
     assert run.returncode == 0, run.stderr
     table = [line.split() for line in run.stdout.splitlines()]
     assert table[0] == ["ticker", "category", "days", "imported", "already", "no", "data", "failed", "snapshots",
@@ -136,9 +134,8 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(gexbot, tmp_path):
     gexbot.hang.add(stuck)
     data = tmp_path / "data"
     args = ["--tickers", "SPX", "--from", "2025-01-13", "--to", "2025-01-16"]
-    proc = subprocess.Popen([sys.executable, "-m", "gexsrv", "backfill", *args, *gexbot.flags(data)], cwd=REPO,
-                            env={**os.environ, "GEXBOT_API_KEY": KEY}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = popen_gexsrv(["backfill", *args, *gexbot.flags(data)], REPO, {**os.environ, "GEXBOT_API_KEY": KEY},
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert gexbot.hanging.wait(60), "the third day's download never started"
     finally:
@@ -173,8 +170,10 @@ def test_the_rate_limit_spaces_api_requests_and_days_without_data_are_no_failure
     assert (summary["days"], summary["no data"], summary["failed"]) == (10, 10, 0)
     times = [entry[0] for entry in gexbot.api_log]
     assert len(times) == 10
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > 0.5 / rate and times[-1] - times[0] > 0.7 * 9 / rate, gaps
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    # Arrivals, not the limiter's starts: one request delayed on a loaded machine shortens the gap after it, so
+    # the bounds are on the typical gap and the whole run; the shortest still rules out two sent at once.
+    assert gaps[len(gaps) // 2] > 0.8 / rate and times[-1] - times[0] > 0.7 * 9 / rate and gaps[0] > 0.2 / rate, gaps
 
 
 def test_a_refused_key_stops_the_backfill_with_a_clear_error(gexbot, tmp_path):
@@ -227,9 +226,8 @@ def test_the_endpoint_backfills_a_range_and_a_day_on_a_running_server(gexbot, st
         ("SPX", "2025-01-17", "completed", SNAPS), ("SPX", "2025-01-21", "completed", SNAPS)]
     assert "sig=" not in server.get("/gex_history_url/days").body.decode()
 
-    locked = subprocess.run([sys.executable, "-m", "gexsrv", "backfill", "--tickers", "SPX", "--from", "2025-01-16",
-                             "--to", "2025-01-16", *gexbot.flags(data)], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "GEXBOT_API_KEY": KEY}, timeout=60)
+    locked = run_gexsrv(["backfill", "--tickers", "SPX", "--from", "2025-01-16", "--to", "2025-01-16",
+                         *gexbot.flags(data)], cwd=REPO, env={**os.environ, "GEXBOT_API_KEY": KEY}, timeout=60)
     assert locked.returncode == 2 and "Is a gexsrv server running on this data dir?" in locked.stderr
     assert "or POST the range to its /gex_history_url" in locked.stderr
 
@@ -322,9 +320,8 @@ def test_the_importer_takes_json_lines_and_pretty_printed_files(tmp_path):
     data = tmp_path / "data"
     for ticker, (path, content) in files.items():
         path.write_bytes(content)
-        run = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(path), "--ticker", ticker, "--endpoint",
-                              "gex_zero", "--data-dir", str(data), "--no-progress"], cwd=REPO, capture_output=True,
-                             text=True, timeout=60)
+        run = run_gexsrv(["import", str(path), "--ticker", ticker, "--endpoint", "gex_zero", "--data-dir", str(data),
+                          "--no-progress"], cwd=REPO, timeout=60)
         assert run.returncode == 0, run.stdout + run.stderr
     snaps, strikes, _days = stored(data)
     assert (snaps, strikes) == expected(made, {key: job for job, key in enumerate(made, 1)})

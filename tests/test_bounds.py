@@ -117,21 +117,17 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(start_server):
         sock.close()
 
 
-def open_file_limit(soft, hard):
-    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
 def test_the_open_file_limit_is_raised_and_the_cap_must_fit_in_it(tmp_path):
     hard = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 2048)
     if hard < 640:
         pytest.skip(f"the hard open-file limit here ({hard}) is below what the default cap needs (640)")
-    raised = Server(tmp_path / "raised", preexec_fn=open_file_limit(256, hard)).start()
+    raised = Server(tmp_path / "raised", rlimits={"RLIMIT_NOFILE": (256, hard)}).start()
     try:
         limits = resource.prlimit(raised.proc.pid, resource.RLIMIT_NOFILE)
     finally:
         raised.stop()
     assert limits == (hard, hard)
-    too_low = Server(tmp_path / "low", preexec_fn=open_file_limit(600, 600))
+    too_low = Server(tmp_path / "low", rlimits={"RLIMIT_NOFILE": (600, 600)})
     with pytest.raises(RuntimeError) as stopped:
         too_low.start()
     too_low.log.close()

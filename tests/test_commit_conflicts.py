@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import threading
 
+import pytest
 from helpers import wait_job
 from make_history_file import snapshots
 
@@ -28,6 +29,7 @@ def post_until(server, bodies, stop, errors):
             errors.append((reply.status, reply.body))
 
 
+@pytest.mark.slow
 def test_live_posts_of_the_keys_an_import_writes_are_no_incident(hist, files):
     made = list(snapshots(SNAPS, STRIKES, "SPX", DAY))
     (files.folder / NAME).write_text(json.dumps(made))

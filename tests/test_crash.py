@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,6 +17,7 @@ import msgspec
 import make_history_file
 import pytest
 from filesrv import FileServer
+from forkserver import run_gexsrv
 from helpers import TS, database_held, request, snapshot, wait_job
 
 from gexsrv import archive
@@ -192,8 +191,7 @@ def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_l
     assert sorted(key for _, kind, key in records) == sorted(live), f"seed {seed}"
     assert health["archive"]["files"] > 0
     assert lake_keys(server.data_dir) == strikes, f"seed {seed}: the lake lacks or doubles strike rows"
-    checked = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(server.data_dir)],
-                             capture_output=True, text=True)
+    checked = run_gexsrv(["validate", "--data-dir", str(server.data_dir)])
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

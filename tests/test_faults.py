@@ -226,6 +226,7 @@ def in_flight(server):
     return server.get("/health").json()["connections"]["bodies_in_flight_bytes"]
 
 
+@pytest.mark.slow
 def test_slow_and_stalled_bodies_are_cut_off_and_cannot_hold_the_servers_memory(start_server):
     server = start_server(None, "--bodies-in-flight-mb", "1", "--body-timeout-s", "1", "--max-strikes", "2000")
     stalled = [send_part(server.url, 400_000, 100) for _ in range(2)]
@@ -240,6 +241,7 @@ def test_slow_and_stalled_bodies_are_cut_off_and_cannot_hold_the_servers_memory(
     assert [r.status for r in after] == [202, 202]
 
 
+@pytest.mark.slow
 def test_sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing_acknowledged(start_server):
     server = start_server(None, "--shutdown-grace-s", "10")
     acknowledged, statuses, stop = [], [], threading.Event()

@@ -1,15 +1,14 @@
 """Hostile input: no request gives a 5xx or a hang, what is invalid gets a 4xx naming the field, and what is refused
 changes no stored data.
 
-Schemathesis drives the running server from docs/openapi.json (what it describes, and what it forbids); hypothesis
-drives the decoders with arbitrary bytes and JSON (only PayloadError, the 400, may come out of them)."""
+Schemathesis checks replies about stored data against docs/openapi.json (tests/test_fuzz.py fuzzes the running
+server from it); hypothesis drives the decoders with arbitrary bytes and JSON (only PayloadError, the 400, may come
+out of them)."""
 
 import json
-from datetime import timedelta
 
 import hypothesis
 import pytest
-import schemathesis
 from hypothesis import strategies as st
 
 from filesrv import FileServer
@@ -20,55 +19,10 @@ from gexsrv.handlers import ApiError
 from gexsrv.payloads import Envelope, PayloadError
 from gexsrv.records import Record
 from gexsrv.uw.payloads import Ignored, UwRecord, decode_uw
-from helpers import REPO, Server, snapshot
+from helpers import snapshot
+from openapi_cases import FUZZ_ENV, FUZZ_FLAGS, REQUEST_TIMEOUT_S, SCHEMA
 
-DOCS = REPO / "docs" / "openapi.json"
 NOW_MS = 1_777_492_800_000
-
-# A few minutes in all on two cores: examples per operation, and every request bounded in time.
-CONFIG = schemathesis.Config.from_dict({
-    "generation": {"max-examples": 30, "database": "none"},
-    "phases": {"stateful": {"enabled": False}},
-    "checks": {
-        "enabled": False,
-        "not_a_server_error": {"enabled": True},
-        "status_code_conformance": {"enabled": True},
-        "content_type_conformance": {"enabled": True},
-        "response_schema_conformance": {"enabled": True},
-        "response_headers_conformance": {"enabled": True},
-        "negative_data_rejection": {"enabled": True},
-    },
-    "suppress-health-check": ["too_slow", "filter_too_much"],
-})
-SCHEMA = schemathesis.openapi.from_path(DOCS, config=CONFIG)
-REQUEST_TIMEOUT_S = 15  # /integrity, the slowest route, answers in well under a second here
-# Only loopback may be fetched, so a history job the fuzzing queues never leaves the machine (no host name is
-# allowed: nothing is resolved). The gexbot API (poller and backfill) is a local server answering 404 to all.
-FUZZ_FLAGS = ["--history-allowed-hosts", "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32",
-              "--history-attempts", "1", "--poll-interval", "3600"]
-FUZZ_ENV = {"DASHBOARD_URL": "", "GEXBOT_API_KEY": "fuzz", "HISTORY_DOWNLOAD_COMMAND": ""}
-
-
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
-    with FileServer(folder) as api:
-        srv = Server(folder / "data", *FUZZ_FLAGS, "--gexbot-api-url", f"{api.url}/status/404", env=FUZZ_ENV)
-        yield srv.start()
-        # Checked here, after every fuzzing case that used this server (on whichever worker they ran): whatever it
-        # accepted went into DuckDB, none was refused there.
-        storage = srv.get("/health").json()["storage"]
-        srv.stop()
-        assert (storage["state"], storage["quarantined"]) == ("writable", 0), storage
-
-
-@pytest.mark.slow
-@SCHEMA.parametrize()
-@hypothesis.settings(deadline=timedelta(seconds=REQUEST_TIMEOUT_S + 5))
-def test_replies_are_as_described(case, fuzzed):
-    """No 5xx, no hang, every reply's status, type, headers and body as described, and a request the
-    description forbids is refused."""
-    case.call_and_validate(base_url=fuzzed.url, timeout=REQUEST_TIMEOUT_S)
 
 
 def test_replies_about_stored_data_are_as_described(start_server, tmp_path):
@@ -159,6 +113,7 @@ DECODER_SETTINGS = hypothesis.settings(max_examples=400, deadline=None, database
                                        suppress_health_check=[hypothesis.HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @DECODER_SETTINGS
 @hypothesis.given(GEX_BODIES)
 def test_the_gex_decoder_refuses_only_with_a_payload_error(body):
@@ -169,6 +124,7 @@ def test_the_gex_decoder_refuses_only_with_a_payload_error(body):
         assert check_ticker(record.ticker) == record.ticker
 
 
+@pytest.mark.slow
 @DECODER_SETTINGS
 @hypothesis.given(UW_BODIES)
 def test_the_uw_decoder_refuses_only_with_a_payload_error(body):
@@ -178,6 +134,7 @@ def test_the_uw_decoder_refuses_only_with_a_payload_error(body):
         json.dumps(record.raw)  # the raw row is plain data DuckDB can take
 
 
+@pytest.mark.slow
 @DECODER_SETTINGS
 @hypothesis.given(st.one_of(st.floats(), st.integers(min_value=-2**70, max_value=2**70), st.text(max_size=40),
                             st.from_regex(r"\A[-+]?\d{0,400}\.?\d{0,5}([eE][-+]?\d{1,4})?\Z")))
@@ -190,6 +147,7 @@ def test_a_timestamp_is_in_range_or_a_payload_error(value):
     assert isinstance(ms, int) and EARLIEST_MS <= ms < LATEST_MS
 
 
+@pytest.mark.slow
 @DECODER_SETTINGS
 @hypothesis.given(GEX_BODIES | near(["url", "ticker", "date", "from", "to", "package", "category"],
                                     {"url": "http://127.0.0.1/x.json"}).map(_encode))
@@ -258,6 +216,7 @@ def journal_lines(srv):
     return sum(len(path.read_bytes().splitlines()) for path in folder.glob("*.ndjson"))
 
 
+@pytest.mark.slow
 def test_refused_requests_change_no_stored_data(start_server):
     srv = start_server()
     valid = [snapshot(timestamp=1777492800 + 60 * i, spot=7000.0 + i) for i in range(3)]

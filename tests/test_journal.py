@@ -428,6 +428,7 @@ def archived_files(server):
     return server.get("/health").json()["archive"]["files"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tear", ["newest segment", "new segment"])
 def test_a_torn_tail_after_sigkill_is_cut_and_every_acknowledged_row_stored_once(start_server, tmp_path, tear):
     data = tmp_path / "data"

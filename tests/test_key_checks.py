@@ -3,10 +3,9 @@ stored, after rounding to milliseconds; a ticker is checked for ASCII before it 
 folding would turn `ß` into `SS` and `ſpx` into `SPX`), on every way in and in the read API's parameters."""
 
 import json
-import subprocess
-import sys
 import urllib.parse
 
+from forkserver import run_gexsrv
 from helpers import REPO, snapshot
 
 LAST_MS = 4_102_444_799_999  # 2100-01-01 less a millisecond: the newest timestamp stored
@@ -56,8 +55,8 @@ def test_tickers_that_only_case_folding_makes_ascii_are_refused(server):
 def test_the_import_command_refuses_such_a_ticker(tmp_path):
     path = tmp_path / "2026-04-29_SPX_classic_gex_zero.json"
     path.write_text(json.dumps([snapshot("SPX", 1777492800, 1)]))
-    done = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(path), "--ticker", "ſpx", "--data-dir",
-                           str(tmp_path / "data"), "--no-progress"], cwd=REPO, capture_output=True, text=True)
+    done = run_gexsrv(["import", str(path), "--ticker", "ſpx", "--data-dir", str(tmp_path / "data"),
+                       "--no-progress"], cwd=REPO)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--ticker: ticker 'ſpx' must be" in done.stderr
     assert not (tmp_path / "data" / "gex_data.db").exists()

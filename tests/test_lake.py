@@ -3,8 +3,6 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 
 import duckdb
@@ -14,6 +12,7 @@ import pytest
 from gexsrv import lake, pathnames, schema
 from gexsrv.history import staging
 from gexsrv.validate import files, options
+from forkserver import run_gexsrv
 from helpers import HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES
 from helpers import REPO, eventually, snapshot, write_history
 from validate_helpers import check, run
@@ -101,8 +100,7 @@ def test_compaction_merges_finished_days_and_keeps_existing_day_files(tmp_path):
 def test_cli_import_and_the_locked_database_error(tmp_path, start_server):
     source = write_history(tmp_path / NAME, compress=True)
     data = tmp_path / "data"
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(source), "--data-dir", str(data)],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = run_gexsrv(["import", str(source), "--data-dir", str(data)], cwd=REPO, timeout=60)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert (summary["status"], summary["snapshots"], summary["strike_rows"]) == ("completed", SNAPS, SNAPS * STRIKES)
@@ -111,8 +109,7 @@ def test_cli_import_and_the_locked_database_error(tmp_path, start_server):
     with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM gex_snapshots WHERE endpoint = 'gex_zero'").fetchone()[0] == SNAPS
     server = start_server(data)
-    locked = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(source), "--data-dir", str(data)],
-                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    locked = run_gexsrv(["import", str(source), "--data-dir", str(data)], cwd=REPO, timeout=60)
     server.stop()
     assert locked.returncode == 2
     assert "Is a gexsrv server running on this data dir?" in locked.stderr

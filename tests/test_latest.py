@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
+import pytest
 
 import make_legacy_db
 from helpers import (NEW_YORK, TS, envelope, eventually, latest, majors, poller_maxchange, poller_snapshot,
@@ -221,6 +222,7 @@ def spot_lines_appended(server):
     return None if outputs["pending_lines"] else outputs
 
 
+@pytest.mark.slow
 def test_outputs_dir_keeps_latest_json_and_spot_series_through_a_burst(start_server, tmp_path):
     folder = tmp_path / "outputs" / "data" / "raw" / "gex"
     server = start_server(None, "--outputs-dir", str(folder))

@@ -35,6 +35,7 @@ def assert_ordered(latency_ms):
     assert latency_ms["p50"] <= latency_ms["p95"] <= latency_ms["p99"] <= latency_ms["max"]
 
 
+@pytest.mark.slow
 def test_open_loop_run_is_counted_and_stored(tmp_path):
     print(f"seed {SEED}")
     db = tmp_path / "b.db"

@@ -4,11 +4,10 @@ the validator; legacy rows stay as they were. Each row is read back from DuckDB.
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import duckdb
 import make_legacy_db
+from forkserver import run_gexsrv
 from helpers import REPO, TS, eventually, legacy_fingerprint, snapshot, wait_job
 from make_history_file import snapshots
 from validate_helpers import plant
@@ -132,8 +131,8 @@ def test_state_and_classic_history_files_of_one_day_are_imported_apart_and_valid
 
 def validate(data_dir, *args):
     """(exit code, {check name: result}) of `python -m gexsrv validate`, every snapshot in the sample."""
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(data_dir), "--json",
-                          "--sample", "1000", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = run_gexsrv(["validate", "--data-dir", str(data_dir), "--json", "--sample", "1000", *args], cwd=REPO,
+                     timeout=120)
     return run.returncode, {c["name"]: c for c in json.loads(run.stdout)["checks"]}
 
 
@@ -142,9 +141,8 @@ def test_the_import_command_keeps_a_state_file_apart_even_given_a_classic_name(t
     state = write_file(tmp_path, f"{DAY}_SPX_state_gex_zero.json", seed=2)
     data = tmp_path / "data"
     for name in (f"{DAY}_SPX_classic_gex_zero.json", f"{DAY}_SPX_state_gex_zero.json"):
-        run = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(tmp_path / name), "--endpoint", "gex_zero",
-                              "--data-dir", str(data), "--no-progress"], cwd=REPO, capture_output=True, text=True,
-                             timeout=60)
+        run = run_gexsrv(["import", str(tmp_path / name), "--endpoint", "gex_zero", "--data-dir", str(data),
+                          "--no-progress"], cwd=REPO, timeout=60)
         assert run.returncode == 0, run.stdout + run.stderr
     assert stored(data) == expected(*[("gex_zero", s, "history:1") for s in classic],
                                             *[("state_gex_zero", s, "history:2") for s in state])

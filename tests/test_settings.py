@@ -1,7 +1,5 @@
 """Settings: conf/gexsrv.toml < --config < environment and .env < flags; --help lists every one."""
 
-import subprocess
-import sys
 import tomllib
 
 import msgspec
@@ -9,6 +7,7 @@ import pytest
 
 from gexsrv import settings
 from gexsrv.cli import serve_parser
+from forkserver import run_gexsrv
 from helpers import REPO
 
 
@@ -85,16 +84,14 @@ def test_a_setting_that_is_gone_names_its_successor(tmp_path, environ):
                               "serve (the default), import, backfill, validate"),
 ])
 def test_a_configuration_error_is_one_line_and_exit_status_2(tmp_path, argv, message):
-    run = subprocess.run([sys.executable, "-m", "gexsrv", *argv, "--data-dir", str(tmp_path / "data")],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = run_gexsrv([*argv, "--data-dir", str(tmp_path / "data")], cwd=REPO, timeout=60)
     assert run.returncode == 2  # as argparse's errors and the start-up errors; it was 1
     assert run.stderr.startswith(message) and run.stderr.count("\n") == 1, run.stderr
     assert not (tmp_path / "data").exists()
 
 
 def test_help_lists_every_setting_with_its_environment_names():
-    out = subprocess.run([sys.executable, "-m", "gexsrv", "--help"], capture_output=True, text=True,
-                         cwd=REPO, check=True).stdout
+    out = run_gexsrv(["--help"], cwd=REPO, check=True).stdout
     for field in settings.FIELDS:
         assert "--" + field.name.replace("_", "-") in out
     for name in ("GEXSRV_PORT", "GEXBOT_API_KEY", "--poll-interval", "--config"):
@@ -109,9 +106,8 @@ def test_missing_and_old_dependencies_stop_the_server_before_it_binds(tmp_path):
     (fake / "duckdb" / "__init__.py").write_text("")
     (fake / "duckdb-0.9.0.dist-info").mkdir()
     (fake / "duckdb-0.9.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: duckdb\nVersion: 0.9.0\n")
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "--port", "0", "--data-dir", str(tmp_path / "d")],
-                         capture_output=True, text=True, cwd=REPO, timeout=60,
-                         env={"PYTHONPATH": f"{fake}:{REPO}", "PATH": "/usr/bin:/bin"})
+    run = run_gexsrv(["--port", "0", "--data-dir", str(tmp_path / "d")], cwd=REPO, timeout=60,
+                     env={"PYTHONPATH": f"{fake}:{REPO}", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 3
     assert "duckdb >= 1.2: found 0.9.0, too old" in run.stderr
     assert "msgspec >= 0.18: missing" in run.stderr

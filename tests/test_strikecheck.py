@@ -46,6 +46,7 @@ def exact_count(text):
         return None
 
 
+@pytest.mark.slow
 @settings(max_examples=800, deadline=None)
 @given(strike_texts())
 def test_what_the_fast_check_accepts_the_exact_decoding_accepts_row_for_row(text):

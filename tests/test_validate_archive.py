@@ -6,11 +6,10 @@ maxchange and /uw frames, and archives them; each test plants its defect in a co
 
 import json
 import shutil
-import subprocess
-import sys
 
 import duckdb
 import pytest
+from forkserver import run_gexsrv
 from helpers import REPO, Server, post_fillers_until, snapshot
 from validate_helpers import MINUTE, MS, T0, plant
 
@@ -80,8 +79,7 @@ def copy(archive, tmp_path, lake=True):
 
 
 def validate(data, *args):
-    done = subprocess.run([sys.executable, "-m", "gexsrv", "validate", "--data-dir", str(data), "--json", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = run_gexsrv(["validate", "--data-dir", str(data), "--json", *args], cwd=REPO, timeout=120)
     return done.returncode, json.loads(done.stdout)
 
 

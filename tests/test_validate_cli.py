@@ -2,19 +2,17 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 import make_legacy_db
+from forkserver import run_gexsrv
 from helpers import REPO, Server, snapshot
 from validate_helpers import plant
 
 
 def validate(*args):
-    return subprocess.run([sys.executable, "-m", "gexsrv", "validate", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return run_gexsrv(["validate", *map(str, args)], cwd=REPO, timeout=120)
 
 
 @pytest.fixture
