@@ -8,7 +8,7 @@ import pytest
 
 from gexsrv import heatmap, kinds
 from gexsrv.dayview import heatmap_body
-from gexsrv.lake import lake_root
+from gexsrv.lakekinds import lake_root
 from gexsrv.store import Store
 from make_history_file import DAY, opening_bell
 

@@ -19,7 +19,7 @@ from gexsrv import heatmap, reads
 from gexsrv.api import PageHandler, ReadHandler, endpoint_param, time_param
 from gexsrv.decode import EARLIEST_MS, LATEST_MS, check_ticker
 from gexsrv.handlers import ApiError, database_or_503
-from gexsrv.lake import lake_root
+from gexsrv.lakekinds import lake_root
 from gexsrv.lowpriority import one_thread
 from gexsrv.pathnames import encode
 from gexsrv.payloads import PayloadError

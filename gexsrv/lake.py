@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gexsrv.durable import link_new
-from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY
+from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY, lake_root
 from gexsrv.pathnames import encode
 from gexsrv.streak import Streak
 
@@ -55,10 +55,6 @@ def rows_sql(kind, where):
 
 class PartConflict(Exception):
     """A part's name holds other rows than the export has for it; nothing is replaced."""
-
-
-def lake_root(data_dir):
-    return os.path.join(data_dir, "parquet", "gexbot")
 
 
 # ---- on the store's thread (Store.run) ----

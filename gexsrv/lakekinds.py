@@ -5,6 +5,7 @@ A file is <YYYYMMDD>[.<first>-<last>].<kind>.parquet, <kind> the table its rows 
 gexsrv.lake's docstring).
 """
 
+import os
 import re
 from typing import NamedTuple
 
@@ -36,3 +37,7 @@ BACKFILLED = ("snapshots", "majors", "maxchange")
 NAMES = "|".join(KINDS)
 PART = re.compile(rf"^(?P<day>\d{{8}})\.(?P<range>\d+-\d+)\.(?P<kind>{NAMES})\.parquet$")
 DAY = re.compile(rf"^(?P<day>\d{{8}})\.(?P<kind>{NAMES})\.parquet$")
+
+
+def lake_root(data_dir):
+    return os.path.join(data_dir, "parquet", "gexbot")
