@@ -73,6 +73,12 @@ def pytest_ignore_collect(collection_path, config):
     return True if collection_path.name in SLOW_ONLY and config.getoption("markexpr") == "not slow" else None
 
 
+def pytest_collection_modifyitems(items):
+    """The slow tests first: under workers the longest of them (the performance report's smoke test, the SIGKILL
+    loop) then start at once instead of finishing the run alone on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # the controller, or a run without workers
         config.pluginmanager.register(RunAccount(), "run-account")
