@@ -213,6 +213,24 @@ def eventually(check, what, timeout=30, step=0.05):
         time.sleep(step)
 
 
+def lake_health(server, done, timeout=30):
+    """/health's lake section once done(it) holds."""
+    def lake_if_done():
+        health = server.get("/health").json()["lake"]
+        return health if done(health) else None
+
+    return eventually(lake_if_done, "/health's lake section as waited for", timeout)
+
+
+README = (REPO / "README.md").read_text()
+
+
+def quick_start_body():
+    """The body of the README's quick start POST /gex, as written there."""
+    found = re.search(r"curl -s -XPOST localhost:8877/gex -d '(.+?)'\n", README, re.S)
+    return found.group(1).encode()
+
+
 def post_fillers_until(server, done, first_ts, timeout=30, **fields):
     """Post a QQQ filler snapshot now and then (a journal segment is archived once a newer one exists) until the
     archive holds files and done() is true; fails the test after timeout seconds."""

@@ -9,8 +9,7 @@ import urllib.parse
 import polars as pl
 import pytest
 
-from helpers import TOKEN, TS, eventually, snapshot
-from test_readme_examples import README, quick_start_body
+from helpers import README, TOKEN, TS, eventually, quick_start_body, snapshot
 
 STAMPS = (TS, TS + 60)
 SNAPSHOTS = "SELECT ticker, endpoint, timestamp, source, spot_price, zero_gamma, sum_gex_vol FROM gex_snapshots"

@@ -14,7 +14,7 @@ from gexsrv.history import staging
 from gexsrv.validate import files, options
 from forkserver import run_gexsrv
 from helpers import HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES
-from helpers import REPO, eventually, snapshot, write_history
+from helpers import REPO, eventually, lake_health, snapshot, write_history
 from validate_helpers import check, run
 
 NOW = int(time.time())
@@ -188,15 +188,6 @@ def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
     with pytest.raises(lake.PartConflict, match=str(part)):
         lake.export_range(con.cursor(), str(root), 0, 10)
     assert sorted(p.name for p in part.parent.iterdir()) == [part.name]
-
-
-def lake_health(server, done, timeout=30):
-    """/health's lake section once done(it) holds."""
-    def lake_if_done():
-        health = server.get("/health").json()["lake"]
-        return health if done(health) else None
-
-    return eventually(lake_if_done, "/health's lake section as waited for", timeout)
 
 
 def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it_is_moved(start_server, tmp_path):

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from gexsrv import lake, lakekinds, schema
-from helpers import HISTORY_NAME, HISTORY_SNAPS, HISTORY_STRIKES, TS, majors, snapshot, wait_job, write_history
-from test_lake import lake_health
+from helpers import HISTORY_NAME, HISTORY_SNAPS, HISTORY_STRIKES, TS, lake_health, majors, snapshot, wait_job
+from helpers import write_history
 from validate_helpers import check, run
 
 KEY = ["ticker", "endpoint", "timestamp"]
