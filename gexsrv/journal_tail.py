@@ -18,15 +18,24 @@ class Tail:
     def __init__(self, folder, durable=START):
         self.folder = folder
         self.durable_position = durable
+        self.listeners = []  # called with the durable seq each time it moves on (Ingester.on_durable)
+        self.ingested_mark = 0  # the front's journal keeps INGESTED_SEQ; the engine knows its position itself
 
     @property
     def durable_seq(self):
         return self.durable_position.seq
 
+    @property
+    def next_seq(self):
+        """The seq after the last one this reader may take, as Journal.next_seq is for what waits."""
+        return self.durable_seq + 1
+
     def told(self, position):
         """The front fsynced the journal through position (a Position); an older one changes nothing."""
         if position.seq > self.durable_position.seq:
             self.durable_position = position
+            for listener in self.listeners:
+                listener(position.seq)
 
     def _firsts(self):
         return sorted(int(name[:-len(SUFFIX)]) for name in os.listdir(self.folder) if name.endswith(SUFFIX))
