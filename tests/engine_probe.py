@@ -1,10 +1,11 @@
 """A front in miniature for tests/test_engine.py, run as its own process: the spawner, a real Journal in DATA_DIR,
-and the engine (gexsrv.engine) forked to ingest what it journals; optionally the engine is SIGKILLed at random
-moments and forked again. Prints one JSON line of every seq's outcome as the engine reported it.
+and the front's link to the engine (gexsrv.engine_link), which forks the engine to ingest what is journaled;
+optionally the engine is SIGKILLed at random moments (and forked again by the link). Prints one JSON line: each
+seq's ?ack=ingested answer and which records the views were fed.
 
     python tests/engine_probe.py DATA_DIR RECORDS KILLS SEED [late]
 
-With `late`, the engine is forked only once every record is journaled (a journal written while none ran).
+With `late`, the engine is started only once every record is journaled (a journal written while none ran).
 """
 
 import asyncio
@@ -21,52 +22,6 @@ STRIKES = 20
 TS = 1777492800
 
 
-class Front:
-    def __init__(self, handle, settings, journal, first_seq):
-        self.handle = handle
-        self.settings = settings
-        self.journal = journal
-        self.first_seq = first_seq  # the first seq this front journals: earlier ones are another run's
-        self.channel = None
-        self.pid = None
-        self.outcomes = {}  # seq -> [stored, error] as reported
-        self.reported_twice = []
-        self.covered = set()  # seqs an engine's first message said were ingested before it, without an outcome
-        self.exits = asyncio.Queue()
-        self.hello = None
-
-    async def start_engine(self):
-        from gexsrv.channel import Channel, Durable
-
-        self.pid, sock = await self.handle.spawn("gexsrv.engine:main", {
-            "settings": __import__("msgspec").to_builtins(self.settings), "journal": self.journal.folder})
-        self.channel = await Channel.over(sock)
-        self.hello = asyncio.get_running_loop().create_future()
-        self.channel.send(Durable(self.journal.durable_position))
-        asyncio.ensure_future(self.listen(self.channel, self.hello))
-
-    def durable(self, seq):
-        from gexsrv.channel import Durable
-
-        if self.channel is not None:
-            self.channel.send(Durable(self.journal.durable_position))
-
-    async def listen(self, channel, hello):
-        while (message := await channel.receive()) is not None:
-            if not hello.done():  # the engine's first message: where the database stands
-                self.covered |= {seq for seq in range(self.first_seq, message.position.seq + 1)
-                                 if seq not in self.outcomes}
-                hello.set_result(message.position)
-                continue
-            for outcome in message.outcomes:
-                if outcome.seq in self.outcomes:
-                    self.reported_twice.append(outcome.seq)
-                self.outcomes[outcome.seq] = [outcome.stored, outcome.error]
-
-    def settled(self, upto):
-        return all(seq in self.outcomes or seq in self.covered for seq in range(self.first_seq, upto + 1))
-
-
 def record(i):
     """A journal (header, body) of the i-th snapshot, as gexsrv.intake makes them."""
     from gexsrv.decode import Rules, decode_gex
@@ -79,8 +34,17 @@ def record(i):
     return header, body
 
 
+def answer(future):
+    """A waiter's outcome as JSON: true (stored), false (duplicate), null (ingested untold) or the refusal."""
+    error = future.exception()
+    return {"refused": str(error)} if error else future.result()
+
+
 async def run(handle, data_dir, records, kills, seed, late):
+    import msgspec
+
     from gexsrv import cli, journal_home, settings
+    from gexsrv.engine_link import EngineLink
     from gexsrv.journal import Journal
 
     conf = settings.load(cli.serve_parser({}).parse_args(["--data-dir", data_dir, "--ingest-interval-ms", "20"]))
@@ -88,42 +52,36 @@ async def run(handle, data_dir, records, kills, seed, late):
     journal = Journal(folder, 64 << 10, 300)
     journal.open()
     journal.start()
-    front = Front(handle, conf, journal, journal.next_seq)
-    await handle.connect(lambda pid, status: front.exits.put_nowait((pid, status)))
-    journal.listeners.append(front.durable)
+    fed = []
+    link = EngineLink(handle, journal, {"settings": msgspec.to_builtins(conf), "journal": folder},
+                      observers=[fed.append])
+    first_seq, answers = journal.next_seq, {}
     if not late:
-        await front.start_engine()
+        await link.start()
     rng = random.Random(seed)
     kill_after = set(rng.sample(range(records), kills))
-    killed = 0
+    killed = None
     for i in range(records):
-        _, _, _, durable = journal.append(*record(i))
-        await durable if i % 7 == 0 else None
+        header, body = record(i)
+        seq, segment, end, durable = journal.append(header, body)
+        link.add(seq, segment, end, header.arrived, len(body), header.ts)
+        answers[seq] = link.wait(seq)
+        if i % 7 == 0:
+            await durable
         if i in kill_after:
             await asyncio.sleep(rng.random() * 0.05)
-            os.kill(front.pid, signal.SIGKILL)
-            await front.exits.get()
-            killed += 1
-            await front.start_engine()
+            while link.pid in (None, killed):  # the last one killed is not started again yet
+                await asyncio.sleep(0.005)
+            killed = link.pid
+            os.kill(killed, signal.SIGKILL)
+    await durable
     if late:
-        await asyncio.gather(*journal_futures(journal))
-        await front.start_engine()
-    while not front.settled(journal.next_seq - 1):
-        await asyncio.sleep(0.01)
-    from gexsrv.channel import Stop
-
-    front.channel.send(Stop())
-    pid, status = await front.exits.get()
+        await link.start()
+    await asyncio.gather(*answers.values(), return_exceptions=True)
+    await link.close(asyncio.get_running_loop().time() + 30)
     await journal.close()
-    await handle.close()
-    return {"seqs": [front.first_seq, journal.next_seq - 1], "kills": killed, "outcomes": front.outcomes,
-            "covered": sorted(front.covered), "reported_twice": front.reported_twice, "last_pid": pid,
-            "exit_code": os.waitstatus_to_exitcode(status)}
-
-
-def journal_futures(journal):
-    """The futures of the appends not yet durable."""
-    return [future for _, future in journal.waiters]
+    return {"seqs": [first_seq, journal.next_seq - 1], "answers": {seq: answer(f) for seq, f in answers.items()},
+            "fed": fed, "link": link.report(), "exit": link.last_exit}
 
 
 def main():
