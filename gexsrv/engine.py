@@ -7,23 +7,37 @@ is durable; the engine's first is where the database's ingest stands, before its
 without outcomes): every pending seq up to it was ingested by an engine before this one, which may have died
 before telling; the outcome of every seq after it follows. Stop, or the front's end closing (it died), ends the
 engine once what is durable is ingested (within shutdown_grace_s).
+
+It answers the front's reads (Call: a name of READS and its arguments) on worker threads, on the store's read
+connections, never waiting for an ingest; and every STATUS_EVERY_S it says how it is (Status: its pid, start, CPU
+seconds, and the /health sections it owns).
 """
 
 import asyncio
 import logging
+import os
+import time
 
 import msgspec
 
-from gexsrv import kinds
+from gexsrv import kinds, reads
 from gexsrv.archive import archive_dir
-from gexsrv.channel import Channel, Durable, Ingested, Outcome
+from gexsrv.channel import Call, Channel, Durable, Ingested, Outcome, Reply, Status
 from gexsrv.decode import Rules
 from gexsrv.ingest import Ingester
 from gexsrv.journal_tail import Tail
 from gexsrv.settings import Settings
-from gexsrv.store import Store
+from gexsrv.store import StorageError, Store
 
 log = logging.getLogger("gexsrv.engine")
+STATUS_EVERY_S = 1.0
+# The reads the front may call, each fn(store, *args) run on a worker thread.
+READS = {
+    "snapshots": reads.snapshots,
+    "snapshot": reads.snapshot,
+    "quarantined": Store.quarantined,
+    "pending_history_jobs": Store.pending_history_jobs,
+}
 
 
 def main(sock, args):
@@ -47,7 +61,35 @@ def make_ingester(settings, store, tail, channel):
     return ingester
 
 
+async def answer(channel, store, call):
+    """Run one Call and send its Reply: the result, or why the read failed (StorageError, an unknown name)."""
+    read = READS.get(call.name)
+    if read is None:
+        channel.send(Reply(call.id, error=f"no read named {call.name!r}"))
+        return
+    try:
+        result = await asyncio.to_thread(read, store, *call.args)
+    except StorageError as exc:
+        channel.send(Reply(call.id, error=str(exc)))
+        return
+    channel.send(Reply(call.id, msgspec.Raw(msgspec.msgpack.encode(result))))
+
+
+def status(store, ingester, started):
+    cpu = os.times()
+    return Status(os.getpid(), started, round(cpu.user + cpu.system, 3), {
+        "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause},
+        "ingest": ingester.report()})
+
+
+async def report_status(channel, store, ingester, started):
+    while True:
+        channel.send(status(store, ingester, started))
+        await asyncio.sleep(STATUS_EVERY_S)
+
+
 async def run(settings, journal_folder, sock):
+    started = time.time()
     channel = await Channel.over(sock)
     first = await channel.receive()
     if not isinstance(first, Durable):
@@ -65,8 +107,13 @@ async def run(settings, journal_folder, sock):
     ingester = make_ingester(settings, store, tail, channel)
     await ingester.open()
     ingester.start()
-    while isinstance(message := await channel.receive(), Durable):
-        tail.told(message.position)
+    reporting = asyncio.ensure_future(report_status(channel, store, ingester, started))
+    while isinstance(message := await channel.receive(), Durable | Call):
+        if isinstance(message, Durable):
+            tail.told(message.position)
+        else:
+            asyncio.ensure_future(answer(channel, store, message))
+    reporting.cancel()
     log.info("the front %s: ingesting what is durable, then exiting", "is gone" if message is None else "stops")
     await ingester.close(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
     store.close()

@@ -9,23 +9,33 @@ acknowledged whether or not an engine runs: durability never waits for it, and t
 A seq the engine ingested but did not report (it died between its commit and its message) is known from the next
 engine's first message (where the database stands): its waiter is answered with None (stored or a duplicate, not
 known which) and no view is fed with it, since it may have been a duplicate; `untold` counts them.
+
+Reads go to the engine (call); while none runs, or when it dies with the read in flight, they raise EngineDown, a
+StorageError, which the handlers answer with 503 and Retry-After as for any database away.
 """
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
 import time
 
-from gexsrv.channel import Channel, Durable, Ingested, Stop
+import msgspec
+
+from gexsrv.channel import Call, Channel, Durable, Ingested, Reply, Status, Stop
 from gexsrv.position import START
 from gexsrv.spawner import SpawnerError
-from gexsrv.store import RecordRefused
+from gexsrv.store import RecordRefused, StorageError
 
 log = logging.getLogger("gexsrv.front.engine")
 
 TARGET = "gexsrv.engine:main"
 BACKOFF_S = (0.05, 5.0)  # the first restart's wait, doubling up to the last
+
+
+class EngineDown(StorageError):
+    """No engine runs now to answer a read: it is starting or being started again."""
 
 
 class EngineLink:
@@ -41,13 +51,15 @@ class EngineLink:
         self.position = START  # ingested through, as the engine last said
         self.channel = None  # while an engine is up
         self.pid = None
-        self.started = None  # monotonic time the running engine was forked
         self.restarts = 0
         self.untold = 0
         self.stored = {"stored": 0, "duplicates": 0, "quarantined": 0}
         self.last_exit = None
         self.stopping = False
         self.ended = asyncio.Event()  # set while no engine runs
+        self.status = None  # the running engine's last Status
+        self.calls = {}  # call id -> future of its Reply, for the running engine
+        self.call_ids = itertools.count(1)
 
     # ---- start, stop ----
 
@@ -63,7 +75,7 @@ class EngineLink:
             log.error("cannot start the engine: %s", exc)
             self._restart_later()
             return
-        self.started, self.ended = time.monotonic(), asyncio.Event()
+        self.ended = asyncio.Event()
         channel = await Channel.over(sock)
         channel.send(Durable(self.journal.durable_position))
         self.channel = channel
@@ -124,12 +136,35 @@ class EngineLink:
 
     # ---- what the engine says ----
 
+    async def call(self, name, *args):
+        """The result of the engine's read `name`; EngineDown while no engine runs, StorageError if it failed."""
+        if self.channel is None:
+            raise EngineDown(f"the engine is not running ({self.last_exit or 'starting'}); retry shortly")
+        call_id = next(self.call_ids)
+        future = self.calls[call_id] = asyncio.get_running_loop().create_future()
+        self.channel.send(Call(call_id, name, list(args)))
+        reply = await future
+        if reply.error is not None:
+            raise StorageError(reply.error)
+        return msgspec.msgpack.decode(reply.result)
+
     async def _listen(self, channel):
         first = True
         while (message := await channel.receive()) is not None:
             if isinstance(message, Ingested):
                 self._ingested(message, first)
                 first = False
+            elif isinstance(message, Reply):
+                future = self.calls.pop(message.id, None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+            elif isinstance(message, Status):
+                self.status = message
+        self.status = None
+        calls, self.calls = self.calls, {}
+        for future in calls.values():
+            if not future.done():
+                future.set_exception(EngineDown("the engine ended before it answered; retry shortly"))
 
     def _ingested(self, message, first):
         if first:  # where the database stands: the seqs up to it were ingested by an engine before this one
@@ -162,9 +197,12 @@ class EngineLink:
             (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
 
     def report(self):
-        return {"pid": self.pid, "uptime_s": round(time.monotonic() - self.started, 3) if self.pid else None,
-                "restarts": self.restarts, "last_exit": self.last_exit, "position": self.position._asdict(),
-                "records_waiting": self.waiting(), "untold": self.untold, "settled": dict(self.stored)}
+        """The engine's process as /health shows it, with the sections of its last Status."""
+        engine = self.status
+        return {"pid": self.pid, "uptime_s": round(time.time() - engine.started, 3) if engine else None,
+                "cpu_s": engine.cpu_s if engine else None, "restarts": self.restarts, "last_exit": self.last_exit,
+                "position": self.position._asdict(), "records_waiting": self.waiting(), "untold": self.untold,
+                "settled": dict(self.stored), **(engine.sections if engine else {})}
 
 
 def describe(status):

@@ -1,7 +1,8 @@
 """A front in miniature for tests/test_engine.py, run as its own process: the spawner, a real Journal in DATA_DIR,
 and the front's link to the engine (gexsrv.engine_link), which forks the engine to ingest what is journaled;
 optionally the engine is SIGKILLed at random moments (and forked again by the link). Prints one JSON line: each
-seq's ?ack=ingested answer and which records the views were fed.
+seq's ?ack=ingested answer, which records the views were fed, reads through the engine, and what a read got
+while the engine was down.
 
     python tests/engine_probe.py DATA_DIR RECORDS KILLS SEED [late]
 
@@ -60,7 +61,7 @@ async def run(handle, data_dir, records, kills, seed, late):
         await link.start()
     rng = random.Random(seed)
     kill_after = set(rng.sample(range(records), kills))
-    killed = None
+    killed, down = None, []
     for i in range(records):
         header, body = record(i)
         seq, segment, end, durable = journal.append(header, body)
@@ -74,14 +75,34 @@ async def run(handle, data_dir, records, kills, seed, late):
                 await asyncio.sleep(0.005)
             killed = link.pid
             os.kill(killed, signal.SIGKILL)
+            while link.pid == killed:  # until the spawner says it ended
+                await asyncio.sleep(0.001)
+            down.append(await read_while_down(link))
     await durable
     if late:
         await link.start()
     await asyncio.gather(*answers.values(), return_exceptions=True)
+    last = (TS + records - 1) * 1000
+    read = {"snapshot": await link.call("snapshot", "SPX", "gex_zero", last),
+            "snapshots": await link.call("snapshots", "SPX", "gex_zero", TS * 1000, last + 1, 5),
+            "quarantined": await link.call("quarantined")}
+    while link.status is None or link.status.sections["ingest"]["position"]["seq"] < journal.next_seq - 1:
+        await asyncio.sleep(0.01)  # a Status sent since the last ingest
+    report = link.report()
     await link.close(asyncio.get_running_loop().time() + 30)
     await journal.close()
     return {"seqs": [first_seq, journal.next_seq - 1], "answers": {seq: answer(f) for seq, f in answers.items()},
-            "fed": fed, "link": link.report(), "exit": link.last_exit}
+            "fed": fed, "link": report, "exit": link.last_exit, "read": read, "down": down}
+
+
+async def read_while_down(link):
+    from gexsrv.engine_link import EngineDown
+
+    try:
+        await link.call("quarantined")
+    except EngineDown as exc:
+        return str(exc)
+    return "answered"
 
 
 def main():

@@ -54,12 +54,26 @@ def test_the_engine_ingests_what_the_front_journals_and_reports_each_seq(tmp_pat
     assert_each_stored_once(tmp_path / "data", seen, 300)
 
 
+def test_reads_and_the_engines_status_come_through_the_channel(tmp_path):
+    seen = probe(tmp_path / "data", 50, 0, 1)
+    newest = seen["read"]["snapshot"]
+    assert (newest["timestamp"], newest["endpoint"], len(newest["strikes"])) == ((TS + 49) * 1000, "gex_zero", STRIKES)
+    rows, more = seen["read"]["snapshots"]
+    assert [row["timestamp"] for row in rows] == [(TS + i) * 1000 for i in range(49, 44, -1)] and more
+    assert seen["read"]["quarantined"] == 0
+    link = seen["link"]
+    assert link["pid"] > 0 and link["cpu_s"] > 0 and link["uptime_s"] > 0
+    assert link["storage"]["state"] == "writable"
+    assert link["ingest"]["position"]["seq"] == 50
+
+
 def test_engines_sigkilled_at_random_moments_lose_nothing_and_store_nothing_twice(tmp_path):
     seed = {"random": random.randrange(2**32), None: ENGINE_SEED}.get(os.environ.get("ENGINE_SEED"))
     seed = int(os.environ["ENGINE_SEED"]) if seed is None else seed
     print(f"ENGINE_SEED={seed}")
     seen = probe(tmp_path / "data", 1500, 12, seed)
     assert seen["link"]["restarts"] == 12
+    assert seen["down"] == ["the engine is not running (was killed by SIGKILL); retry shortly"] * 12
     assert_each_stored_once(tmp_path / "data", seen, 1500)  # a failure names its seed above (pytest -s)
 
 
