@@ -69,6 +69,8 @@ class EngineLink:
         await self._spawn()
 
     async def _spawn(self):
+        if self.stopping:  # a restart that came due after close()
+            return
         try:
             self.pid, sock = await self.spawner.spawn(TARGET, self.engine_args)
         except SpawnerError as exc:

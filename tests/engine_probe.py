@@ -7,6 +7,8 @@ while the engine was down.
     python tests/engine_probe.py DATA_DIR RECORDS KILLS SEED [late]
 
 With `late`, the engine is started only once every record is journaled (a journal written while none ran).
+PROBE_STRIKES in the environment sets the strikes per snapshot (20), to measure the engine's ingest with the
+benchmarks' 300 (docs/performance.md).
 """
 
 import asyncio
@@ -19,7 +21,7 @@ import time
 
 from gexsrv import spawner
 
-STRIKES = 20
+STRIKES = int(os.environ.get("PROBE_STRIKES", "20"))
 TS = 1777492800
 
 
@@ -79,6 +81,7 @@ async def run(handle, data_dir, records, kills, seed, late):
                 await asyncio.sleep(0.001)
             down.append(await read_while_down(link))
     await durable
+    began = time.monotonic()
     if late:
         await link.start()
     await asyncio.gather(*answers.values(), return_exceptions=True)
@@ -89,6 +92,7 @@ async def run(handle, data_dir, records, kills, seed, late):
     while link.status is None or link.status.sections["ingest"]["position"]["seq"] < journal.next_seq - 1:
         await asyncio.sleep(0.01)  # a Status sent since the last ingest
     report = link.report()
+    report["ingest_s"] = time.monotonic() - began
     await link.close(asyncio.get_running_loop().time() + 30)
     await journal.close()
     return {"seqs": [first_seq, journal.next_seq - 1], "answers": {seq: answer(f) for seq, f in answers.items()},
