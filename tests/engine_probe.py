@@ -4,9 +4,10 @@ optionally the engine is SIGKILLed at random moments (and forked again by the li
 seq's ?ack=ingested answer, which records the views were fed, reads through the engine, and what a read got
 while the engine was down.
 
-    python tests/engine_probe.py DATA_DIR RECORDS KILLS SEED [late]
+    python tests/engine_probe.py DATA_DIR RECORDS KILLS SEED [late | hang]
 
-With `late`, the engine is started only once every record is journaled (a journal written while none ran).
+With `late`, the engine is started only once every record is journaled (a journal written while none ran). With
+`hang`, once every record is durable it prints {"engine_pid", "durable_seq"} and waits to be killed.
 PROBE_STRIKES in the environment sets the strikes per snapshot (20), to measure the engine's ingest with the
 benchmarks' 300 (docs/performance.md).
 """
@@ -43,7 +44,8 @@ def answer(future):
     return {"refused": str(error)} if error else future.result()
 
 
-async def run(handle, data_dir, records, kills, seed, late):
+async def run(handle, data_dir, records, kills, seed, mode):
+    late = mode == "late"
     import msgspec
 
     from gexsrv import cli, journal_home, settings
@@ -81,6 +83,9 @@ async def run(handle, data_dir, records, kills, seed, late):
                 await asyncio.sleep(0.001)
             down.append(await read_while_down(link))
     await durable
+    if mode == "hang":
+        print(json.dumps({"engine_pid": link.pid, "durable_seq": journal.durable_seq}), flush=True)
+        await asyncio.Event().wait()
     began = time.monotonic()
     if late:
         await link.start()
@@ -112,7 +117,8 @@ async def read_while_down(link):
 def main():
     data_dir, records, kills, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     handle = spawner.start()
-    print(json.dumps(asyncio.run(run(handle, data_dir, records, kills, seed, sys.argv[5:] == ["late"]))))
+    mode = sys.argv[5] if len(sys.argv) > 5 else None
+    print(json.dumps(asyncio.run(run(handle, data_dir, records, kills, seed, mode))))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 """The engine (gexsrv.engine) as its own process, forked by the spawner, ingesting a journal a front writes: every
 seq gets one outcome, the engine SIGKILLed at random moments and forked again loses nothing and stores nothing
-twice, and what an engine ingested before dying untold is said by the next one's first message."""
+twice, and what an engine ingested before dying untold is said by the next one's first message; after a SIGKILL
+of the front (alone, or with the engine) the engine exits and the next start stores every durable record once."""
 
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 
 import duckdb
-from helpers import REPO
+import pytest
+from helpers import REPO, eventually
 from test_crash import stored_keys
+from test_spawner import state
 
 PROBE = [sys.executable, str(REPO / "tests" / "engine_probe.py")]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
@@ -89,3 +93,24 @@ def test_snapshots_journaled_again_are_reported_as_duplicates(tmp_path):
     answered(again, 100, False)
     assert again["link"]["untold"] == 0
     assert again["fed"] == []  # a duplicate feeds no view
+
+
+@pytest.mark.parametrize("killed", ["front", "front and engine"])
+def test_after_a_sigkill_of_the_front_the_next_start_stores_every_durable_record_once(tmp_path, killed):
+    data_dir = tmp_path / "data"
+    with subprocess.Popen([*PROBE, str(data_dir), "200", "0", "1", "hang"], env=ENV, stdout=subprocess.PIPE,
+                          text=True) as front:
+        try:
+            said = json.loads(front.stdout.readline())
+            if killed == "front and engine":
+                os.kill(said["engine_pid"], signal.SIGKILL)
+        finally:
+            front.kill()
+    assert said["durable_seq"] == 200
+    # alone, the engine sees its socket close, ingests what is durable and exits, releasing the database
+    eventually(lambda: state(said["engine_pid"]) in ("gone", "Z"), "the engine to exit")
+    again = probe(data_dir, 200, 0, 1)  # the same 200 snapshots again: each a duplicate of one stored
+    answered(again, 200, False)
+    with duckdb.connect(str(data_dir / "gex_data.db"), read_only=True) as db:
+        assert stored_keys(db) == {("SPX", "gex_zero", (TS + i) * 1000): 1 for i in range(200)}
+        assert stored_keys(db, "gex_strikes") == {("SPX", "gex_zero", (TS + i) * 1000): STRIKES for i in range(200)}
