@@ -59,6 +59,7 @@ class EngineLink:
         self.ended = asyncio.Event()  # set while no engine runs
         self.status = None  # the running engine's last Status
         self.calls = {}  # call id -> future of its Reply, for the running engine
+        self.unclaimed = {}  # pid -> wait status of an engine that ended before its spawn() returned
         self.call_ids = itertools.count(1)
 
     # ---- start, stop ----
@@ -80,12 +81,15 @@ class EngineLink:
         self.ended = asyncio.Event()
         channel = await Channel.over(sock)
         channel.send(Durable(self.journal.durable_position))
-        self.channel = channel
-        asyncio.ensure_future(self._listen(channel))
+        self.channel, self.calls = channel, {}
+        asyncio.ensure_future(self._listen(channel, self.calls))
         log.info("engine started (pid %d)", self.pid)
+        if self.pid in self.unclaimed:
+            self._exited(self.pid, self.unclaimed.pop(self.pid))
 
     def _exited(self, pid, status):
-        if pid != self.pid:
+        if pid != self.pid:  # its Exited overtook its Spawned: claimed once spawn() has returned
+            self.unclaimed[pid] = status
             return
         self.pid, self.channel, self.last_exit = None, None, describe(status)
         self.ended.set()
@@ -150,20 +154,20 @@ class EngineLink:
             raise StorageError(reply.error)
         return msgspec.msgpack.decode(reply.result)
 
-    async def _listen(self, channel):
+    async def _listen(self, channel, calls):
         first = True
         while (message := await channel.receive()) is not None:
             if isinstance(message, Ingested):
                 self._ingested(message, first)
                 first = False
             elif isinstance(message, Reply):
-                future = self.calls.pop(message.id, None)
+                future = calls.pop(message.id, None)
                 if future is not None and not future.done():
                     future.set_result(message)
             elif isinstance(message, Status):
                 self.status = message
-        self.status = None
-        calls, self.calls = self.calls, {}
+        if self.channel in (None, channel):  # not an engine started since
+            self.status = None
         for future in calls.values():
             if not future.done():
                 future.set_exception(EngineDown("the engine ended before it answered; retry shortly"))
