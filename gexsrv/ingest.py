@@ -64,7 +64,8 @@ def runs_of(found, upto, limit):
 
 
 class Ingester:
-    def __init__(self, store, journal, archive_root, rules, interval_ms, batch_records, max_records, memory_bytes):
+    def __init__(self, store, journal, archive_root, rules, interval_ms, batch_records, max_records, memory_bytes,
+                 on_settled=lambda outcomes: None):
         self.store = store
         self.journal = journal
         self.archive_root = archive_root
@@ -88,6 +89,7 @@ class Ingester:
         self.failures = 0
         self.on_failure = lambda error: None  # told when the database took nothing (Supervisor.trouble)
         self.on_ingest = lambda seconds, records: None  # told of each ingest that committed (gexsrv.metrics)
+        self.on_settled = on_settled  # told each committed batch's (seq, record, outcome), in seq order (the engine)
 
     # ---- start, stop ----
 
@@ -282,6 +284,8 @@ class Ingester:
             future = self.waiters.pop(seq, None)
             if future is not None and not future.done():
                 (future.set_exception if isinstance(outcome, Exception) else future.set_result)(outcome)
+        if outcomes:
+            self.on_settled(outcomes)
         return len(outcomes)
 
     def _failed(self, entries, error):

@@ -94,8 +94,9 @@ class Intake:
             raise NotDurable(str(exc), unknown=exc.unknown) from exc
         if ingested:
             try:
-                return [not stored for stored in await asyncio.wait_for(asyncio.gather(*ingested),
-                                                                        self.ingested_timeout_s)]
+                stored = await asyncio.wait_for(asyncio.gather(*ingested), self.ingested_timeout_s)
+                # None: ingested by an engine that died before saying whether it was a duplicate (engine_link)
+                return [None if each is None else not each for each in stored]
             except asyncio.TimeoutError:
                 raise NotIngested(f"not ingested within {self.ingested_timeout_s:g} s ({self.ingester.why_waiting()}); "
                                   "it is journaled and will be") from None

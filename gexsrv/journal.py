@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from gexsrv.durable import fsync_dir, replace_file
 from gexsrv.journalline import check_line, encode_line, seq_of
+from gexsrv.position import START, Position
 
 log = logging.getLogger("gexsrv.journal")
 
@@ -113,6 +114,44 @@ def scan_segment(path, is_last, after=None):
     return last_seq, good
 
 
+def read_records(segments, position, upto_seq, limit):
+    """[(segment, offset just past the line, line)] of the records after position (a Position), up to and including
+    upto_seq, at most limit of them; segments are (first seq, path, size) in order, each read up to its size (the
+    bytes known to hold whole lines)."""
+    out = []
+    for first_seq, path, size in segments:
+        if first_seq < position.segment:
+            continue
+        start = position.offset if first_seq == position.segment else 0
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(max(size - start, 0))
+        for offset, line in lines_of(data, start):
+            if seq_of(line) > upto_seq or len(out) == limit:
+                return out
+            out.append((first_seq, offset + len(line), line))
+    return out
+
+
+def seq_ending_at(path, size, offset):
+    """The seq of the good record whose line ends at offset in the segment at path (size bytes known whole);
+    None if there is none."""
+    if not 0 < offset <= size:
+        return None
+    with open(path, "rb") as f:
+        window = 4096
+        while True:
+            start = max(offset - window, 0)
+            f.seek(start)
+            data = f.read(offset - start)
+            begin = data.rfind(b"\n", 0, len(data) - 1)
+            if begin >= 0 or start == 0:
+                line = data[begin + 1:]
+                break
+            window *= 4
+    return seq_of(line) if line.endswith(b"\n") and check_line(line) is not None else None
+
+
 class Journal:
     def __init__(self, folder, segment_bytes, segment_seconds):
         self.folder = folder
@@ -125,6 +164,9 @@ class Journal:
         self.listeners = []  # called with the durable seq after each fsync, on the loop
         self.lock = threading.Condition()
         self.written_seq = 0
+        # Where the last written and the last fsynced line end: how far a reader in another process may read
+        # (gexsrv.journal_tail).
+        self.written_position = self.durable_position = START
         self.thread = None
         self.loop = None
         self.stopping = False
@@ -177,6 +219,9 @@ class Journal:
                         last, used, last + 1)
         self.next_seq = (used if last is None else last) + 1
         self.durable_seq = self.written_seq = self.next_seq - 1
+        last_segment = self.segments[-1] if self.segments else None
+        self.durable_position = self.written_position = Position(
+            last_segment.first_seq if last_segment else 0, last_segment.size if last_segment else 0, self.durable_seq)
         self.mark_used(self.next_seq - 1)
 
     def _read_seq(self, name):
@@ -271,6 +316,7 @@ class Journal:
         with self.lock:
             segment.dirty = True
             self.written_seq = seq
+            self.written_position = Position(segment.first_seq, segment.size, seq)
             self.lock.notify()
         return seq, segment.first_seq, segment.size, future
 
@@ -360,7 +406,7 @@ class Journal:
                 if self.written_seq == self.durable_seq and self.stopping:
                     self._close_rotated()
                     return
-                target = self.written_seq
+                target, position = self.written_seq, self.written_position
                 dirty = [s for s in self.segments if s.dirty or not s.dir_synced]
                 for segment in dirty:
                     segment.dirty = False
@@ -376,6 +422,7 @@ class Journal:
                 return
             with self.lock:
                 self._close_rotated()
+            self.durable_position = position
             self.durable_seq = target
             self.loop.call_soon_threadsafe(self._durable, target)
 
@@ -410,19 +457,7 @@ class Journal:
     def read(self, position, upto_seq, limit):
         """[(segment, offset just past the line, line)] of the records after position (a Position),
         up to and including upto_seq, at most limit of them."""
-        out = []
-        for segment in list(self.segments):
-            if segment.first_seq < position.segment:
-                continue
-            start = position.offset if segment.first_seq == position.segment else 0
-            with open(segment.path, "rb") as f:
-                f.seek(start)
-                data = f.read(max(segment.size - start, 0))
-            for offset, line in lines_of(data, start):
-                if seq_of(line) > upto_seq or len(out) == limit:
-                    return out
-                out.append((segment.first_seq, offset + len(line), line))
-        return out
+        return read_records([(s.first_seq, s.path, s.size) for s in list(self.segments)], position, upto_seq, limit)
 
     def bytes_after(self, position):
         """Journal bytes past position (a Position): what ingest has yet to take."""
@@ -461,20 +496,7 @@ class Journal:
     def seq_ending_at(self, first_seq, offset):
         """The seq of the good record whose line ends at offset in segment first_seq; None if there is none."""
         segment = next((s for s in list(self.segments) if s.first_seq == first_seq), None)
-        if segment is None or not 0 < offset <= segment.size:
-            return None
-        with open(segment.path, "rb") as f:
-            window = 4096
-            while True:
-                start = max(offset - window, 0)
-                f.seek(start)
-                data = f.read(offset - start)
-                begin = data.rfind(b"\n", 0, len(data) - 1)
-                if begin >= 0 or start == 0:
-                    line = data[begin + 1:]
-                    break
-                window *= 4
-        return seq_of(line) if line.endswith(b"\n") and check_line(line) is not None else None
+        return None if segment is None else seq_ending_at(segment.path, segment.size, offset)
 
     def report(self):
         return {

@@ -1,0 +1,218 @@
+"""The front's side of the engine: it has the spawner fork the engine (gexsrv.engine) and forks it again with backoff
+whenever it ends, tells it after each group fsync how far the journal is durable, and settles each journaled seq
+once the engine reports it: ?ack=ingested waiters answered, and the in-memory views (observers) fed exactly once per
+record stored, as the single-process Ingester does.
+
+It offers Intake what the Ingester does (add, wait, waiting, why_waiting, position), so writes are journaled and
+acknowledged whether or not an engine runs: durability never waits for it, and the backlog bound still applies.
+
+A seq the engine ingested but did not report (it died between its commit and its message) is known from the next
+engine's first message (where the database stands): its waiter is answered with None (stored or a duplicate, not
+known which) and no view is fed with it, since it may have been a duplicate; `untold` counts them.
+
+Reads go to the engine (call); while none runs, or when it dies with the read in flight, they raise EngineDown, a
+StorageError, which the handlers answer with 503 and Retry-After as for any database away.
+"""
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import time
+
+import msgspec
+
+from gexsrv.channel import Call, Channel, Durable, Ingested, Reply, Status, Stop
+from gexsrv.position import START
+from gexsrv.spawner import SpawnerError
+from gexsrv.store import RecordRefused, StorageError
+
+log = logging.getLogger("gexsrv.front.engine")
+
+TARGET = "gexsrv.engine:main"
+BACKOFF_S = (0.05, 5.0)  # the first restart's wait, doubling up to the last
+
+
+class EngineDown(StorageError):
+    """No engine runs now to answer a read: it is starting or being started again."""
+
+
+class EngineLink:
+    def __init__(self, spawner, journal, engine_args, observers=(), backoff_s=BACKOFF_S):
+        self.spawner = spawner
+        self.journal = journal
+        self.engine_args = engine_args
+        self.observers = list(observers)  # called with every record stored (not duplicates) once, on the loop
+        self.backoff_s = backoff_s
+        self.wait_s = backoff_s[0]
+        self.pending = {}  # seq -> the record as journaled, until the engine reports it (in seq order)
+        self.waiters = {}  # seq -> future of an ?ack=ingested request
+        self.position = START  # ingested through, as the engine last said
+        self.channel = None  # while an engine is up
+        self.pid = None
+        self.restarts = 0
+        self.untold = 0
+        self.stored = {"stored": 0, "duplicates": 0, "quarantined": 0}
+        self.last_exit = None
+        self.stopping = False
+        self.ended = asyncio.Event()  # set while no engine runs
+        self.status = None  # the running engine's last Status
+        self.calls = {}  # call id -> future of its Reply, for the running engine
+        self.unclaimed = {}  # pid -> wait status of an engine that ended before its spawn() returned
+        self.call_ids = itertools.count(1)
+
+    # ---- start, stop ----
+
+    async def start(self):
+        await self.spawner.connect(self._exited)
+        self.journal.listeners.append(self.on_durable)
+        await self._spawn()
+
+    async def _spawn(self):
+        if self.stopping:  # a restart that came due after close()
+            return
+        try:
+            self.pid, sock = await self.spawner.spawn(TARGET, self.engine_args)
+        except SpawnerError as exc:
+            log.error("cannot start the engine: %s", exc)
+            self._restart_later()
+            return
+        self.ended = asyncio.Event()
+        channel = await Channel.over(sock)
+        channel.send(Durable(self.journal.durable_position))
+        self.channel, self.calls = channel, {}
+        asyncio.ensure_future(self._listen(channel, self.calls))
+        log.info("engine started (pid %d)", self.pid)
+        if self.pid in self.unclaimed:
+            self._exited(self.pid, self.unclaimed.pop(self.pid))
+
+    def _exited(self, pid, status):
+        if pid != self.pid:  # its Exited overtook its Spawned: claimed once spawn() has returned
+            self.unclaimed[pid] = status
+            return
+        self.pid, self.channel, self.last_exit = None, None, describe(status)
+        self.ended.set()
+        if self.stopping:
+            return
+        log.error("the engine %s; writes are journaled meanwhile, and it starts again in %.2f s",
+                  self.last_exit, self.wait_s)
+        self._restart_later()
+
+    def _restart_later(self):
+        self.restarts += 1
+        wait, self.wait_s = self.wait_s, min(self.wait_s * 2, self.backoff_s[1])
+        asyncio.get_running_loop().call_later(wait, lambda: asyncio.ensure_future(self._spawn()))
+
+    async def close(self, deadline):
+        """Tell the engine to ingest what is durable and exit; wait for it until deadline (loop time)."""
+        self.stopping = True
+        if self.channel is not None:
+            self.channel.send(Stop())
+            try:
+                await asyncio.wait_for(self.ended.wait(), max(deadline - asyncio.get_running_loop().time(), 0))
+            except asyncio.TimeoutError:
+                log.error("the engine (pid %d) did not finish in time; what it left is ingested at the next start",
+                          self.pid)
+        await self.spawner.close()
+
+    # ---- what Intake calls, on the loop ----
+
+    def add(self, seq, segment, end, received_ms, size, record):
+        self.pending[seq] = record
+
+    def wait(self, seq):
+        """A future resolving to True (stored), False (a duplicate), None (ingested untold, see the module doc) or
+        raising RecordRefused, once the engine reports seq."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiters[seq] = future
+        return future
+
+    def waiting(self):
+        return self.journal.next_seq - 1 - self.position.seq
+
+    def why_waiting(self):
+        if self.channel is None:
+            return f"the engine is not running ({self.last_exit or 'starting'})"
+        return f"{self.waiting()} records wait for ingest"
+
+    def on_durable(self, seq):
+        if self.channel is not None:
+            self.channel.send(Durable(self.journal.durable_position))
+
+    # ---- what the engine says ----
+
+    async def call(self, name, *args):
+        """The result of the engine's read `name`; EngineDown while no engine runs, StorageError if it failed."""
+        if self.channel is None:
+            raise EngineDown(f"the engine is not running ({self.last_exit or 'starting'}); retry shortly")
+        call_id = next(self.call_ids)
+        future = self.calls[call_id] = asyncio.get_running_loop().create_future()
+        self.channel.send(Call(call_id, name, list(args)))
+        reply = await future
+        if reply.error is not None:
+            raise StorageError(reply.error)
+        return msgspec.msgpack.decode(reply.result)
+
+    async def _listen(self, channel, calls):
+        first = True
+        while (message := await channel.receive()) is not None:
+            if isinstance(message, Ingested):
+                self._ingested(message, first)
+                first = False
+            elif isinstance(message, Reply):
+                future = calls.pop(message.id, None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+            elif isinstance(message, Status):
+                self.status = message
+        if self.channel in (None, channel):  # not an engine started since
+            self.status = None
+        for future in calls.values():
+            if not future.done():
+                future.set_exception(EngineDown("the engine ended before it answered; retry shortly"))
+
+    def _ingested(self, message, first):
+        if first:  # where the database stands: the seqs up to it were ingested by an engine before this one
+            self.wait_s = self.backoff_s[0]
+            for seq in [seq for seq in self.pending if seq <= message.position.seq]:
+                self.untold += 1
+                self._settle(seq, None)
+        for outcome in message.outcomes:
+            if outcome.error is not None:
+                self._settle(outcome.seq, RecordRefused(outcome.error))
+            else:
+                self._settle(outcome.seq, outcome.stored)
+        if message.position.seq > self.position.seq:
+            self.position = message.position
+
+    def _settle(self, seq, result):
+        if seq not in self.pending:  # settled already (an engine ingesting its journal again after a replacement)
+            return
+        record = self.pending.pop(seq)
+        if isinstance(result, RecordRefused):
+            self.stored["quarantined"] += 1
+        elif result:
+            self.stored["stored"] += 1
+            for observe in self.observers:
+                observe(record)
+        elif result is False:
+            self.stored["duplicates"] += 1
+        future = self.waiters.pop(seq, None)
+        if future is not None and not future.done():
+            (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
+
+    def report(self):
+        """The engine's process as /health shows it, with the sections of its last Status."""
+        engine = self.status
+        return {"pid": self.pid, "uptime_s": round(time.time() - engine.started, 3) if engine else None,
+                "cpu_s": engine.cpu_s if engine else None, "restarts": self.restarts, "last_exit": self.last_exit,
+                "position": self.position._asdict(), "records_waiting": self.waiting(), "untold": self.untold,
+                "settled": dict(self.stored), **(engine.sections if engine else {})}
+
+
+def describe(status):
+    """A wait status in words: 'was killed by SIGKILL', 'exited with code 1'."""
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"

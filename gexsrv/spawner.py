@@ -1,0 +1,178 @@
+"""The spawner: a small child of the front, forked before any thread is started, that forks the engine on request
+(its first start and every restart) and says when one of its children has ended.
+
+Why not fork the engine from the front directly: by the time the engine dies the front runs threads (the journal's
+fsync, polars' and DuckDB's pools), and a fork of a threaded process copies locks that no thread will release in
+the child. Why not a fresh interpreter: imports cost ~1 s of CPU per start, and a test suite starts hundreds of
+servers. The spawner is forked while the process has one thread, never starts one (a select loop, no asyncio), and
+checks /proc/self/task before each fork, so every engine is forked from a one-thread process.
+
+The front sends Spawn with the engine's end of a socketpair passed along (SCM_RIGHTS); the spawner forks, the child
+imports the target and runs it with that socket; the spawner answers Spawned(pid) and later Exited(pid, status).
+The spawner ends once the front's end closes (the front exited or died); its children notice their own sockets.
+"""
+
+import asyncio
+import importlib
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+
+import msgspec
+
+from gexsrv.channel import Channel, Exited, Spawn, Spawned, receive_blocking, send_blocking
+
+REAP_EVERY_S = 0.25
+
+
+class SpawnerError(Exception):
+    """The spawner cannot fork safely (threads are running) or is gone."""
+
+
+def one_thread():
+    """Refuse to fork a process that runs threads other than the caller."""
+    tasks = os.listdir("/proc/self/task")
+    if len(tasks) != 1:
+        raise SpawnerError(f"cannot fork with {len(tasks)} threads running: the spawner must start before any "
+                           "thread (before polars is imported)")
+
+
+def start():
+    """Fork the spawner; return the front's end of its control socket. Call it before any thread starts."""
+    one_thread()
+    front, own = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        front.close()
+        try:
+            serve(own)
+        finally:
+            os._exit(0)
+    own.close()
+    return Spawner(front, pid)
+
+
+# ---- in the spawner ----
+
+def serve(sock):
+    """Fork children on request and report their ends, until the front's end closes."""
+    # Ctrl-C in a terminal signals the whole process group: the front decides when the spawner ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        readable, _, _ = select.select([sock], [], [], REAP_EVERY_S)
+        if not reap(sock):
+            return
+        if readable:
+            message, fds = receive_blocking(sock, fds_wanted=1)
+            if message is None:
+                return
+            send_blocking(sock, fork_child(sock, message, fds))
+
+
+def reap(sock):
+    """Report every child that ended; False once the front is gone."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if pid == 0:
+            return True
+        try:
+            send_blocking(sock, Exited(pid, status))
+        except OSError:
+            return False
+
+
+def fork_child(sock, message, fds):
+    if not isinstance(message, Spawn) or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return Spawned(0, f"expected Spawn with one descriptor, got {type(message).__name__} with {len(fds)}")
+    try:
+        one_thread()
+        pid = os.fork()
+    except (SpawnerError, OSError) as exc:
+        os.close(fds[0])
+        return Spawned(0, str(exc))
+    if pid == 0:
+        sock.close()  # the control socket is the spawner's alone: the front sees its EOF when the spawner ends
+        run_child(message, fds[0])
+    os.close(fds[0])
+    return Spawned(pid)
+
+
+def run_child(message, fd):
+    """In the forked child: run the target with its socket, and exit with its outcome (never return)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        module, name = message.target.split(":")
+        target = getattr(importlib.import_module(module), name)
+        target(socket.socket(fileno=fd), msgspec.msgpack.decode(message.args))
+        code = 0
+    except BaseException:  # the child must exit here whatever happens: it may not return into the spawner
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+# ---- in the front ----
+
+class Spawner:
+    """The front's handle on the spawner: spawn() a child, and be told of each child's end."""
+
+    def __init__(self, sock, pid):
+        self.sock = sock
+        self.pid = pid
+        self.channel = None
+        self.replies = asyncio.Queue()
+        self.reading = None
+
+    async def connect(self, on_exit):
+        """Start reading the spawner's messages on the running loop; on_exit(pid, status) for each child's end."""
+        self.channel = await Channel.over(self.sock)
+        self.reading = asyncio.ensure_future(self._read(on_exit))
+
+    async def _read(self, on_exit):
+        while (message := await self.channel.receive()) is not None:
+            if isinstance(message, Exited):
+                on_exit(message.pid, message.status)
+            else:
+                self.replies.put_nowait(message)
+        self.replies.put_nowait(Spawned(0, "the spawner has exited"))
+
+    async def spawn(self, target, args):
+        """Fork a child running target ("module:function") with args; return (pid, the front's end of its
+        socket). SpawnerError if it cannot be forked."""
+        front, child = socket.socketpair()
+        try:
+            # The transport only reads this socket; the one write, with a descriptor, goes past it.
+            send_blocking(self.sock, Spawn(target, msgspec.Raw(msgspec.msgpack.encode(args))), fds=[child.fileno()])
+        except OSError as exc:
+            front.close()
+            raise SpawnerError(f"the spawner is gone: {exc}") from exc
+        finally:
+            child.close()
+        reply = await self.replies.get()
+        if reply.error:
+            front.close()
+            raise SpawnerError(reply.error)
+        return reply.pid, front
+
+    async def close(self):
+        """Close the control socket: the spawner exits; children it forked live on until their sockets close."""
+        if self.channel:
+            await self.channel.close()
+        else:
+            self.sock.close()
+        if self.reading:
+            await self.reading
+        await asyncio.to_thread(os.waitpid, self.pid, 0)

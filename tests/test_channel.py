@@ -1,0 +1,79 @@
+"""The front <-> engine protocol (gexsrv.channel) over a real socketpair: every message comes out as it went in,
+in order, a closed peer reads as None, and a stream out of step is refused rather than misread."""
+
+import asyncio
+import socket
+
+import msgspec
+import pytest
+
+from gexsrv.channel import (LENGTH, MAX_FRAME, Call, Channel, ChannelError, Durable, Ingested, Outcome, Reply,
+                            Status, Stop, frame, receive_blocking, send_blocking)
+from gexsrv.position import Position
+
+MESSAGES = [
+    Durable(Position(17, 4096, 41)),
+    Ingested(Position(17, 4096, 41), [Outcome(40, True), Outcome(41, False, "strike 7 has no price")]),
+    Call(3, "snapshots", ["SPX", 1777492800000]),
+    Reply(3, msgspec.Raw(msgspec.msgpack.encode({"rows": [[1, 2.5]]}))),
+    Reply(4, error="the database is read_only"),
+    Status(1234, 1777492800.5, 1.25, {"storage": {"state": "writable"}}),
+    Stop(),
+]
+
+
+def test_messages_cross_an_asyncio_channel_as_sent():
+    async def run():
+        left, right = socket.socketpair()
+        sender, receiver = await Channel.over(left), await Channel.over(right)
+        for message in MESSAGES:
+            sender.send(message)
+        await sender.close()
+        got = [await receiver.receive() for _ in MESSAGES]
+        end = await receiver.receive()
+        await receiver.close()
+        return got, end
+
+    got, end = asyncio.run(run())
+    assert [type(m) for m in got] == [type(m) for m in MESSAGES]
+    for sent, came in zip(MESSAGES, got):
+        if isinstance(sent, Reply):
+            assert (came.id, bytes(came.result), came.error) == (sent.id, bytes(sent.result), sent.error)
+        else:
+            assert came == sent
+    assert end is None
+
+
+def test_blocking_ends_pass_a_descriptor_with_a_message(tmp_path):
+    left, right = socket.socketpair()
+    path = tmp_path / "passed"
+    path.write_text("through SCM_RIGHTS")
+    with open(path) as f:
+        send_blocking(left, Call(1, "open"), fds=[f.fileno()])
+    message, fds = receive_blocking(right, fds_wanted=1)
+    assert message == Call(1, "open")
+    with open(fds[0]) as passed:
+        assert passed.read() == "through SCM_RIGHTS"
+    left.close()
+    assert receive_blocking(right) == (None, [])
+    right.close()
+
+
+def test_a_stream_cut_inside_a_frame_is_an_error_not_an_end():
+    async def run(data):
+        left, right = socket.socketpair()
+        left.sendall(data)
+        left.close()
+        receiver = await Channel.over(right)
+        try:
+            return await receiver.receive()
+        finally:
+            await receiver.close()
+
+    whole = frame(Durable(Position(1, 2, 3)))
+    with pytest.raises(ChannelError, match="inside a frame"):
+        asyncio.run(run(whole[:-1]))
+    with pytest.raises(ChannelError, match="inside a frame"):
+        asyncio.run(run(whole[:2]))
+    with pytest.raises(ChannelError, match="past the limit"):
+        asyncio.run(run(LENGTH.pack(MAX_FRAME + 1)))
