@@ -281,3 +281,18 @@ def chromium(*arguments, page_load_timeout=10):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(page_load_timeout)
     return driver
+
+
+def stored_keys(db, table="gex_snapshots"):
+    """{(ticker, endpoint, timestamp): rows} of a table."""
+    rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM {table} GROUP BY ALL").fetchall()
+    return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
+
+
+def process_state(pid):
+    """The state letter of a process in /proc (R, S, Z ...), or "gone"."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"

@@ -18,7 +18,7 @@ import make_history_file
 import pytest
 from filesrv import FileServer
 from forkserver import run_gexsrv
-from helpers import TS, database_held, request, snapshot, wait_job
+from helpers import TS, database_held, request, snapshot, stored_keys, wait_job
 
 from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
@@ -45,12 +45,6 @@ def gex_line(seq, payload, **changes):
     body = json.dumps(payload).encode()
     header = msgspec.structs.asdict(gex_header(decode_gex(body, Rules(), payload["timestamp"] * 1000 + 500), "/gex"))
     return journal_line(seq, {**header, "dup": False, **changes}, body)
-
-
-def stored_keys(db, table="gex_snapshots"):
-    """{(ticker, endpoint, timestamp): rows} of a table."""
-    rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM {table} GROUP BY ALL").fetchall()
-    return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
 
 
 # ---- SIGKILL at random moments under load ----

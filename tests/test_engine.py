@@ -12,9 +12,7 @@ import sys
 
 import duckdb
 import pytest
-from helpers import REPO, eventually
-from test_crash import stored_keys
-from test_spawner import state
+from helpers import REPO, eventually, process_state, stored_keys
 
 PROBE = [sys.executable, str(REPO / "tests" / "engine_probe.py")]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
@@ -108,7 +106,7 @@ def test_after_a_sigkill_of_the_front_the_next_start_stores_every_durable_record
             front.kill()
     assert said["durable_seq"] == 200
     # alone, the engine sees its socket close, ingests what is durable and exits, releasing the database
-    eventually(lambda: state(said["engine_pid"]) in ("gone", "Z"), "the engine to exit")
+    eventually(lambda: process_state(said["engine_pid"]) in ("gone", "Z"), "the engine to exit")
     again = probe(data_dir, 200, 0, 1)  # the same 200 snapshots again: each a duplicate of one stored
     answered(again, 200, False)
     with duckdb.connect(str(data_dir / "gex_data.db"), read_only=True) as db:

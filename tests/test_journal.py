@@ -16,6 +16,7 @@ import pytest
 import zstandard
 from helpers import Server, eventually, snapshot
 from helpers import TS as T0  # the first snapshot time posted to servers
+from journalkit import append_all, header, opened, read_all
 
 from gexsrv import archive
 from gexsrv.journal import (
@@ -26,7 +27,6 @@ from gexsrv.journal import (
     segment_name,
     seq_of,
 )
-from gexsrv.position import START
 
 BODIES = [
     b'{"a":1}',
@@ -36,27 +36,9 @@ BODIES = [
 ]
 
 
-def header(i):
-    return {"kind": "snapshot", "path": "/gex", "received": T0 * 1000 + i}
-
-
 def stored(body):
     """A body as the journal keeps it: line breaks are spaces."""
     return body.replace(b"\r", b" ").replace(b"\n", b" ")
-
-
-async def opened(folder, segment_bytes=1 << 20, segment_seconds=300.0):
-    journal = Journal(str(folder), segment_bytes, segment_seconds)
-    journal.open()
-    journal.start()
-    return journal
-
-
-async def append_all(journal, bodies):
-    """Append every body, wait until all are durable; their seqs."""
-    appended = [journal.append(header(i), body) for i, body in enumerate(bodies)]
-    await asyncio.gather(*(future for *_, future in appended))
-    return [seq for seq, *_ in appended]
 
 
 def write_journal(folder, bodies, segment_bytes=1 << 20):
@@ -65,10 +47,6 @@ def write_journal(folder, bodies, segment_bytes=1 << 20):
         await append_all(journal, bodies)
         await journal.close()
     asyncio.run(write())
-
-
-def read_all(journal):
-    return journal.read(START, journal.next_seq - 1, 1 << 20)
 
 
 def segment_files(folder):

@@ -4,7 +4,7 @@ ingest stands."""
 
 import asyncio
 
-from test_journal import append_all, opened, read_all
+from journalkit import append_all, opened, read_all
 
 from gexsrv.journal_tail import Tail
 from gexsrv.position import START, Position

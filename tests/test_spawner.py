@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from helpers import REPO, eventually
+from helpers import REPO, eventually, process_state
 
 PROBE = [sys.executable, str(REPO / "tests" / "spawn_probe.py")]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
@@ -42,15 +42,7 @@ def test_a_child_sees_its_socket_close_when_the_front_is_killed(tmp_path):
             front.kill()
     eventually(eof_file.exists, "the orphaned child to see EOF")
     assert eof_file.read_text() == "eof\n"
-    eventually(lambda: state(child) in ("gone", "Z"), "the child to exit")
-
-
-def state(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
+    eventually(lambda: process_state(child) in ("gone", "Z"), "the child to exit")
 
 
 def test_a_process_running_threads_is_refused_a_spawner():
