@@ -69,6 +69,7 @@ def test_reads_and_the_engines_status_come_through_the_channel(tmp_path):
     assert link["ingest"]["position"]["seq"] == 50
 
 
+@pytest.mark.slow
 def test_engines_sigkilled_at_random_moments_lose_nothing_and_store_nothing_twice(tmp_path):
     seed = {"random": random.randrange(2**32), None: ENGINE_SEED}.get(os.environ.get("ENGINE_SEED"))
     seed = int(os.environ["ENGINE_SEED"]) if seed is None else seed
