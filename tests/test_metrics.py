@@ -216,6 +216,6 @@ def test_reads_need_the_credentials_of_writes_and_the_page_does_not(start_server
         assert server.request("GET", path, headers={"Authorization": "Bearer wrong"}).status == 401, path
         assert server.request("GET", path, headers=token).status == 200, path
     assert value(scrape(server, token), "gexsrv_rows_stored_total", table="gex_strikes") == 5
-    for path in ("/", "/web/status.js", "/web/chart.js", "/web/status.css"):  # the page's files hold no data
+    for path in ("/", "/web/status.js", "/web/chart.js", "/web/base.css", "/web/status.css"):  # the page's files hold no data
         assert server.get(path).status == 200, path
     assert server.get("/web/../server.py").status == 403  # nothing outside gexsrv/web is served
