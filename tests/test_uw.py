@@ -376,6 +376,9 @@ WHOLE = st.one_of(st.integers(-2**63, 2**63 - 1), st.integers(-2**70, 2**70), st
 COUNT = st.one_of(WHOLE, st.floats(allow_nan=False, allow_infinity=False), st.just(""), st.none())
 NUMBER = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.floats(width=32).map(str),
                    st.integers(-2**70, 2**70), st.just(""), st.none())
+# epoch numbers of every unit and size (JSON integers have none), and text
+TIME = st.one_of(st.integers(-10**400, 10**400), st.integers(946_684_800, 4_102_444_800_000_000_000),
+                 st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30))
 
 
 @pytest.fixture(scope="module")
@@ -387,10 +390,11 @@ def uw_store(tmp_path_factory):
 
 
 @settings(max_examples=150, deadline=dt.timedelta(seconds=5), database=None, print_blob=True)
-@given(size=COUNT, volume=COUNT, ask_vol=COUNT, price=NUMBER, premium=NUMBER)
-def test_a_trade_the_decoder_takes_is_stored(uw_store, size, volume, ask_vol, price, premium):
+@given(size=COUNT, volume=COUNT, ask_vol=COUNT, price=NUMBER, premium=NUMBER, executed_at=TIME)
+def test_a_trade_the_decoder_takes_is_stored(uw_store, size, volume, ask_vol, price, premium, executed_at):
     trade_id = next(IDS)
-    body = trade(id=trade_id, size=size, volume=volume, ask_vol=ask_vol, price=price, premium=premium)
+    body = trade(id=trade_id, size=size, volume=volume, ask_vol=ask_vol, price=price, premium=premium,
+                 executed_at=executed_at)
     frame = decode_uw(json.dumps(phoenix("option_trades_super_algo", {"data": body})).encode(), Rules(), RECEIVED_MS)
     record = frame.held()
     assert uw_store.write([record], uw_store.prepare([record])) == [True]
@@ -401,3 +405,19 @@ def test_a_trade_the_decoder_takes_is_stored(uw_store, size, volume, ask_vol, pr
         return
     (row,) = frame.rows
     assert rows == [(row["size"], row["volume"], row["ask_vol"], row["price"], row["premium"], row["quantity"])]
+
+
+def test_an_epoch_number_beyond_any_date_is_a_problem_of_its_field_not_a_500(server):
+    """JSON allows integers of any size: one past a double's range (OverflowError from float arithmetic), or
+    nanoseconds and microseconds past year 9999 or before year 1 (OverflowError from datetime), reached the client
+    as a 500 with nothing stored. Each is a time out of range: the frame is stored raw with the field named."""
+    times = [10**400, 5 * 10**20, -10**16]
+    replies = [server.post("/uw", phoenix("option_trades_super_algo", {"data": trade(id=f"t{i}", executed_at=t)}))
+               for i, t in enumerate(times)]
+    problem = "time is outside 2000-01-01 .. 2100-01-01"
+    assert [(r.status, r.json()["normalized"], r.json()["rows"], r.json()["problems"]) for r in replies] == [
+        (200, False, 0, [{"field": "$[4].data.executed_at", "error": problem}])] * 3
+    server.stop()
+    with server.db() as db:
+        assert db.execute("SELECT problems FROM universal_webhooks").fetchall() == [
+            ([f"$[4].data.executed_at: {problem}"],)] * 3

@@ -13,7 +13,7 @@ LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # Epoch numbers below each bound are in that unit: seconds until year 5138, ms, us, then ns.
 EPOCH_UNITS = [(1e11, 1e6), (1e14, 1e3), (1e17, 1.0), (math.inf, 1e-3)]  # (below, microseconds per unit)
-SPAN_US = 1e18  # 31,700 years: a time further from 1970 fits no timedelta (nor 2000 .. 2100)
+EARLIEST_US, LATEST_US = ((moment - UNIX_EPOCH) // dt.timedelta(microseconds=1) for moment in (EARLIEST, LATEST))
 OPTION_TYPES = {"c": "call", "call": "call", "calls": "call", "p": "put", "put": "put", "puts": "put"}
 
 
@@ -67,12 +67,14 @@ def timestamp_us(value, field, problems):
             return problems.add(field, f"expected an ISO-8601 datetime or epoch number, got {value[:40]!r}")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
-    else:  # an infinite value (from text such as "1e400") is in no unit: nan, which no time is
+        micros = (moment - UNIX_EPOCH) // dt.timedelta(microseconds=1)
+    else:  # an infinite value (from text such as "1e400", or an integer past any double) is in no unit: nan
+        value = value if isinstance(value, float) or abs(value) < 2**1023 else math.inf
         micros = value * next((per for below, per in EPOCH_UNITS if abs(value) < below), math.nan)
-        moment = UNIX_EPOCH + dt.timedelta(microseconds=round(micros)) if abs(micros) < SPAN_US else None
-    if moment is None or not EARLIEST <= moment < LATEST:
+    # compared as numbers: a datetime that far from 1970 would not exist (years 1 .. 9999), and nan is in no range
+    if not EARLIEST_US <= micros < LATEST_US:
         return problems.add(field, "time is outside 2000-01-01 .. 2100-01-01")
-    return (moment - UNIX_EPOCH) // dt.timedelta(microseconds=1)
+    return round(micros)
 
 
 def date(value, field, problems):
