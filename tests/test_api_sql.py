@@ -152,17 +152,20 @@ TABLE_FUNCTION = ("table function {} is not allowed here: " + ONLY_THE_DATABASE 
                   "icu_calendar_names, json_each, json_tree, pg_timezone_names, pragma_table_info, pragma_version, "
                   "range, repeat, unnest)")
 NOT_A_TABLE = "{!r} is not a table or view of the database: " + ONLY_THE_DATABASE + " (files and URLs are refused)"
+# The lake's and the archive's shapes under a root that exists nowhere: a refusal that failed would read nothing
+# (a relative path would be resolved in the server's working directory, which may be the repository's data/).
+NOWHERE = "/nonexistent/gexsrv-test/data"
 REFUSED = [
     ("SELECT * FROM read_csv('/etc/passwd')", TABLE_FUNCTION.format("read_csv")),
-    ("SELECT * FROM read_parquet('data/parquet/**/*.parquet')", TABLE_FUNCTION.format("read_parquet")),
+    (f"SELECT * FROM read_parquet('{NOWHERE}/parquet/**/*.parquet')", TABLE_FUNCTION.format("read_parquet")),
     ("SELECT * FROM read_json('https://example.com/x.json')", TABLE_FUNCTION.format("read_json")),
-    ("SELECT * FROM read_ndjson('data/source/live/*/*.zst')", TABLE_FUNCTION.format("read_ndjson")),
+    (f"SELECT * FROM read_ndjson('{NOWHERE}/source/live/*/*.zst')", TABLE_FUNCTION.format("read_ndjson")),
     ("SELECT content FROM read_text('/etc/hostname')", TABLE_FUNCTION.format("read_text")),
     ("SELECT * FROM gex_snapshots WHERE source IN (SELECT content FROM read_blob('/etc/hostname'))",
      TABLE_FUNCTION.format("read_blob")),
     ("SELECT * FROM glob('/*')", TABLE_FUNCTION.format("glob")),
     ("FROM query('SELECT 1')", TABLE_FUNCTION.format("query")),
-    ("FROM 'data/parquet/x.parquet'", NOT_A_TABLE.format("data/parquet/x.parquet")),
+    (f"FROM '{NOWHERE}/parquet/x.parquet'", NOT_A_TABLE.format(f"{NOWHERE}/parquet/x.parquet")),
     ("SELECT * FROM '/etc/passwd'", NOT_A_TABLE.format("/etc/passwd")),
     ('SELECT * FROM (WITH "/etc/passwd" AS (SELECT 1) SELECT 1), "/etc/passwd"', NOT_A_TABLE.format("/etc/passwd")),
     ("SELECT * FROM no_such_table", NOT_A_TABLE.format("no_such_table")),
