@@ -30,36 +30,56 @@ async def read_or_none(read):
 
 def failing_tasks(parts):
     """The background tasks failing again and again (gexsrv.streak), each with its last error."""
-    streaks = [parts.archiver.streak, *(part.streak for part in (parts.lake, parts.outputs, parts.poller) if part)]
-    return [streak.report() for streak in streaks if streak.degraded]
+    tasks = (parts.archiver, parts.lake, parts.outputs, parts.poller)
+    return [task.streak.report() for task in tasks if task and task.streak.degraded]
 
 
-def health_report(parts, started, bodies_in_flight):
+async def storage_health(parts):
+    """(ok, /health's sections) of the parts that own the database."""
+    store, ingester = parts.store, parts.ingester
+    pending = await read_or_none(store.pending_history_jobs)
+    quarantined = await read_or_none(store.quarantined)
+    return store.state == "writable" and parts.supervisor.since is None, {
+        "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause,
+                    "quarantined": quarantined, "commit_conflicts": dict(store.conflicts),
+                    **parts.supervisor.report()},
+        "ingest": ingester.report(),
+        "stored_since_start": dict(ingester.stored),
+        "history": {"pending_jobs": pending},
+        "lake": parts.lake.report(),
+        "latest": {**parts.latest.report(), "outputs": parts.outputs.report() if parts.outputs else None},
+    }
+
+
+def journal_health(parts, bodies_in_flight):
+    """(ok, /health's sections) of the parts that take writes in; the journal's consumer is the Ingester, or the
+    front's link to the engine."""
+    journal, consumer = parts.journal, parts.ingester or parts.link
+    return not (journal.error or journal.refusing), {
+        "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(consumer.position),
+                    "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
+        "archive": parts.archiver.report(),
+        "connections": {**parts.connections.report(), "bodies_in_flight_bytes": bodies_in_flight[0]},
+        "poller": parts.poller.report() if parts.poller else {"enabled": False},
+    }
+
+
+def health_report(parts, started, bodies_in_flight, engine_health=None):
+    """/health as a coroutine function: the sections of the parts this process holds. The front gives
+    engine_health, a coroutine function of the engine's (ok, sections)."""
     async def report():
-        store, journal, ingester = parts.store, parts.journal, parts.ingester
-        pending = await read_or_none(store.pending_history_jobs)
-        quarantined = await read_or_none(store.quarantined)
-        failing = failing_tasks(parts)
-        return {
-            "status": "ok" if store.state == "writable" and parts.supervisor.since is None
-                      and not (journal.error or journal.refusing or failing) else "degraded",
-            "failing_tasks": failing,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - started, 3),
-            "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause,
-                        "quarantined": quarantined, "commit_conflicts": dict(store.conflicts),
-                        **parts.supervisor.report()},
-            "journal": {**journal.report(), "bytes_waiting": journal.bytes_after(ingester.position),
-                        "refused_busy": parts.intake.refused, "duplicate_index_keys": len(parts.keys)},
-            "ingest": ingester.report(),
-            "archive": parts.archiver.report(),
-            "stored_since_start": dict(ingester.stored),
-            "connections": {**parts.connections.report(), "bodies_in_flight_bytes": bodies_in_flight[0]},
-            "history": {"pending_jobs": pending},
-            "poller": parts.poller.report() if parts.poller else {"enabled": False},
-            "lake": parts.lake.report() if parts.lake else None,
-            "latest": {**parts.latest.report(), "outputs": parts.outputs.report() if parts.outputs else None},
-        }
+        reports = []
+        if parts.store is not None:
+            reports.append(await storage_health(parts))
+        if parts.intake is not None:
+            reports.append(journal_health(parts, bodies_in_flight))
+        if engine_health is not None:
+            reports.append(await engine_health())
+        failing = failing_tasks(parts) + [task for _, sections in reports for task in sections.pop("failing_tasks", [])]
+        ok = all(each_ok for each_ok, _ in reports) and not failing
+        merged = {name: value for _, sections in reports for name, value in sections.items()}
+        return {"status": "ok" if ok else "degraded", "failing_tasks": failing, "version": __version__,
+                "uptime_s": round(time.monotonic() - started, 3), **merged}
     return report
 
 
@@ -89,40 +109,67 @@ def labelled(routes):
     return [(pattern, handler, {**deps, "route": route_label(pattern)}) for pattern, handler, deps in routes]
 
 
+def write_routes(settings, parts):
+    """The routes that take writes in: they journal (Intake)."""
+    ingest = dict(intake=parts.intake, rules=Rules.from_settings(settings))
+    return [
+        (r"/gex/?", handlers.GexHandler, ingest),
+        (r"/uw/?", UwHandler, ingest),
+    ]
+
+
+def storage_routes(parts, health):
+    """The routes answered from the database and the parts beside it."""
+    return [
+        (r"/gex_history_url/?", HistoryHandler, dict(runner=parts.runner)),
+        # No job id has more than 18 digits (BIGINT); a longer one is an unknown path, not a failed int().
+        (r"/gex_history_url/(\d{1,18})/?", HistoryHandler, dict(runner=parts.runner)),
+        (r"/gex_history_url/days/?", HistoryDaysHandler, dict(runner=parts.runner)),
+        (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(parts.store))),
+        (r"/api/latest/?", LatestHandler, dict(latest=parts.latest)),
+        (r"/api/status/?", StatusHandler, dict(health=health, store=parts.store, runner=parts.runner,
+                                               latest=parts.latest, log_tail=parts.metrics.log_tail)),
+        (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
+        (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
+        (r"/api/heatmap/?", HeatmapHandler, dict(store=parts.store)),
+        (r"/api/days/?", DaysHandler, dict(store=parts.store)),
+        (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
+    ]
+
+
+def page_routes():
+    """The files: the OpenAPI description and the pages."""
+    return [
+        (r"/openapi\.json/?", OpenApiHandler,
+         dict(document=resources.files("gexsrv").joinpath("openapi.json").read_bytes())),
+        (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
+        (r"/web/(.+)", PageHandler, dict(path=WEB)),
+        (r"/day/?", DayPageHandler, dict(path=WEB)),
+    ]
+
+
 def make_app(settings, parts):
-    """The routes, each handler given what it needs; `parts` are the server's running pieces (gexsrv.server)."""
+    """One process's routes, each handler given what it needs; `parts` are the server's running pieces
+    (gexsrv.server). The engine (processes = 2) has no write routes: the front takes writes."""
     bodies_in_flight = [0]  # bytes of request bodies being received, all connections together
     health = health_report(parts, time.monotonic(), bodies_in_flight)
-    ingest = dict(intake=parts.intake, rules=Rules.from_settings(settings))
+    routes = [(r"/health/?", handlers.HealthHandler, dict(health=health)),
+              *(write_routes(settings, parts) if parts.intake else []),
+              *storage_routes(parts, health),
+              (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
+              *page_routes()]
+    return application(settings, routes, parts.metrics, bodies_in_flight)
+
+
+def application(settings, routes, metrics, bodies_in_flight, default_handler=handlers.NotFoundHandler,
+                default_handler_args=None):
     # A trailing slash names the same route, as the original stripped it.
     return Application(
-        labelled([
-            (r"/health/?", handlers.HealthHandler, dict(health=health)),
-            (r"/gex/?", handlers.GexHandler, ingest),
-            (r"/uw/?", UwHandler, ingest),
-            (r"/gex_history_url/?", HistoryHandler, dict(runner=parts.runner)),
-            # No job id has more than 18 digits (BIGINT); a longer one is an unknown path, not a failed int().
-            (r"/gex_history_url/(\d{1,18})/?", HistoryHandler, dict(runner=parts.runner)),
-            (r"/gex_history_url/days/?", HistoryDaysHandler, dict(runner=parts.runner)),
-            (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(parts.store))),
-            (r"/api/latest/?", LatestHandler, dict(latest=parts.latest)),
-            (r"/openapi\.json/?", OpenApiHandler,
-             dict(document=resources.files("gexsrv").joinpath("openapi.json").read_bytes())),
-            (r"/api/status/?", StatusHandler, dict(health=health, store=parts.store, runner=parts.runner,
-                                                   latest=parts.latest, log_tail=parts.metrics.log_tail)),
-            (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
-            (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
-            (r"/api/heatmap/?", HeatmapHandler, dict(store=parts.store)),
-            (r"/api/days/?", DaysHandler, dict(store=parts.store)),
-            (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
-            (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
-            (r"/()", PageHandler, dict(path=WEB, default_filename="index.html")),
-            (r"/web/(.+)", PageHandler, dict(path=WEB)),
-            (r"/day/?", DayPageHandler, dict(path=WEB)),
-        ]),
-        default_handler_class=handlers.NotFoundHandler,
+        labelled(routes),
+        default_handler_class=default_handler,
+        default_handler_args=default_handler_args or {},
         serve_traceback=settings.debug,
-        log_function=request_logger(settings.debug, parts.metrics.observe_request),
+        log_function=request_logger(settings.debug, metrics.observe_request),
         gexsrv=settings,
         gate=Gate.from_settings(settings),
         signatures=auth.Signatures.from_settings(settings),

@@ -2,7 +2,9 @@
 4-byte big-endian length and a msgspec.msgpack body (a tagged union of the Structs below).
 
 A request body never crosses: the front makes records durable in the journal and says how far (Durable); the
-engine reads them back from the journal's files. msgpack rather than JSON: the hot messages (Durable, Ingested)
+engine reads them back from the journal's files. Reads do not cross either: the front passes them to the engine's
+HTTP server on a Unix socket (gexsrv.proxy). What crosses here is the journal's progress both ways, the engine's
+process, and the keys history imports commit (for the front's duplicate index, gexsrv.keys). msgpack rather than JSON: the hot messages (Durable, Ingested)
 are arrays of small ints, which msgpack encodes and decodes without text.
 
 Both sides use Channel on an asyncio loop; the spawner (gexsrv.spawner), which has no loop and no thread, uses
@@ -43,29 +45,45 @@ class Ingested(Struct, tag=True, array_like=True, gc=False):
     outcomes: list[Outcome]
 
 
-class Call(Struct, tag=True, array_like=True):
-    """Front -> engine: run the read `name` with `args` and answer with a Reply of the same id."""
-
-    id: int
-    name: str
-    args: list = []
-
-
-class Reply(Struct, tag=True, array_like=True):
-    """Engine -> front: a Call's result (msgpack, decoded by the caller who knows its type) or its error."""
-
-    id: int
-    result: Raw = Raw(b"\xc0")  # nil
-    error: str | None = None
-
-
 class Status(Struct, tag=True, array_like=True):
-    """Engine -> front, periodically: the engine's process and the /health sections it owns."""
+    """Engine -> front, periodically: the engine's process."""
 
     pid: int
     started: float  # unix time
     cpu_s: float
-    sections: dict = {}
+
+
+class Fatal(Struct, tag=True, array_like=True):
+    """Engine -> front: it cannot run at all (the database is not DuckDB's): the front stops, saying why."""
+
+    reason: str
+
+
+class KeysLoaded(Struct, tag=True, array_like=True):
+    """Engine -> front: the keys stored from `since` on and the newest timestamps (gexsrv.keys.RecentKeys.load),
+    read once the database is writable."""
+
+    keys: list
+    newest: list  # (group, timestamp ms) pairs
+
+
+class KeysCommitting(Struct, tag=True, array_like=True):
+    """Engine -> front: a history import is about to commit these keys; the import waits for the Noted of id."""
+
+    id: int
+    keys: list
+
+
+class Noted(Struct, tag=True, array_like=True):
+    """Front -> engine: the keys of KeysCommitting `id` are marked unknown in the duplicate index."""
+
+    id: int
+
+
+class KeysCommitted(Struct, tag=True, array_like=True):
+    """Engine -> front: a history import committed these keys."""
+
+    keys: list
 
 
 class Stop(Struct, tag=True, array_like=True):
@@ -93,7 +111,8 @@ class Exited(Struct, tag=True, array_like=True):
     status: int
 
 
-Message = Durable | Ingested | Call | Reply | Status | Stop | Spawn | Spawned | Exited
+Message = (Durable | Ingested | Status | Fatal | KeysLoaded | KeysCommitting | Noted | KeysCommitted | Stop | Spawn
+           | Spawned | Exited)
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(Message)
 

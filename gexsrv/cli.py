@@ -39,18 +39,26 @@ def serve_parser(defaults):
     return parser
 
 
+def log_to_stderr(conf, proc=None):
+    """Log lines on stderr; with two processes each line says which one speaks (front, engine)."""
+    said = f"{proc} " if proc else ""
+    logging.basicConfig(level=logging.DEBUG if conf.debug else logging.INFO, force=True,
+                        format=f"%(asctime)s {said}%(levelname)s %(name)s: %(message)s")
+
+
 def run_serve(argv):
-    from gexsrv import server, settings
+    from gexsrv import settings, spawner
 
     defaults = settings.read_toml(settings.default_config_path())
     args = serve_parser(defaults).parse_args(argv)
     conf = settings.load(args)
-    logging.basicConfig(
-        level=logging.DEBUG if conf.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # The spawner first, while this process runs one thread: nothing that starts one (polars) is imported yet.
+    engine_spawner = spawner.start() if conf.processes == 2 else None
+    log_to_stderr(conf, "front" if engine_spawner else None)
+    from gexsrv import front, server
+
     try:
-        asyncio.run(server.serve(conf))
+        asyncio.run(front.serve(conf, engine_spawner) if engine_spawner else server.serve(conf))
     except server.StartupError as exc:
         if conf.debug:
             raise

@@ -1,7 +1,13 @@
-"""Check the runtime dependencies before anything imports them, so a broken install fails with one clear message."""
+"""Check the runtime dependencies before anything imports them, so a broken install fails with one clear message.
+
+Each is imported, so a broken one is found too, but those whose import starts threads (polars, pyarrow, numpy's
+BLAS) are only looked up: the front (processes = 2) forks its spawner after this check, from a process that runs
+no thread (gexsrv.spawner).
+"""
 
 import importlib
 import importlib.metadata
+import importlib.util
 
 # (import name, distribution name, oldest version that works)
 REQUIRED = [
@@ -16,6 +22,18 @@ REQUIRED = [
     ("zstandard", "zstandard", "0.22"),
     ("prometheus_client", "prometheus_client", "0.20"),
 ]
+STARTS_THREADS = {"polars", "pyarrow", "numpy"}
+
+
+def importable(module):
+    """None, or why the module cannot be imported."""
+    if module in STARTS_THREADS:
+        return None if importlib.util.find_spec(module) else f"no module named {module!r}"
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return str(exc)
+    return None
 
 
 def _as_tuple(version):
@@ -30,10 +48,9 @@ def problems():
     """One line per missing or too-old dependency; empty when all is well."""
     found = []
     for module, dist, oldest in REQUIRED:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            found.append(f"{dist} >= {oldest}: missing ({exc})")
+        why = importable(module)
+        if why:
+            found.append(f"{dist} >= {oldest}: missing ({why})")
             continue
         try:
             version = importlib.metadata.version(dist)

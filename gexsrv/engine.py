@@ -1,47 +1,47 @@
-"""The engine process: it owns gex_data.db. It reads the journal the front writes (gexsrv.journal_tail), never past
-the durable position the front last told it (Durable), ingests as a single process does (gexsrv.ingest, with the
-replaying rules: accepted records are never refused again), and tells the front every seq's outcome (Ingested).
+"""The engine process (processes = 2): it owns gex_data.db and everything beside it, the parts of
+gexsrv.server.storage_parts: ingest, history, the lake, the latest views, the supervisor, and every read, served
+over HTTP on a Unix socket that the front passes requests on to (gexsrv.proxy).
 
-Forked by the spawner (gexsrv.spawner) as "gexsrv.engine:main". The front's first message is where the journal
-is durable; the engine's first is where the database's ingest stands, before its replay at start (an Ingested
-without outcomes): every pending seq up to it was ingested by an engine before this one, which may have died
-before telling; the outcome of every seq after it follows. Stop, or the front's end closing (it died), ends the
-engine once what is durable is ingested (within shutdown_grace_s).
+Forked by the spawner (gexsrv.spawner) as "gexsrv.engine:main". It reads the journal the front writes
+(gexsrv.journal_tail), never past the durable position the front last told it (Durable), ingests as a single
+process does (with the replaying rules: accepted records are never refused again), and tells the front every
+seq's outcome (Ingested). Its first Ingested, sent once the database is writable and before the replay, has no
+outcomes: it says where the database's ingest stands, so every pending seq up to it was ingested by an engine
+before this one, which may have died before telling; the outcome of every seq after it follows.
 
-It answers the front's reads (Call: a name of READS and its arguments) on worker threads, on the store's read
-connections, never waiting for an ingest; and every STATUS_EVERY_S it says how it is (Status: its pid, start, CPU
-seconds, and the /health sections it owns).
+Stop, or the front's end closing (it died), ends the engine once what is durable is ingested (within
+shutdown_grace_s). Signals are the front's to take: Ctrl-C or a service manager's SIGTERM reaches the whole
+process group, and the engine stops when the front tells it. Every STATUS_EVERY_S it sends its Status.
 """
 
 import asyncio
+import itertools
 import logging
 import os
+import signal
 import time
 
 import msgspec
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
 
-from gexsrv import kinds, reads
-from gexsrv.archive import archive_dir
-from gexsrv.channel import Call, Channel, Durable, Ingested, Outcome, Reply, Status
-from gexsrv.decode import Rules
-from gexsrv.ingest import Ingester
+from gexsrv import cli, server
+from gexsrv.app import make_app
+from gexsrv.channel import (Channel, Durable, Fatal, Ingested, KeysCommitted, KeysCommitting, KeysLoaded, Noted,
+                            Outcome, Status)
 from gexsrv.journal_tail import Tail
 from gexsrv.settings import Settings
-from gexsrv.store import StorageError, Store
 
 log = logging.getLogger("gexsrv.engine")
 STATUS_EVERY_S = 1.0
-# The reads the front may call, each fn(store, *args) run on a worker thread.
-READS = {
-    "snapshots": reads.snapshots,
-    "snapshot": reads.snapshot,
-    "quarantined": Store.quarantined,
-    "pending_history_jobs": Store.pending_history_jobs,
-}
 
 
 def main(sock, args):
-    asyncio.run(run(msgspec.convert(args["settings"], Settings), args["journal"], sock))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    settings = msgspec.convert(args["settings"], Settings)
+    cli.log_to_stderr(settings, "engine")
+    asyncio.run(run(settings, args, sock))
 
 
 def outcome(seq, result):
@@ -51,70 +51,87 @@ def outcome(seq, result):
     return Outcome(seq, bool(result))
 
 
-def make_ingester(settings, store, tail, channel):
-    def settled(outcomes):
-        channel.send(Ingested(ingester.position, [outcome(seq, result) for seq, _, result in outcomes]))
+class FrontKeys:
+    """The front's duplicate index (gexsrv.keys.RecentKeys) as the engine's parts use it: what they would tell an
+    index of their own goes to the front's."""
 
-    ingester = Ingester(store, tail, archive_dir(settings.data_dir), Rules.from_settings(settings).replaying(),
-                        settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
-                        settings.ingest_memory_mb << 20, on_settled=settled)
-    return ingester
+    def __init__(self, channel, start_ms):
+        self.channel = channel
+        self.start_ms = start_ms  # the front's index holds every key journaled since; the rest is loaded
+        self.ids = itertools.count(1)
+        self.noting = {}  # KeysCommitting id -> future resolved by the front's Noted
+
+    def load(self, keys, newest):
+        self.channel.send(KeysLoaded(keys, list(newest.items())))
+
+    def committing(self, pairs):
+        """A future done once the front has marked the pairs unknown (the import commits only then)."""
+        key_id = next(self.ids)
+        future = self.noting[key_id] = asyncio.get_running_loop().create_future()
+        self.channel.send(KeysCommitting(key_id, pairs))
+        return future
+
+    def committed(self, pairs):
+        self.channel.send(KeysCommitted(pairs))
+
+    def noted(self, key_id):
+        future = self.noting.pop(key_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
-async def answer(channel, store, call):
-    """Run one Call and send its Reply: the result, or why the read failed (StorageError, an unknown name)."""
-    read = READS.get(call.name)
-    if read is None:
-        channel.send(Reply(call.id, error=f"no read named {call.name!r}"))
-        return
-    try:
-        result = await asyncio.to_thread(read, store, *call.args)
-    except StorageError as exc:
-        channel.send(Reply(call.id, error=str(exc)))
-        return
-    channel.send(Reply(call.id, msgspec.Raw(msgspec.msgpack.encode(result))))
-
-
-def status(store, ingester, started):
+def status(started):
     cpu = os.times()
-    return Status(os.getpid(), started, round(cpu.user + cpu.system, 3), {
-        "storage": {"state": store.state, "path": store.path, "error": store.error, "cause": store.cause},
-        "ingest": ingester.report()})
+    return Status(os.getpid(), started, round(cpu.user + cpu.system, 3))
 
 
-async def report_status(channel, store, ingester, started):
+async def report_status(channel, started):
     while True:
-        channel.send(status(store, ingester, started))
+        channel.send(status(started))
         await asyncio.sleep(STATUS_EVERY_S)
 
 
-async def run(settings, journal_folder, sock):
+def http_server(settings, parts, path):
+    """The engine's routes, served on the Unix socket at path (only the front's user may connect)."""
+    app = make_app(settings, parts)
+    http = HTTPServer(app, max_body_size=4 * settings.max_body_bytes)
+    http.add_socket(bind_unix_socket(path, mode=0o600))
+    return http
+
+
+async def run(settings, args, sock):
     started = time.time()
     channel = await Channel.over(sock)
     first = await channel.receive()
     if not isinstance(first, Durable):
         log.error("the front's first message was %r, not where the journal is durable: exiting", first)
         return
-    tail = Tail(journal_folder, first.position)
-    store = Store(settings.data_dir, kinds.WRITERS, settings.duckdb_threads, settings.duckdb_checkpoint_mb,
-                  settings.duckdb_memory_mb)
-    store.open()
-    if store.state != "writable":
-        log.error("the database is %s (%s): the engine cannot ingest", store.state, store.error)
+    tail = Tail(args["journal"], first.position)
+    keys = FrontKeys(channel, args["keys_since_ms"])
+
+    def settled(outcomes):
+        channel.send(Ingested(parts.ingester.position, [outcome(seq, result) for seq, _, result in outcomes]))
+
+    parts = server.with_metrics(server.storage_parts(settings, tail, keys, on_settled=settled))
+    try:
+        await server.open_store(parts)
+    except server.StartupError as exc:
+        channel.send(Fatal(str(exc)))
+        await channel.close()
         return
-    # First, where the database stands: what an engine before this one ingested, maybe without telling.
-    channel.send(Ingested(await store.run(store.journal_position), []))
-    ingester = make_ingester(settings, store, tail, channel)
-    await ingester.open()
-    ingester.start()
-    reporting = asyncio.ensure_future(report_status(channel, store, ingester, started))
-    while isinstance(message := await channel.receive(), Durable | Call):
+    if parts.store.state == "writable":
+        await server.when_writable(parts)
+    http = http_server(settings, parts, args["http_socket"])
+    server.start_storage(parts)
+    reporting = asyncio.ensure_future(report_status(channel, started))
+    while isinstance(message := await channel.receive(), Durable | Noted):
         if isinstance(message, Durable):
             tail.told(message.position)
         else:
-            asyncio.ensure_future(answer(channel, store, message))
+            keys.noted(message.id)
     reporting.cancel()
     log.info("the front %s: ingesting what is durable, then exiting", "is gone" if message is None else "stops")
-    await ingester.close(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
-    store.close()
+    http.stop()
+    await server.stop_storage(parts, asyncio.get_running_loop().time() + settings.shutdown_grace_s)
+    await http.close_all_connections()
     await channel.close()

@@ -10,23 +10,22 @@ A seq the engine ingested but did not report (it died between its commit and its
 engine's first message (where the database stands): its waiter is answered with None (stored or a duplicate, not
 known which) and no view is fed with it, since it may have been a duplicate; `untold` counts them.
 
-Reads go to the engine (call); while none runs, or when it dies with the read in flight, they raise EngineDown, a
-StorageError, which the handlers answer with 503 and Retry-After as for any database away.
+What a history import in the engine commits is told to the front's duplicate index (keys: KeysCommitting,
+answered with Noted, then KeysCommitted), and so is what the database holds once the engine has it (KeysLoaded).
+An engine that cannot run at all (Fatal: the database is not DuckDB's) is not started again: `fatal` says why,
+and the front stops.
 """
 
 import asyncio
-import itertools
 import logging
 import os
 import signal
 import time
 
-import msgspec
-
-from gexsrv.channel import Call, Channel, Durable, Ingested, Reply, Status, Stop
-from gexsrv.position import START
+from gexsrv.channel import (Channel, Durable, Fatal, Ingested, KeysCommitted, KeysCommitting, KeysLoaded, Noted,
+                            Status, Stop)
 from gexsrv.spawner import SpawnerError
-from gexsrv.store import RecordRefused, StorageError
+from gexsrv.store import RecordRefused
 
 log = logging.getLogger("gexsrv.front.engine")
 
@@ -34,21 +33,20 @@ TARGET = "gexsrv.engine:main"
 BACKOFF_S = (0.05, 5.0)  # the first restart's wait, doubling up to the last
 
 
-class EngineDown(StorageError):
-    """No engine runs now to answer a read: it is starting or being started again."""
-
-
 class EngineLink:
-    def __init__(self, spawner, journal, engine_args, observers=(), backoff_s=BACKOFF_S):
+    def __init__(self, spawner, journal, engine_args, keys, observers=(), backoff_s=BACKOFF_S):
         self.spawner = spawner
         self.journal = journal
         self.engine_args = engine_args
+        self.keys = keys  # the duplicate index (gexsrv.keys.RecentKeys)
         self.observers = list(observers)  # called with every record stored (not duplicates) once, on the loop
         self.backoff_s = backoff_s
         self.wait_s = backoff_s[0]
         self.pending = {}  # seq -> the record as journaled, until the engine reports it (in seq order)
         self.waiters = {}  # seq -> future of an ?ack=ingested request
-        self.position = START  # ingested through, as the engine last said
+        # Ingested through, as the engine last said; until it says, what the journal last recorded of an ingest
+        # (its bytes counted from the oldest segment: an overestimate for a moment, never an underestimate).
+        self.position = journal.ingested_position()
         self.channel = None  # while an engine is up
         self.pid = None
         self.restarts = 0
@@ -58,9 +56,9 @@ class EngineLink:
         self.stopping = False
         self.ended = asyncio.Event()  # set while no engine runs
         self.status = None  # the running engine's last Status
-        self.calls = {}  # call id -> future of its Reply, for the running engine
+        self.fatal = None  # why the engine cannot run, once it said so (Fatal)
+        self.gave_up = asyncio.Event()  # set with fatal: the front stops
         self.unclaimed = {}  # pid -> wait status of an engine that ended before its spawn() returned
-        self.call_ids = itertools.count(1)
 
     # ---- start, stop ----
 
@@ -81,8 +79,8 @@ class EngineLink:
         self.ended = asyncio.Event()
         channel = await Channel.over(sock)
         channel.send(Durable(self.journal.durable_position))
-        self.channel, self.calls = channel, {}
-        asyncio.ensure_future(self._listen(channel, self.calls))
+        self.channel = channel
+        asyncio.ensure_future(self._listen(channel))
         log.info("engine started (pid %d)", self.pid)
         if self.pid in self.unclaimed:
             self._exited(self.pid, self.unclaimed.pop(self.pid))
@@ -93,7 +91,7 @@ class EngineLink:
             return
         self.pid, self.channel, self.last_exit = None, None, describe(status)
         self.ended.set()
-        if self.stopping:
+        if self.stopping or self.fatal:
             return
         log.error("the engine %s; writes are journaled meanwhile, and it starts again in %.2f s",
                   self.last_exit, self.wait_s)
@@ -142,35 +140,32 @@ class EngineLink:
 
     # ---- what the engine says ----
 
-    async def call(self, name, *args):
-        """The result of the engine's read `name`; EngineDown while no engine runs, StorageError if it failed."""
-        if self.channel is None:
-            raise EngineDown(f"the engine is not running ({self.last_exit or 'starting'}); retry shortly")
-        call_id = next(self.call_ids)
-        future = self.calls[call_id] = asyncio.get_running_loop().create_future()
-        self.channel.send(Call(call_id, name, list(args)))
-        reply = await future
-        if reply.error is not None:
-            raise StorageError(reply.error)
-        return msgspec.msgpack.decode(reply.result)
-
-    async def _listen(self, channel, calls):
+    async def _listen(self, channel):
         first = True
         while (message := await channel.receive()) is not None:
             if isinstance(message, Ingested):
                 self._ingested(message, first)
                 first = False
-            elif isinstance(message, Reply):
-                future = calls.pop(message.id, None)
-                if future is not None and not future.done():
-                    future.set_result(message)
             elif isinstance(message, Status):
                 self.status = message
+            elif isinstance(message, Fatal):
+                self.fatal = message.reason
+                self.gave_up.set()
+            else:
+                self._keys(channel, message)
         if self.channel in (None, channel):  # not an engine started since
             self.status = None
-        for future in calls.values():
-            if not future.done():
-                future.set_exception(EngineDown("the engine ended before it answered; retry shortly"))
+
+    def _keys(self, channel, message):
+        """What the engine tells the duplicate index; msgpack gives tuples back as lists."""
+        if isinstance(message, KeysLoaded):
+            self.keys.load([(as_key(key), ts) for key, ts in message.keys],
+                           {as_key(group): ts for group, ts in message.newest})
+        elif isinstance(message, KeysCommitting):
+            self.keys.committing([(as_key(key), ts) for key, ts in message.keys])
+            channel.send(Noted(message.id))
+        elif isinstance(message, KeysCommitted):
+            self.keys.committed([(as_key(key), ts) for key, ts in message.keys])
 
     def _ingested(self, message, first):
         if first:  # where the database stands: the seqs up to it were ingested by an engine before this one
@@ -203,12 +198,17 @@ class EngineLink:
             (future.set_exception if isinstance(result, Exception) else future.set_result)(result)
 
     def report(self):
-        """The engine's process as /health shows it, with the sections of its last Status."""
+        """The engine's process as /health shows it."""
         engine = self.status
         return {"pid": self.pid, "uptime_s": round(time.time() - engine.started, 3) if engine else None,
                 "cpu_s": engine.cpu_s if engine else None, "restarts": self.restarts, "last_exit": self.last_exit,
-                "position": self.position._asdict(), "records_waiting": self.waiting(), "untold": self.untold,
-                "settled": dict(self.stored), **(engine.sections if engine else {})}
+                "fatal": self.fatal, "position": self.position._asdict(), "records_waiting": self.waiting(),
+                "untold": self.untold, "settled": dict(self.stored)}
+
+
+def as_key(value):
+    """A key or group as gexsrv.keys holds it (a tuple), from its msgpack form (a list)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def describe(status):

@@ -65,7 +65,7 @@ def runs_of(found, upto, limit):
 
 class Ingester:
     def __init__(self, store, journal, archive_root, rules, interval_ms, batch_records, max_records, memory_bytes,
-                 on_settled=lambda outcomes: None):
+                 on_settled=None):
         self.store = store
         self.journal = journal
         self.archive_root = archive_root
@@ -89,7 +89,9 @@ class Ingester:
         self.failures = 0
         self.on_failure = lambda error: None  # told when the database took nothing (Supervisor.trouble)
         self.on_ingest = lambda seconds, records: None  # told of each ingest that committed (gexsrv.metrics)
-        self.on_settled = on_settled  # told each committed batch's (seq, record, outcome), in seq order (the engine)
+        # Told each committed batch's (seq, record, outcome), in seq order, and [] once open() has read the position
+        # (the engine tells the front where the database stands: gexsrv.engine_link).
+        self.on_settled = on_settled
 
     # ---- start, stop ----
 
@@ -101,6 +103,8 @@ class Ingester:
         try:
             self.position = self._checked(await self.run(self.store.journal_position))
             self.known = True
+            if self.on_settled:
+                self.on_settled([])
             if self.position.seq < self.journal.first_seq() - 1:
                 await self._catch_up_from_archive()
             self.durable_seq = self.journal.durable_seq
@@ -284,7 +288,7 @@ class Ingester:
             future = self.waiters.pop(seq, None)
             if future is not None and not future.done():
                 (future.set_exception if isinstance(outcome, Exception) else future.set_result)(outcome)
-        if outcomes:
+        if outcomes and self.on_settled:
             self.on_settled(outcomes)
         return len(outcomes)
 

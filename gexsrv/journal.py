@@ -252,6 +252,12 @@ class Journal:
                 replace_file(self.folder, MARK_NAME, f"{seq}\n".encode())
                 self.marked = seq
 
+    def ingested_position(self):
+        """A position no further on than ingest is known to be, from INGESTED_SEQ and the segments held (for the
+        front before the engine says where it stands): the oldest segment's start with the highest seq known."""
+        first = self.first_seq()
+        return Position(first if self.segments else 0, 0, max(self.ingested_mark, first - 1))
+
     def first_seq(self):
         """The seq of the oldest record still in the journal (next_seq when it holds none)."""
         segments = self.segments

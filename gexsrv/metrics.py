@@ -16,8 +16,9 @@ import logging
 import re
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.parser import text_string_to_metric_families
 
 from gexsrv import __version__, reads
 from gexsrv.store import StorageError
@@ -67,8 +68,10 @@ class LogTail(logging.Handler):
 class Metrics:
     """The app's registry: request and ingest histograms, the parts' collector, the process' own metrics."""
 
-    def __init__(self, parts):
+    def __init__(self, parts, engine_scrape=None):
         self.parts = parts
+        self.engine_scrape = engine_scrape  # the front's: a coroutine function of the engine's /metrics text
+        self.engine_text = None
         self.registry = CollectorRegistry()
         self.requests = Histogram("gexsrv_request_duration_seconds", "HTTP requests by route, method and status: "
                                   "time from the request's start to its reply", ("endpoint", "method", "status"),
@@ -76,15 +79,19 @@ class Metrics:
         # (route, method, status) -> its histogram: labels() validates and locks on every call, once per request.
         # No more of them than the histogram keeps itself.
         self.request_series = {}
+        self.log_tail = LogTail()
+        self.stored = None  # what refresh() read from the database; None while it cannot be read
+        self.registry.register(PartsCollector(parts, self))
+        ProcessCollector(registry=self.registry)
+        if parts.ingester is not None:
+            self._ingest_histograms()
+
+    def _ingest_histograms(self):
         self.ingest_seconds = Histogram("gexsrv_ingest_seconds", "Ingests into DuckDB (one transaction each): "
                                         "time from taking the records to their commit", buckets=INGEST_BUCKETS,
                                         registry=self.registry)
         self.ingest_records = Histogram("gexsrv_ingest_batch_records", "Records per ingest",
                                         buckets=BATCH_BUCKETS, registry=self.registry)
-        self.log_tail = LogTail()
-        self.stored = None  # what refresh() read from the database; None while it cannot be read
-        self.registry.register(PartsCollector(parts, self))
-        ProcessCollector(registry=self.registry)
 
     def observe_request(self, handler):
         """The log_function's part: time the finished request under its route (`route`, set by make_app)."""
@@ -99,7 +106,11 @@ class Metrics:
         self.ingest_records.observe(records)
 
     async def refresh(self):
-        """Read what only the database knows, in a worker thread; a database away leaves those metrics out."""
+        """Read what only the database knows, in a worker thread; a database away leaves those metrics out. The
+        front scrapes the engine instead (None while it is down)."""
+        if self.engine_scrape is not None:
+            self.engine_text = await self.engine_scrape()
+            return
         try:
             self.stored = await asyncio.to_thread(stored_facts, self.parts)
         except StorageError:
@@ -108,7 +119,41 @@ class Metrics:
     def exposition(self, accept):
         """(body, content type) in the format the scraper's Accept header asks for (text or OpenMetrics)."""
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        if self.engine_scrape is None:
+            return encoder(self.registry), content_type
+        return encoder(BothProcesses(self.registry, self.engine_text)), content_type
+
+
+class BothProcesses:
+    """The front's families and the engine's (from its exposition text) as one registry: a family both have
+    (process_*, the build, the log) is one family whose samples say which process with a `proc` label. The
+    engine's request durations are left out: the front times every request, those it passed on included."""
+
+    LEFT_OUT = {"gexsrv_request_duration_seconds"}
+
+    def __init__(self, registry, engine_text):
+        self.registry = registry
+        self.engine_text = engine_text
+
+    def collect(self):
+        own = list(self.registry.collect())
+        theirs = [family for family in text_string_to_metric_families(self.engine_text or "")
+                  if family.name not in self.LEFT_OUT]
+        shared = {family.name for family in own} & {family.name for family in theirs}
+        engine_side = {family.name: family for family in theirs if family.name in shared}
+        for family in own:
+            if family.name in shared:
+                family = with_proc(family, "front", engine_side[family.name])
+            yield family
+        yield from (family for family in theirs if family.name not in shared)
+
+
+def with_proc(front, proc, engine):
+    """One family of the front's and the engine's samples, each labelled with its process."""
+    both = Metric(front.name, front.documentation, front.type, front.unit)
+    both.samples = ([sample._replace(labels={**sample.labels, "proc": proc}) for sample in front.samples]
+                    + [sample._replace(labels={**sample.labels, "proc": "engine"}) for sample in engine.samples])
+    return both
 
 
 def stored_facts(parts):
@@ -147,12 +192,15 @@ class PartsCollector:
         parts = self.parts
         yield labelled(GaugeMetricFamily, "gexsrv_build_info", "The running gexsrv", ["version"],
                        {(__version__,): 1})
-        yield from self.storage(parts)
-        yield from self.journal(parts)
-        yield from self.ingest(parts)
-        yield from self.history()
-        yield from self.feeds(parts)
-        yield from self.outside(parts)
+        if parts.store is not None:  # the parts that own the database (one process, or the engine)
+            yield from self.storage(parts)
+            yield from self.ingest(parts)
+            yield from self.history()
+            yield from self.feeds(parts)
+            yield from self.beside_storage(parts)
+        if parts.intake is not None:  # the parts that take writes in (one process, or the front)
+            yield from self.journal(parts)
+            yield from self.beside_journal(parts)
         yield labelled(CounterMetricFamily, "gexsrv_log_messages", "Warnings and errors logged, by level",
                        ["level"], {(level,): n for level, n in self.metrics.log_tail.counted().items()})
 
@@ -172,10 +220,10 @@ class PartsCollector:
                         "(gexsrv_quarantine)", self.metrics.stored["quarantined"])
 
     def journal(self, parts):
-        journal, ingester = parts.journal, parts.ingester
-        yield gauge("gexsrv_journal_records_waiting", "Journaled records not yet ingested", ingester.waiting())
+        journal, consumer = parts.journal, parts.ingester or parts.link
+        yield gauge("gexsrv_journal_records_waiting", "Journaled records not yet ingested", consumer.waiting())
         yield gauge("gexsrv_journal_bytes_waiting", "Journal bytes not yet ingested",
-                    journal.bytes_after(ingester.position))
+                    journal.bytes_after(consumer.position))
         yield counter("gexsrv_journal_fsyncs", "fdatasync calls of the journal (one covers every line since the "
                       "previous one)", journal.fsyncs)
         yield counter("gexsrv_journal_written_bytes", "Bytes appended to the journal", journal.bytes_written)
@@ -225,8 +273,8 @@ class PartsCollector:
                        labels, {key: f.records for key, f in feeds.items()})
         yield gauge("gexsrv_latest_tickers", "Tickers in the latest view (GET /api/latest)", len(parts.latest.entries))
 
-    def outside(self, parts):
-        """The poller, notifications, the archive and the lake."""
+    def beside_journal(self, parts):
+        """The poller and the archive."""
         poller = parts.poller
         yield gauge("gexsrv_poller_enabled", "1 when the gexbot poller runs", int(poller is not None))
         if poller is not None:
@@ -234,13 +282,15 @@ class PartsCollector:
                            "or error", ["result"], {("stored",): poller.stored, ("error",): poller.errors})
             yield gauge("gexsrv_poller_last_poll_timestamp_seconds", "When the latest poll round began",
                         poller.last_poll_at or 0)
+        yield gauge("gexsrv_archive_files", "Files in the raw archive", parts.archiver.files)
+        yield gauge("gexsrv_archive_bytes", "Bytes in the raw archive", parts.archiver.bytes)
+
+    def beside_storage(self, parts):
+        """Notifications and the lake."""
         notifier = parts.notifier
         yield labelled(CounterMetricFamily, "gexsrv_notifications", "Alerts and trade proposals by channel and "
                        "result", ["channel", "result"], {(channel, result): counts[result] for channel, counts in
                                                          notifier.counts.items() for result in NOTIFICATION_RESULTS})
         yield gauge("gexsrv_notifications_in_flight", "Notifications being sent", len(notifier.tasks))
-        yield gauge("gexsrv_archive_files", "Files in the raw archive", parts.archiver.files)
-        yield gauge("gexsrv_archive_bytes", "Bytes in the raw archive", parts.archiver.bytes)
-        if parts.lake is not None:
-            yield counter("gexsrv_lake_exported_rows", "Strike rows exported to Parquet since start",
-                          parts.lake.exported_rows)
+        yield counter("gexsrv_lake_exported_rows", "Strike rows exported to Parquet since start",
+                      parts.lake.exported_rows)

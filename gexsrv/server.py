@@ -25,6 +25,7 @@ from gexsrv.history.runner import Runner
 from gexsrv.ingest import Ingester
 from gexsrv.intake import Intake
 from gexsrv.journal import Journal, JournalBusy, JournalCorrupt
+from gexsrv.journal_tail import Tail
 from gexsrv.keys import RecentKeys
 from gexsrv.lake import Lake
 from gexsrv.latest import Latest
@@ -79,40 +80,38 @@ async def until_signalled():
 
 @dataclass
 class Parts:
-    """The server's running pieces, as make_app hands them to the handlers."""
+    """The server's running pieces, as make_app hands them to the handlers. One process holds them all; with
+    processes = 2 the front holds the journal's writing side (journal ... link) and the engine the rest
+    (gexsrv.front, gexsrv.engine), each leaving the other's None."""
 
-    store: Store
-    journal: Journal
-    ingester: Ingester
-    archiver: Archiver
-    supervisor: Supervisor
-    intake: Intake
+    journal: Journal | Tail  # the engine reads the front's journal (gexsrv.journal_tail)
     keys: RecentKeys
-    notifier: Notifier
-    latest: Latest
-    outputs: Outputs | None
-    lake: Lake
-    runner: Runner
-    poller: Poller | None
-    connections: Connections
-    sql: SqlWorker  # where GET /api/sql's queries run
-    metrics: Metrics | None = None  # made from the other parts (build)
+    connections: Connections | None = None
+    store: Store | None = None
+    ingester: Ingester | None = None
+    supervisor: Supervisor | None = None
+    notifier: Notifier | None = None
+    latest: Latest | None = None
+    outputs: Outputs | None = None
+    lake: Lake | None = None
+    runner: Runner | None = None
+    sql: SqlWorker | None = None  # where GET /api/sql's queries run
+    archiver: Archiver | None = None
+    intake: Intake | None = None
+    poller: Poller | None = None
+    link: "EngineLink | None" = None  # the front's side of the engine (gexsrv.engine_link)
+    metrics: Metrics | None = None  # made from the other parts
 
 
-def build(settings, journal_folder):
+def storage_parts(settings, journal, keys, on_settled=None):
+    """The parts that own the database: ingest of what `journal` holds, history, lake, reads (the engine's)."""
     rules = Rules.from_settings(settings)
     store = Store(settings.data_dir, kinds.WRITERS, settings.duckdb_threads, settings.duckdb_checkpoint_mb,
                   settings.duckdb_memory_mb)
-    journal = Journal(journal_folder, settings.journal_segment_mb << 20, settings.journal_segment_seconds)
     # ingest decodes journaled bodies again: accepted ones, which today's limits must not refuse
     ingester = Ingester(store, journal, archive_dir(settings.data_dir), rules.replaying(),
                         settings.ingest_interval_ms, settings.ingest_batch_records, settings.ingest_max_records,
-                        settings.ingest_memory_mb << 20)
-    archiver = Archiver(journal, lambda: ingester.position.seq, archive_dir(settings.data_dir),
-                        settings.archive_retention_days, settings.archive_interval_s, settings.archive_zstd_level)
-    keys = RecentKeys(settings.duplicate_horizon_s)
-    intake = Intake(journal, ingester, keys, settings.backlog_max_records, settings.backlog_max_mb << 20,
-                    settings.ack_ingested_timeout_s)
+                        settings.ingest_memory_mb << 20, on_settled=on_settled)
     notifier = Notifier.from_settings(settings)
     supervisor = Supervisor(store, notifier)
     ingester.on_failure = supervisor.trouble
@@ -121,17 +120,44 @@ def build(settings, journal_folder):
     ingester.observers += [latest.observe, latest.feeds.observe, *([outputs.observe] if outputs else []),
                            trades.announcer(notifier)]
     lake = Lake(settings.data_dir, store, settings.lake_export_interval)
-    poller = None
-    if settings.gexbot_api_key:
-        poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, intake, rules)
-    parts = Parts(store, journal, ingester, archiver, supervisor, intake, keys, notifier, latest, outputs, lake,
-                  Runner(settings, store, notifier, lake, keys=keys), poller, Connections(settings.max_connections),
-                  SqlWorker())
-    parts.metrics = Metrics(parts)
-    ingester.on_ingest = parts.metrics.observe_ingest
-    logging.getLogger().addHandler(parts.metrics.log_tail)
+    parts = Parts(journal, keys, store=store, ingester=ingester, supervisor=supervisor, notifier=notifier,
+                  latest=latest, outputs=outputs, lake=lake, runner=Runner(settings, store, notifier, lake, keys=keys),
+                  sql=SqlWorker())
     supervisor.recovered.append(lambda: when_writable(parts))
     return parts
+
+
+def journal_parts(settings, parts, consumer):
+    """The parts that take writes in: intake into parts.journal, consumed by `consumer` (the Ingester, or the
+    front's EngineLink), the archive of what it consumed, the poller, the connection cap."""
+    parts.intake = Intake(parts.journal, consumer, parts.keys, settings.backlog_max_records,
+                          settings.backlog_max_mb << 20, settings.ack_ingested_timeout_s)
+    parts.archiver = Archiver(parts.journal, lambda: consumer.position.seq, archive_dir(settings.data_dir),
+                              settings.archive_retention_days, settings.archive_interval_s,
+                              settings.archive_zstd_level)
+    if settings.gexbot_api_key:
+        parts.poller = Poller(settings.gexbot_api_url, settings.gexbot_api_key, settings.poll_interval, parts.intake,
+                              Rules.from_settings(settings))
+    parts.connections = Connections(settings.max_connections)
+
+
+def journal_of(settings, folder):
+    return Journal(folder, settings.journal_segment_mb << 20, settings.journal_segment_seconds)
+
+
+def with_metrics(parts):
+    parts.metrics = Metrics(parts)
+    if parts.ingester:
+        parts.ingester.on_ingest = parts.metrics.observe_ingest
+    logging.getLogger().addHandler(parts.metrics.log_tail)
+    return parts
+
+
+def build(settings, journal_folder):
+    """One process: every part."""
+    parts = storage_parts(settings, journal_of(settings, journal_folder), RecentKeys(settings.duplicate_horizon_s))
+    journal_parts(settings, parts, parts.ingester)
+    return with_metrics(parts)
 
 
 class StartupError(Exception):
@@ -170,17 +196,26 @@ def bind(settings):
                            "another --host or --port") from None
 
 
-async def recover(parts):
-    """Open the database and the journal, and ingest what the journal holds past the last ingest."""
+async def open_store(parts):
+    """Open the database; StartupError if it is not a DuckDB database (gexsrv never overwrites it)."""
     parts.store.open()
     if parts.store.cause == "damaged":
         raise StartupError(f"{parts.store.path} is not a readable DuckDB database ({parts.store.error}); gexsrv "
                            "never overwrites it: restore it from a backup, or move it aside to start afresh")
-    position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else START
+
+
+def open_journal(parts, known_seq, data_dir):
     try:
-        parts.journal.open(position.seq, lambda: last_seq(archive_dir(parts.store.data_dir)))
+        parts.journal.open(known_seq, lambda: last_seq(archive_dir(data_dir)))
     except (JournalCorrupt, JournalBusy) as exc:
         raise StartupError(str(exc)) from None
+
+
+async def recover(parts):
+    """Open the database and the journal, and ingest what the journal holds past the last ingest."""
+    await open_store(parts)
+    position = await parts.store.run(parts.store.journal_position) if parts.store.state == "writable" else START
+    open_journal(parts, position.seq, parts.store.data_dir)
     if parts.store.state == "writable":
         await when_writable(parts)
 
@@ -204,43 +239,44 @@ def enough_descriptors(settings):
         raise StartupError(str(exc)) from None
 
 
-async def serve(settings):
+def prepare_to_serve(settings):
+    """What every start checks first; the bound TCP sockets."""
     enough_descriptors(settings)
     usable(settings.data_dir, "data dir", "--data-dir")
-    sockets = bind(settings)
-    parts = build(settings, journal_folder(settings))
-    await recover(parts)
-    app = make_app(settings, parts)
-    server, (host, port) = listen(app, settings, sockets, parts.connections)
-    batches.warm_up()
-    tune_interpreter()
+    return bind(settings)
+
+
+async def start_journal(parts):
     parts.journal.start()
-    parts.ingester.start()
     parts.intake.start()
-    parts.supervisor.start()
     await parts.archiver.start()
-    if parts.outputs:
-        parts.outputs.start()
     if parts.poller:
         parts.poller.start()
-    log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, parts.store.path, parts.store.state)
-    await until_signalled()
 
-    log.info("shutting down: no new connections, finishing requests in flight, ingesting what is journaled")
-    deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
+
+def start_storage(parts):
+    parts.ingester.start()
+    parts.supervisor.start()
+    if parts.outputs:
+        parts.outputs.start()
+
+
+async def stop_taking_writes(parts, app, server, deadline):
+    """No new connections; new requests on open ones get 503; wait for the writes in flight until deadline."""
     server.stop()
-    parts.intake.closed = True  # new requests on open connections get 503
-    await parts.sql.close()  # a query may run for sql_timeout_ms: stop it rather than wait
+    parts.intake.closed = True
     await until(lambda: not app.settings["requests_in_flight"][0], deadline)
     if parts.poller:
         parts.poller.stop()
+
+
+async def stop_storage(parts, deadline):
+    """Ingest what is journaled (until deadline), then close the database's parts, the store last."""
+    await parts.sql.close()  # a query may run for sql_timeout_ms: stop it rather than wait
     await parts.runner.close()
     await parts.lake.stop()
     await parts.ingester.close(deadline)
-    await parts.archiver.close()
-    await parts.journal.close()
     await parts.supervisor.close()
-    await server.close_all_connections()
     await parts.latest.close()
     if parts.outputs:
         await parts.outputs.close()
@@ -248,4 +284,31 @@ async def serve(settings):
         await parts.lake.close()
     await parts.notifier.close()  # last: the records ingested above may still have announced trades
     parts.store.close()
+
+
+async def stop_journal(parts, server):
+    await parts.archiver.close()
+    await parts.journal.close()
+    await server.close_all_connections()
+
+
+async def serve(settings):
+    """One process: HTTP, journal and database (processes = 1)."""
+    sockets = prepare_to_serve(settings)
+    parts = build(settings, journal_folder(settings))
+    await recover(parts)
+    app = make_app(settings, parts)
+    server, (host, port) = listen(app, settings, sockets, parts.connections)
+    batches.warm_up()
+    tune_interpreter()
+    await start_journal(parts)
+    start_storage(parts)
+    log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, parts.store.path, parts.store.state)
+    await until_signalled()
+
+    log.info("shutting down: no new connections, finishing requests in flight, ingesting what is journaled")
+    deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s
+    await stop_taking_writes(parts, app, server, deadline)
+    await stop_storage(parts, deadline)
+    await stop_journal(parts, server)
     log.info("stopped")

@@ -33,6 +33,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     port: Annotated[int, _setting("TCP port to listen on (0 picks a free one)", ge=0, le=65535)]
     debug: Annotated[bool, _setting("debug logging and tracebacks in error replies")]
     data_dir: Annotated[str, _setting("folder holding gex_data.db, source/ and parquet/")]
+    processes: Annotated[int, _setting(
+        "1: one process serves HTTP, journals and owns the database; 2: a front process serves HTTP and journals, "
+        "an engine process owns the database, ingest, history, the lake and the reads (README, Processes)",
+        ge=1, le=2)]
     max_body_bytes: Annotated[int, _setting("largest accepted request body, in bytes (413 above)", ge=1)]
     bodies_in_flight_mb: Annotated[int, _setting(
         "request bodies being received at once past which new ones get 503, in MiB", ge=1)]

@@ -14,33 +14,41 @@ import signal
 import sys
 import threading
 
-import msgspec
-
 from gexsrv import spawner
-from gexsrv.channel import Call, Channel, Reply
 
 
 def echo(sock, args):
-    """A child: answer each Call with its pid, the threads it had when it started, and the call's args."""
+    """A child: answer each JSON line with its pid, the threads it had when it started, and the line's value."""
     threads = len(os.listdir("/proc/self/task"))
-    asyncio.run(answer(sock, threads))
+    with sock.makefile("rwb") as stream:
+        for line in stream:
+            stream.write(json.dumps([os.getpid(), threads, json.loads(line)]).encode() + b"\n")
+            stream.flush()
     if args.get("eof_file"):
         with open(args["eof_file"], "w") as f:
             f.write("eof\n")
 
 
-async def answer(sock, threads):
-    channel = await Channel.over(sock)
-    while (message := await channel.receive()) is not None:
-        result = msgspec.msgpack.encode([os.getpid(), threads, message.args])
-        channel.send(Reply(message.id, msgspec.Raw(result)))
+class Lines:
+    """The probe's end of a child's socket: JSON lines each way; receive() is None once the child's end closed."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    async def receive(self):
+        line = await self.reader.readline()
+        return json.loads(line) if line else None
+
+    async def close(self):
+        self.writer.close()
+        await self.writer.wait_closed()
 
 
 async def call(sock, args):
-    channel = await Channel.over(sock)
-    channel.send(Call(1, "echo", args))
-    reply = await channel.receive()
-    return channel, msgspec.msgpack.decode(reply.result)
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    channel = Lines(reader, writer)
+    writer.write(json.dumps(args).encode() + b"\n")
+    return channel, await channel.receive()
 
 
 async def restart(handle):

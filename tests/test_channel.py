@@ -7,17 +7,22 @@ import socket
 import msgspec
 import pytest
 
-from gexsrv.channel import (LENGTH, MAX_FRAME, Call, Channel, ChannelError, Durable, Ingested, Outcome, Reply,
-                            Status, Stop, frame, receive_blocking, send_blocking)
+from gexsrv.channel import (LENGTH, MAX_FRAME, Channel, ChannelError, Durable, Fatal, Ingested, KeysCommitted,
+                            KeysCommitting, KeysLoaded, Noted, Outcome, Spawn, Status, Stop, frame, receive_blocking,
+                            send_blocking)
 from gexsrv.position import Position
 
 MESSAGES = [
     Durable(Position(17, 4096, 41)),
     Ingested(Position(17, 4096, 41), [Outcome(40, True), Outcome(41, False, "strike 7 has no price")]),
-    Call(3, "snapshots", ["SPX", 1777492800000]),
-    Reply(3, msgspec.Raw(msgspec.msgpack.encode({"rows": [[1, 2.5]]}))),
-    Reply(4, error="the database is read_only"),
-    Status(1234, 1777492800.5, 1.25, {"storage": {"state": "writable"}}),
+    Status(1234, 1777492800.5, 1.25),
+    KeysLoaded([[["snapshot", "SPX", "gex_zero", 1777492800000], 1777492800000]],
+               [[["snapshot", "SPX", "gex_zero"], 1777492800000]]),
+    KeysCommitting(3, [[["snapshot", "SPX", "gex_zero", 1777492801000], 1777492801000]]),
+    Noted(3),
+    KeysCommitted([[["snapshot", "SPX", "gex_zero", 1777492801000], 1777492801000]]),
+    Fatal("data/gex_data.db is not a readable DuckDB database"),
+    Spawn("gexsrv.engine:main", msgspec.Raw(msgspec.msgpack.encode({"journal": "/j"}))),
     Stop(),
 ]
 
@@ -37,8 +42,8 @@ def test_messages_cross_an_asyncio_channel_as_sent():
     got, end = asyncio.run(run())
     assert [type(m) for m in got] == [type(m) for m in MESSAGES]
     for sent, came in zip(MESSAGES, got):
-        if isinstance(sent, Reply):
-            assert (came.id, bytes(came.result), came.error) == (sent.id, bytes(sent.result), sent.error)
+        if isinstance(sent, Spawn):
+            assert (came.target, bytes(came.args)) == (sent.target, bytes(sent.args))
         else:
             assert came == sent
     assert end is None
@@ -49,9 +54,9 @@ def test_blocking_ends_pass_a_descriptor_with_a_message(tmp_path):
     path = tmp_path / "passed"
     path.write_text("through SCM_RIGHTS")
     with open(path) as f:
-        send_blocking(left, Call(1, "open"), fds=[f.fileno()])
+        send_blocking(left, Noted(1), fds=[f.fileno()])
     message, fds = receive_blocking(right, fds_wanted=1)
-    assert message == Call(1, "open")
+    assert message == Noted(1)
     with open(fds[0]) as passed:
         assert passed.read() == "through SCM_RIGHTS"
     left.close()

@@ -5,6 +5,7 @@ gex_history_queue, so a restart resumes the unfinished ones."""
 import asyncio
 import contextlib
 import errno
+import inspect
 import logging
 import os
 import threading
@@ -286,7 +287,10 @@ class Runner:
 
 
 async def _call(fn, *args):
-    return fn(*args)
+    """fn(*args) on the loop, awaited when it gives an awaitable (the engine's FrontKeys.committing)."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
 
 
 def nothing_new(found):

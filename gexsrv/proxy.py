@@ -1,0 +1,103 @@
+"""The front's way to the engine's HTTP server (processes = 2): every route the front does not answer itself is
+passed on as it came, over a Unix socket, and the engine's reply passed back as it is.
+
+The engine checks what a request must pass (origin, host, token, signature: a signature is used once, so it is
+checked in one place only). While no engine runs, or when it ends before it answers, the reply is 503 with
+Retry-After, as for any database away. Bodies of passed-on requests are small (history URLs, the SQL text in a
+query string): they are read whole, within max_body_bytes.
+"""
+
+import socket
+
+from tornado.httpclient import HTTPRequest
+from tornado.httputil import HTTPHeaders
+from tornado.netutil import Resolver
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from gexsrv.handlers import ApiError, BaseHandler
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those each hop sets for itself.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+              "content-length", "date", "server"}
+# The engine's longest answers: /integrity over a large database, a day's heatmap from the lake.
+REQUEST_TIMEOUT_S = 600
+MOST_AT_ONCE = 64
+
+
+class UnixResolver(Resolver):
+    """Every host name is the engine's socket."""
+
+    def initialize(self, path):
+        self.path = path
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):
+        return [(socket.AF_UNIX, self.path)]
+
+
+class Engine:
+    """The engine's HTTP server as the front reaches it: fetch() a request, or EngineAway."""
+
+    def __init__(self, path, link, max_body_bytes):
+        self.link = link  # gexsrv.engine_link.EngineLink: whether an engine runs, and why not
+        self.client = SimpleAsyncHTTPClient(force_instance=True, resolver=UnixResolver(path=path),
+                                            max_clients=MOST_AT_ONCE, max_body_size=1 << 40,
+                                            max_buffer_size=1 << 40)
+        self.max_body_bytes = max_body_bytes
+
+    async def fetch(self, method, uri, headers, body=None):
+        """The engine's response to the request; EngineAway when there is none to give."""
+        if self.link.channel is None:
+            raise EngineAway(self.link.why_waiting())
+        request = HTTPRequest(f"http://engine{uri}", method, headers=headers, body=body,
+                              allow_nonstandard_methods=True, follow_redirects=False, decompress_response=False,
+                              request_timeout=REQUEST_TIMEOUT_S)
+        try:
+            response = await self.client.fetch(request, raise_error=False)
+        except OSError as exc:  # the engine ended while answering
+            raise EngineAway(f"the engine did not answer ({exc}); retry shortly") from None
+        if response.code == 599:  # no HTTP reply: not connected, or the engine ended meanwhile
+            raise EngineAway(f"the engine did not answer ({response.error}); retry shortly")
+        return response
+
+    def close(self):
+        self.client.close()
+
+
+class EngineAway(Exception):
+    """No engine answers now: it is starting, or being started again."""
+
+
+def forwarded(headers):
+    return HTTPHeaders({name: value for name, value in headers.get_all() if name.lower() not in HOP_BY_HOP})
+
+
+class ProxyHandler(BaseHandler):
+    """Any path the front does not route itself: the engine's reply."""
+
+    body_methods = ("POST", "PUT", "PATCH", "DELETE")
+
+    def prepare(self):
+        self.chunks = []
+        self.size = 0
+
+    def data_received(self, chunk):
+        self.size += len(chunk)
+        if self.size > self.engine.max_body_bytes:
+            raise ApiError(413, f"body is over the {self.engine.max_body_bytes}-byte limit")
+        self.chunks.append(chunk)
+
+    async def pass_on(self, *args):
+        body = b"".join(self.chunks) if self.request.method in self.body_methods else None
+        try:
+            response = await self.engine.fetch(self.request.method, self.request.uri,
+                                               forwarded(self.request.headers), body)
+        except EngineAway as exc:
+            raise ApiError(503, f"the database is not available now: {exc}",
+                           retry_after=self.conf.retry_after_seconds) from None
+        self.set_status(response.code, response.reason)
+        self._headers = HTTPHeaders()  # the engine's headers, not this handler's defaults
+        for name, value in forwarded(response.headers).get_all():
+            self.add_header(name, value)
+        self.finish(response.body)
+
+    get = post = put = patch = delete = head = options = pass_on
