@@ -1,9 +1,10 @@
 """The performance report (`make perf`): gexsrv against the original server's stand-in and the executemany
 baseline under the same load, plus the history import rate, printed as markdown and written as JSON.
 
-Every scenario runs four peers in turn, each a fresh server over a fresh temporary dir (PEERS):
+Every scenario runs five peers in turn, each a fresh server over a fresh temporary dir (PEERS):
   gexsrv               POST /gex, replies once the request's journal line is fsynced (ack=journal, the default)
   gexsrv ack=ingested  POST /gex?ack=ingested, replies once the row is committed in DuckDB
+  gexsrv processes=2   gexsrv --processes 2 (a front and an engine process), ack=journal
   baseline             bench/baseline_server.py: one DuckDB executemany transaction per request
   original             bench/original_server.py: the original's SQLite upsert per request, as its users run it
 The scenarios (bench/loadgen.py, 300-strike snapshots):
@@ -66,17 +67,20 @@ class Peer(NamedTuple):
     make: Callable  # servers.gexsrv, .baseline, .original
     path: str = "/gex"  # where the snapshots go, query string included
     slow: bool = False  # runs capped at --baseline-duration, with as long again to catch up
+    flags: tuple = ()  # the server's command-line flags
 
 
 PEERS = [
     Peer("gexsrv", servers.gexsrv),
     Peer("gexsrv ack=ingested", servers.gexsrv, "/gex?ack=ingested"),
+    Peer("gexsrv processes=2", servers.gexsrv, flags=("--processes", "2")),
     Peer("baseline", servers.baseline, slow=True),
     Peer("original", servers.original, slow=True),
 ]
-GEXSRV_PEERS = ("gexsrv", "gexsrv ack=ingested")
+GEXSRV_PEERS = ("gexsrv", "gexsrv ack=ingested", "gexsrv processes=2")
 # (of, to): the ratios printed, of one peer's numbers to another's in the same scenario
-COMPARED = [("gexsrv", "original"), ("gexsrv", "baseline"), ("gexsrv ack=ingested", "original")]
+COMPARED = [("gexsrv", "original"), ("gexsrv", "baseline"), ("gexsrv ack=ingested", "original"),
+            ("gexsrv processes=2", "original"), ("gexsrv processes=2", "gexsrv")]
 RATIOS = ("req_per_s", "p50", "p95", "p99", "cpu_ms_per_req")  # the keys of each ratio, in the table's order
 FULL = {"duration": 15.0, "baseline_duration": 5.0, "warmup": 2.0, "history_snapshots": 5000}
 QUICK = {"duration": 2.0, "baseline_duration": 2.0, "warmup": 0.5, "history_snapshots": 200}
@@ -129,7 +133,7 @@ def _server_view(health):
 
 def measure(peer, name, rate, clients, duration, drain, args):
     """One scenario against one fresh server."""
-    with servers.Fresh(peer.make, keep=args.keep) as server:
+    with servers.Fresh(peer.make, *peer.flags, keep=args.keep) as server:
         note(f"{name}: {peer.name} at {server.url}{peer.path}, {duration} s")
         before = server.memory_mb()
         result = asyncio.run(loadgen.run(server.url, rate, clients, duration, args.strikes, saturate=rate is None,

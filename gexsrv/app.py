@@ -118,23 +118,28 @@ def write_routes(settings, parts):
     ]
 
 
+# The routes answered from the database and the parts beside it: (pattern, handler, its dependencies from the
+# parts and the /health report). With processes = 2 the engine answers them, and the front passes them on.
+STORAGE_ROUTES = [
+    (r"/gex_history_url/?", HistoryHandler, lambda parts, health: dict(runner=parts.runner)),
+    # No job id has more than 18 digits (BIGINT); a longer one is an unknown path, not a failed int().
+    (r"/gex_history_url/(\d{1,18})/?", HistoryHandler, lambda parts, health: dict(runner=parts.runner)),
+    (r"/gex_history_url/days/?", HistoryDaysHandler, lambda parts, health: dict(runner=parts.runner)),
+    (r"/integrity/?", handlers.IntegrityHandler,
+     lambda parts, health: dict(integrity=integrity_report(parts.store))),
+    (r"/api/latest/?", LatestHandler, lambda parts, health: dict(latest=parts.latest)),
+    (r"/api/status/?", StatusHandler, lambda parts, health: dict(
+        health=health, store=parts.store, runner=parts.runner, latest=parts.latest, log_tail=parts.metrics.log_tail)),
+    (r"/api/snapshots/?", SnapshotsHandler, lambda parts, health: dict(store=parts.store)),
+    (r"/api/strikes/?", StrikesHandler, lambda parts, health: dict(store=parts.store, feeds=parts.latest.feeds)),
+    (r"/api/heatmap/?", HeatmapHandler, lambda parts, health: dict(store=parts.store)),
+    (r"/api/days/?", DaysHandler, lambda parts, health: dict(store=parts.store)),
+    (r"/api/sql/?", SqlHandler, lambda parts, health: dict(store=parts.store, worker=parts.sql)),
+]
+
+
 def storage_routes(parts, health):
-    """The routes answered from the database and the parts beside it."""
-    return [
-        (r"/gex_history_url/?", HistoryHandler, dict(runner=parts.runner)),
-        # No job id has more than 18 digits (BIGINT); a longer one is an unknown path, not a failed int().
-        (r"/gex_history_url/(\d{1,18})/?", HistoryHandler, dict(runner=parts.runner)),
-        (r"/gex_history_url/days/?", HistoryDaysHandler, dict(runner=parts.runner)),
-        (r"/integrity/?", handlers.IntegrityHandler, dict(integrity=integrity_report(parts.store))),
-        (r"/api/latest/?", LatestHandler, dict(latest=parts.latest)),
-        (r"/api/status/?", StatusHandler, dict(health=health, store=parts.store, runner=parts.runner,
-                                               latest=parts.latest, log_tail=parts.metrics.log_tail)),
-        (r"/api/snapshots/?", SnapshotsHandler, dict(store=parts.store)),
-        (r"/api/strikes/?", StrikesHandler, dict(store=parts.store, feeds=parts.latest.feeds)),
-        (r"/api/heatmap/?", HeatmapHandler, dict(store=parts.store)),
-        (r"/api/days/?", DaysHandler, dict(store=parts.store)),
-        (r"/api/sql/?", SqlHandler, dict(store=parts.store, worker=parts.sql)),
-    ]
+    return [(pattern, handler, deps(parts, health)) for pattern, handler, deps in STORAGE_ROUTES]
 
 
 def page_routes():
@@ -161,13 +166,11 @@ def make_app(settings, parts):
     return application(settings, routes, parts.metrics, bodies_in_flight)
 
 
-def application(settings, routes, metrics, bodies_in_flight, default_handler=handlers.NotFoundHandler,
-                default_handler_args=None):
+def application(settings, routes, metrics, bodies_in_flight):
     # A trailing slash names the same route, as the original stripped it.
     return Application(
         labelled(routes),
-        default_handler_class=default_handler,
-        default_handler_args=default_handler_args or {},
+        default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,
         log_function=request_logger(settings.debug, metrics.observe_request),
         gexsrv=settings,

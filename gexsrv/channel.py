@@ -46,11 +46,12 @@ class Ingested(Struct, tag=True, array_like=True, gc=False):
 
 
 class Status(Struct, tag=True, array_like=True):
-    """Engine -> front, periodically: the engine's process."""
+    """Engine -> front, periodically: the engine's process, and why ingest waits if it does."""
 
     pid: int
     started: float  # unix time
     cpu_s: float
+    waiting_because: str = ""  # the engine's Ingester.why_waiting(), or empty
 
 
 class Fatal(Struct, tag=True, array_like=True):

@@ -80,14 +80,15 @@ class FrontKeys:
             future.set_result(None)
 
 
-def status(started):
+def status(started, ingester):
     cpu = os.times()
-    return Status(os.getpid(), started, round(cpu.user + cpu.system, 3))
+    stuck = ingester.store.state != "writable" or ingester.last_error
+    return Status(os.getpid(), started, round(cpu.user + cpu.system, 3), ingester.why_waiting() if stuck else "")
 
 
-async def report_status(channel, started):
+async def report_status(channel, started, ingester):
     while True:
-        channel.send(status(started))
+        channel.send(status(started, ingester))
         await asyncio.sleep(STATUS_EVERY_S)
 
 
@@ -123,7 +124,7 @@ async def run(settings, args, sock):
         await server.when_writable(parts)
     http = http_server(settings, parts, args["http_socket"])
     server.start_storage(parts)
-    reporting = asyncio.ensure_future(report_status(channel, started))
+    reporting = asyncio.ensure_future(report_status(channel, started, parts.ingester))
     while isinstance(message := await channel.receive(), Durable | Noted):
         if isinstance(message, Durable):
             tail.told(message.position)

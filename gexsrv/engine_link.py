@@ -55,7 +55,8 @@ class EngineLink:
         self.last_exit = None
         self.stopping = False
         self.ended = asyncio.Event()  # set while no engine runs
-        self.status = None  # the running engine's last Status
+        self.status = None  # the running engine's last Status: set once it serves (its first comes then)
+        self.serving = asyncio.Event()  # set while an engine serves its HTTP routes
         self.fatal = None  # why the engine cannot run, once it said so (Fatal)
         self.gave_up = asyncio.Event()  # set with fatal: the front stops
         self.unclaimed = {}  # pid -> wait status of an engine that ended before its spawn() returned
@@ -132,6 +133,10 @@ class EngineLink:
     def why_waiting(self):
         if self.channel is None:
             return f"the engine is not running ({self.last_exit or 'starting'})"
+        if self.status is None:
+            return "the engine is starting"
+        if self.status.waiting_because:
+            return self.status.waiting_because
         return f"{self.waiting()} records wait for ingest"
 
     def on_durable(self, seq):
@@ -148,6 +153,7 @@ class EngineLink:
                 first = False
             elif isinstance(message, Status):
                 self.status = message
+                self.serving.set()
             elif isinstance(message, Fatal):
                 self.fatal = message.reason
                 self.gave_up.set()
@@ -155,6 +161,7 @@ class EngineLink:
                 self._keys(channel, message)
         if self.channel in (None, channel):  # not an engine started since
             self.status = None
+            self.serving.clear()
 
     def _keys(self, channel, message):
         """What the engine tells the duplicate index; msgpack gives tuples back as lists."""

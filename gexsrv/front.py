@@ -20,15 +20,16 @@ import msgspec
 from tornado.httputil import HTTPHeaders
 
 from gexsrv import server
-from gexsrv.app import application, health_report, page_routes, write_routes
+from gexsrv.app import STORAGE_ROUTES, application, health_report, page_routes, write_routes
 from gexsrv.api import MetricsHandler
 from gexsrv.engine_link import EngineLink
 from gexsrv.handlers import HealthHandler
 from gexsrv.keys import RecentKeys
 from gexsrv.metrics import Metrics
-from gexsrv.proxy import Engine, EngineAway, ProxyHandler
+from gexsrv.proxy import Engine, EngineAway, passed_on
 
-log = logging.getLogger("gexsrv.front")
+log = logging.getLogger("gexsrv")  # the lines one process says, said alike
+ENGINE_START_S = 60  # the engine opens the database and replays what the journal holds past it before it serves
 
 
 def engine_args(settings, folder, keys, http_socket):
@@ -86,20 +87,29 @@ def make_front_app(settings, parts, engine):
     logging.getLogger().addHandler(parts.metrics.log_tail)
     routes = [(r"/health/?", HealthHandler, dict(health=health)),
               *write_routes(settings, parts),
+              *passed_on(STORAGE_ROUTES, engine),
               (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
               *page_routes()]
-    # Passed-on requests count under one route label: the engine's routes are its own.
-    return application(settings, routes, parts.metrics, bodies_in_flight, default_handler=ProxyHandler,
-                       default_handler_args={"engine": engine, "route": "(engine)"})
+    return application(settings, routes, parts.metrics, bodies_in_flight)
 
 
-async def until_stopped(link):
-    """A signal, or the engine saying it cannot run (StartupError)."""
-    signalled = asyncio.ensure_future(server.until_signalled())
-    gave_up = asyncio.ensure_future(link.gave_up.wait())
-    await asyncio.wait([signalled, gave_up], return_when=asyncio.FIRST_COMPLETED)
-    signalled.cancel()
-    gave_up.cancel()
+async def engine_started(link):
+    """Wait, at start, until the engine serves its routes, as one process opens the database and replays the journal
+    before it listens; StartupError if the engine cannot run."""
+    await first_of(link.serving.wait(), link.gave_up.wait(), timeout=ENGINE_START_S)
+    if link.fatal:
+        raise server.StartupError(link.fatal)
+    if not link.serving.is_set():
+        log.warning("the engine did not start within %g s; reads answer 503 until it does", ENGINE_START_S)
+
+
+async def first_of(*waits, timeout=None):
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+
+
 
 
 async def serve(settings, spawner):
@@ -115,15 +125,20 @@ async def serve(settings, spawner):
 async def run(settings, spawner, sockets, folder, http_socket):
     parts = build(settings, folder, spawner, http_socket)
     server.open_journal(parts, 0, settings.data_dir)
+    await parts.link.start()
+    try:
+        await engine_started(parts.link)
+    except server.StartupError:
+        await parts.link.close(asyncio.get_running_loop().time() + settings.shutdown_grace_s)
+        raise
     engine = Engine(http_socket, parts.link, settings.max_body_bytes)
     app = make_front_app(settings, parts, engine)
     http, (host, port) = server.listen(app, settings, sockets, parts.connections)
     server.tune_interpreter()
     await server.start_journal(parts)
-    await parts.link.start()
     log.info("gexsrv listening on http://%s:%d  (front pid %d; the engine owns %s)", host, port, os.getpid(),
              os.path.join(settings.data_dir, "gex_data.db"))
-    await until_stopped(parts.link)
+    await first_of(server.until_signalled(), parts.link.gave_up.wait())
 
     log.info("shutting down: no new connections, finishing requests in flight, the engine ingesting what is "
              "journaled")

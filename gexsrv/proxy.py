@@ -1,5 +1,5 @@
-"""The front's way to the engine's HTTP server (processes = 2): every route the front does not answer itself is
-passed on as it came, over a Unix socket, and the engine's reply passed back as it is.
+"""The front's way to the engine's HTTP server (processes = 2): the engine's routes (gexsrv.app.STORAGE_ROUTES)
+are passed on as they came, over a Unix socket, and the engine's reply passed back as it is.
 
 The engine checks what a request must pass (origin, host, token, signature: a signature is used once, so it is
 checked in one place only). While no engine runs, or when it ends before it answers, the reply is 503 with
@@ -14,7 +14,7 @@ from tornado.httputil import HTTPHeaders
 from tornado.netutil import Resolver
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
-from gexsrv.handlers import ApiError, BaseHandler
+from gexsrv.handlers import ApiError, BaseHandler, announces_body
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those each hop sets for itself.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
@@ -46,7 +46,7 @@ class Engine:
 
     async def fetch(self, method, uri, headers, body=None):
         """The engine's response to the request; EngineAway when there is none to give."""
-        if self.link.channel is None:
+        if self.link.status is None:
             raise EngineAway(self.link.why_waiting())
         request = HTTPRequest(f"http://engine{uri}", method, headers=headers, body=body,
                               allow_nonstandard_methods=True, follow_redirects=False, decompress_response=False,
@@ -71,22 +71,35 @@ def forwarded(headers):
     return HTTPHeaders({name: value for name, value in headers.get_all() if name.lower() not in HOP_BY_HOP})
 
 
-class ProxyHandler(BaseHandler):
-    """Any path the front does not route itself: the engine's reply."""
+def passed_on(routes, engine):
+    """The front's routes for the engine's (pattern, handler, deps) routes; each takes a body where its handler
+    does (body_methods), so a body it refuses is refused from the request's head, unread, as the engine would."""
+    return [(pattern, ProxyHandler, dict(engine=engine, body_methods=handler.body_methods))
+            for pattern, handler, _ in routes]
 
-    body_methods = ("POST", "PUT", "PATCH", "DELETE")
+
+class ProxyHandler(BaseHandler):
+    """One of the engine's routes: the engine's reply."""
 
     def prepare(self):
+        self.refuse_foreign()  # the gate again in the engine: a refusal here reads no body
+        method, limit = self.request.method, self.engine.max_body_bytes
+        if method not in self.body_methods and announces_body(self.request.headers):
+            raise ApiError(413, f"{method} {self.request.path} takes no request body")
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > limit:
+            raise ApiError(413, f"body of {length} bytes is over the {limit}-byte limit")
         self.chunks = []
         self.size = 0
 
     def data_received(self, chunk):
         self.size += len(chunk)
-        if self.size > self.engine.max_body_bytes:
-            raise ApiError(413, f"body is over the {self.engine.max_body_bytes}-byte limit")
-        self.chunks.append(chunk)
+        if self.size <= self.engine.max_body_bytes:  # a chunked body, counted as it comes
+            self.chunks.append(chunk)
 
     async def pass_on(self, *args):
+        if self.size > self.engine.max_body_bytes:
+            raise ApiError(413, f"body is over the {self.engine.max_body_bytes}-byte limit")
         body = b"".join(self.chunks) if self.request.method in self.body_methods else None
         try:
             response = await self.engine.fetch(self.request.method, self.request.uri,
@@ -98,6 +111,6 @@ class ProxyHandler(BaseHandler):
         self._headers = HTTPHeaders()  # the engine's headers, not this handler's defaults
         for name, value in forwarded(response.headers).get_all():
             self.add_header(name, value)
-        self.finish(response.body)
+        self.finish(response.body or None)  # a 204 or 304 carries none
 
     get = post = put = patch = delete = head = options = pass_on
