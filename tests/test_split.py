@@ -3,6 +3,7 @@ the lake, every read), forked by the front's spawner. Writes and reads through b
 random moments under load, of the front alone, of both; SIGTERM; a damaged and a held database; a history import
 in the engine whose keys reach the front's duplicate index."""
 
+import http.client
 import json
 import os
 import random
@@ -14,7 +15,9 @@ import urllib.parse
 from collections import Counter
 
 import duckdb
+import make_history_file
 import pytest
+from filesrv import FileServer
 from forkserver import run_gexsrv
 from helpers import (FRAME, HISTORY_NAME, HISTORY_SNAPS, HISTORY_STRIKES, TS, Server, database_held, eventually,
                      process_state, request, snapshot, stored_keys, wait_job, write_history)
@@ -194,7 +197,9 @@ LOAD_STRIKES = 10
 # Everything that writes runs while the kills come: segments archived every fraction of a second, the lake
 # exported as often; acks waiting for ingest give up before the next kill comes.
 BUSY = ("--journal-segment-seconds", "0.3", "--archive-interval-s", "0.1", "--lake-export-interval", "0.3",
-        "--ack-ingested-timeout-s", "10")
+        "--ack-ingested-timeout-s", "10", "--history-allowed-hosts", "127.0.0.1",
+        "--history-allowed-networks", "127.0.0.1/32")
+HISTORY_TICKER, HISTORY_SNAPSHOTS = "QQQ", 3_000  # imported by the engines while they are killed
 
 
 class Load:
@@ -252,27 +257,35 @@ def read_while_down(server, engine):
 
 
 @pytest.mark.slow
-def test_every_acknowledged_write_survives_engine_sigkills_at_random_moments_under_load(start_server):
+def test_every_acknowledged_write_survives_engine_sigkills_at_random_moments_under_load(start_server, tmp_path):
     chosen = os.environ.get("CRASH_SEED", str(CRASH_SEED))
     seed = random.randrange(2**32) if chosen == "random" else int(chosen)
     print(f"engine SIGKILL loop seed {seed} (CRASH_SEED={seed} chooses the same moments, CRASH_SEED=random new ones)")
     rng = random.Random(seed)
-    server = start_server(None, *SPLIT, *BUSY)
-    engine = engine_up(server)
-    reads, acked_per_engine = [], []
-    with Load(server.url, ("SPX", "NDX")) as load:
-        for _ in range(KILLS):
-            before = len(load.acked)
-            time.sleep(rng.uniform(0.05, 1.0))  # a random moment of this engine's life, under load
-            os.kill(engine, signal.SIGKILL)
-            reads.append(read_while_down(server, engine))
-            engine = engine_up(server, not_pid=engine)
-            acked_per_engine.append(len(load.acked) - before)
-        time.sleep(rng.uniform(0.2, 0.5))  # the last engine takes writes too
-    health = server.get("/health").json()
-    journaled = health["journal"]["next_seq"] - 1
-    engine_seen = all_ingested(server, journaled)
-    assert server.stop() == 0
+    files = tmp_path / "files"
+    files.mkdir()
+    make_history_file.write(files / "history.json", make_history_file.snapshots(HISTORY_SNAPSHOTS, n_strikes=20,
+                                                                                ticker=HISTORY_TICKER))
+    with FileServer(files) as origin:
+        server = start_server(None, *SPLIT, *BUSY)
+        engine = engine_up(server)
+        queued = server.post("/gex_history_url", {"url": f"{origin.url}/files/history.json",
+                                                  "ticker": HISTORY_TICKER, "endpoint": "gex_zero"})
+        reads, acked_per_engine = [], []
+        with Load(server.url, ("SPX", "NDX")) as load:
+            for _ in range(KILLS):
+                before = len(load.acked)
+                time.sleep(rng.uniform(0.05, 1.0))  # a random moment of this engine's life, under load
+                os.kill(engine, signal.SIGKILL)
+                reads.append(read_while_down(server, engine))
+                engine = engine_up(server, not_pid=engine)
+                acked_per_engine.append(len(load.acked) - before)
+            time.sleep(rng.uniform(0.2, 0.5))  # the last engine takes writes too
+        job = wait_job(server, queued.json()["id"], timeout=60)
+        health = server.get("/health").json()
+        journaled = health["journal"]["next_seq"] - 1
+        engine_seen = all_ingested(server, journaled)
+        assert server.stop() == 0
     print(f"acknowledged per engine: {acked_per_engine}; sent {len(load.sent)}, acknowledged {len(load.acked)}; "
           f"ack=ingested duplicates {dict(load.ingested_duplicates)}; refused {dict(load.refused)}")
 
@@ -298,11 +311,16 @@ def test_every_acknowledged_write_survives_engine_sigkills_at_random_moments_und
         strikes = stored_keys(db, "gex_strikes")
         position = db.execute("SELECT seq FROM gexsrv_ingest").fetchone()[0]
         quarantined = db.execute("SELECT count(*) FROM gexsrv_quarantine").fetchone()[0]
-    assert not load.acked - snapshots.keys(), f"seed {seed}: acknowledged, then lost"
+    live = {key: n for key, n in snapshots.items() if key[0] != HISTORY_TICKER}
+    imported = {key for key in snapshots if key[0] == HISTORY_TICKER}
+    assert (queued.status, job["status"], job["snapshots_imported"]) == (202, "completed", HISTORY_SNAPSHOTS), job
+    assert not load.acked - live.keys(), f"seed {seed}: acknowledged, then lost"
     assert set(snapshots.values()) == {1}, f"seed {seed}: stored twice"
-    assert snapshots.keys() <= load.sent, f"seed {seed}: stored, never sent"
-    assert len(snapshots) == journaled == position, f"seed {seed}: journaled, not stored"
-    assert strikes == {key: LOAD_STRIKES for key in snapshots}, f"seed {seed}: strike rows lost or doubled"
+    assert live.keys() <= load.sent, f"seed {seed}: stored, never sent"
+    assert len(live) == journaled == position, f"seed {seed}: journaled, not stored"
+    assert len(imported) == HISTORY_SNAPSHOTS, f"seed {seed}: history snapshots lost"
+    assert strikes == {key: LOAD_STRIKES if key in live else 20 for key in snapshots}, (
+        f"seed {seed}: strike rows lost or doubled")
     assert quarantined == 0
     checked = run_gexsrv(["validate", "--data-dir", str(server.data_dir)], timeout=120)
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -361,11 +379,18 @@ def test_sigterm_stops_both_after_the_engine_ingested_every_acknowledged_row(sta
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
     keys = post_keys(server, range(TS, TS + 20)) + post_keys(server, range(TS, TS + 5), ticker="NDX")
-    waiting = processes(server)["engine"]["records_waiting"]
+    for pid in (engine, spawner):  # the front's to take: a terminal's Ctrl-C signals the whole process group
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+    answered = sql(server, "SELECT count(*) FROM gex_snapshots")  # by the engine that took both signals
+    keys += post_keys(server, [TS + 20])
+    seen = processes(server)["engine"]
+    running = (alive(engine), alive(spawner))
     assert server.stop() == 0
+    assert (answered, running) == ([[0]], (True, True))  # none ingested yet, and both there
+    assert (seen["pid"], seen["restarts"], seen["records_waiting"]) == (engine, 0, 26)
     # the front waited for both: neither runs, nor is left a zombie
     assert (process_state(engine), process_state(spawner)) == ("gone", "gone")
-    assert waiting == 25  # none was ingested before the stop
     lines = log_of(server).splitlines()
     assert any(" engine INFO gexsrv.engine: the front stops: ingesting what is durable, then exiting" in line
                for line in lines)
@@ -457,3 +482,75 @@ def test_a_history_import_runs_in_the_engine_and_its_keys_reach_the_fronts_dupli
                           "ORDER BY ALL").fetchall() == [
             ("history:1", 20, 20), ("history:2", HISTORY_SNAPS, HISTORY_SNAPS), ("live", 1, 1)]
         assert db.execute("SELECT count(*) FROM gex_strikes").fetchone() == (40 + HISTORY_SNAPS * HISTORY_STRIKES + 2,)
+
+
+# ---- an engine that does not answer ----
+
+HEALTH_WITHIN_S = 5  # a liveness probe's patience
+
+
+def get_within(server, path, timeout):
+    """GET path, giving up after timeout seconds: (status, JSON body), or None when no reply came in time."""
+    host, port = urllib.parse.urlsplit(server.url).netloc.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": "localhost"})
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())
+    except TimeoutError:
+        return None
+    finally:
+        conn.close()
+
+
+def test_an_engine_that_does_not_answer_holds_up_neither_writes_nor_health(start_server):
+    """A stuck engine (here SIGSTOPped: alive, its socket open, answering nothing): the front journals writes alone
+    and says in /health that the engine does not answer, as a liveness probe needs, rather than wait for it."""
+    server = start_server(None, *SPLIT)
+    engine = engine_up(server)
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        write = server.post("/gex", snapshot())
+        health = get_within(server, "/health", HEALTH_WITHIN_S)
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    all_ingested(server, 1)
+    assert server.stop() == 0
+    assert write.status == 202
+    assert health is not None, f"/health gave no reply within {HEALTH_WITHIN_S} s while the engine did not answer"
+    status, found = health
+    assert (status, found["status"], found["storage"]["state"], found["processes"]["engine"]["pid"]) == (
+        200, "degraded", "unavailable", engine)
+    with server.db() as db:
+        assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1}
+
+
+def cpu_s(pid):
+    """User and system CPU seconds a process has used (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+ENDLESS = "SELECT count(*) FROM range(1000000000) a, range(1000000) b"  # runs for minutes unless stopped
+
+
+def test_an_engine_killed_while_answering_a_read_gets_503_with_retry_after(start_server):
+    """proxy.py: "when it ends before it answers, the reply is 503 with Retry-After"."""
+    server = start_server(None, *SPLIT, "--sql-timeout-ms", "60000")
+    engine = engine_up(server)
+    replies = []
+    reading = threading.Thread(target=lambda: replies.append(
+        server.get("/api/sql?" + urllib.parse.urlencode({"q": ENDLESS}))))
+    used = cpu_s(engine)
+    reading.start()
+    eventually(lambda: cpu_s(engine) > used + 0.3, "the engine running the query")
+    os.kill(engine, signal.SIGKILL)
+    reading.join(timeout=30)
+    engine_up(server, not_pid=engine)
+    assert server.stop() == 0
+    (reply,) = replies
+    assert (reply.status, reply.headers.get("Retry-After")) == (503, "1"), reply.body
+    assert reply.json()["error"].startswith("the database is not available now: the engine did not answer ("), (
+        reply.body)
+    assert "Traceback" not in log_of(server)
