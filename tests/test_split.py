@@ -554,3 +554,28 @@ def test_an_engine_killed_while_answering_a_read_gets_503_with_retry_after(start
     assert reply.json()["error"].startswith("the database is not available now: the engine did not answer ("), (
         reply.body)
     assert "Traceback" not in log_of(server)
+
+
+# ---- replies without a body, passed on ----
+
+def answers_without_body(server):
+    """What the front passes back of the engine's replies that carry no body: (status, the headers that matter)."""
+    assert server.post("/gex?ack=ingested", snapshot()).status == 202
+    etag = server.get("/api/snapshots?ticker=SPX").headers["Etag"]
+    replies = {
+        "revalidated": server.request("GET", "/api/snapshots?ticker=SPX", headers={"If-None-Match": etag}),
+        "preflight": server.request("OPTIONS", "/api/sql", headers={"Origin": "https://www.gexbot.com"}),
+        "preflight, unknown path": server.request("OPTIONS", "/nowhere/"),
+    }
+    shown = ("Etag", "Access-Control-Allow-Origin", "Access-Control-Allow-Methods")
+    return {what: (reply.status, {name: reply.headers.get(name) for name in shown if name in reply.headers},
+                   reply.body) for what, reply in replies.items()}, etag
+
+
+def test_a_revalidation_and_preflights_get_the_replies_one_process_gives(start_server, tmp_path):
+    """304 (If-None-Match: the status page's fetches revalidate what they cached) and 204 (CORS preflights) carry no
+    body: the front must pass them back as they are."""
+    one, one_etag = answers_without_body(start_server(tmp_path / "one"))
+    two, two_etag = answers_without_body(start_server(tmp_path / "two", *SPLIT))
+    assert one["revalidated"] == (304, {"Etag": one_etag}, b"")
+    assert two == {**one, "revalidated": (304, {"Etag": two_etag}, b"")}
