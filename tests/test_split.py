@@ -579,3 +579,23 @@ def test_a_revalidation_and_preflights_get_the_replies_one_process_gives(start_s
     two, two_etag = answers_without_body(start_server(tmp_path / "two", *SPLIT))
     assert one["revalidated"] == (304, {"Etag": one_etag}, b"")
     assert two == {**one, "revalidated": (304, {"Etag": two_etag}, b"")}
+
+
+# ---- the spawner gone ----
+
+def test_an_engine_ending_after_its_spawner_is_noticed_and_the_front_still_stops_promptly(start_server):
+    """The front hears of an engine's end from the spawner (Exited); with the spawner gone (killed: it is a process
+    like any other) the engine's channel closing is all there is to hear."""
+    server = start_server(None, *SPLIT, "--shutdown-grace-s", "10")
+    front, spawner, engine = tree(server)
+    os.kill(spawner, signal.SIGKILL)
+    eventually(lambda: ended(spawner), "the spawner ended")
+    assert server.post("/gex", snapshot()).status == 202  # the front journals on
+    os.kill(engine, signal.SIGKILL)
+    eventually(lambda: ended(engine), "the engine ended")
+    noticed = eventually(lambda: processes(server)["engine"]["pid"] != engine, "the front noticing that its engine "
+                         "ended", timeout=10, step=0.2)
+    started = time.monotonic()
+    assert server.stop() == 0
+    took = time.monotonic() - started
+    assert noticed and took < 5, f"the stop took {took:.1f} s"
