@@ -599,3 +599,16 @@ def test_an_engine_ending_after_its_spawner_is_noticed_and_the_front_still_stops
     assert server.stop() == 0
     took = time.monotonic() - started
     assert noticed and took < 3, f"the stop took {took:.1f} s: the shutdown grace, waiting for an engine gone"
+
+
+# ---- ack=ingested ----
+
+def test_a_request_waiting_for_ingest_starts_it_in_the_engine_rather_than_waiting_out_the_interval(start_server):
+    """As in one process (test_crash): with ack=ingested clients only, ingests must follow them, or each client
+    gets one reply per ingest_interval_ms. The waiters are the front's; the engine must hear of them."""
+    server = start_server(None, *SPLIT, "--ingest-interval-ms", "600000", "--ack-ingested-timeout-s", "4")
+    engine_up(server)
+    replies = [server.post("/gex?ack=ingested", snapshot(timestamp=TS + i, n_strikes=2)) for i in range(2)]
+    assert [r.status for r in replies] == [202] * 2, [r.body for r in replies]
+    assert [r.json()["duplicate"] for r in replies] == [False] * 2
+    assert processes(server)["engine"]["records_waiting"] == 0
