@@ -612,3 +612,28 @@ def test_a_request_waiting_for_ingest_starts_it_in_the_engine_rather_than_waitin
     assert [r.status for r in replies] == [202] * 2, [r.body for r in replies]
     assert [r.json()["duplicate"] for r in replies] == [False] * 2
     assert processes(server)["engine"]["records_waiting"] == 0
+
+
+# ---- /metrics while the engine is down ----
+
+def cpu_samples(server):
+    reply = server.request("GET", "/metrics", headers={"Accept": "text/plain"})
+    assert reply.status == 200
+    families = {family.name: family for family in text_string_to_metric_families(reply.body.decode())}
+    return sorted(tuple(sorted(sample.labels.items())) for sample in families["process_cpu_seconds"].samples)
+
+
+def test_the_fronts_samples_keep_their_proc_label_while_the_engine_is_down(start_server):
+    """A series is its name and labels: process_cpu_seconds_total{proc="front"} must not turn into another series,
+    process_cpu_seconds_total, each time the engine is restarted."""
+    server = start_server(None, *SPLIT)
+    engine = engine_up(server)
+    before = cpu_samples(server)
+    os.kill(engine, signal.SIGKILL)
+    eventually(lambda: ended(engine), "the engine ended")
+    down = cpu_samples(server)
+    engine_up(server, not_pid=engine)
+    after = cpu_samples(server)
+    assert server.stop() == 0
+    assert before == after == [(("proc", "engine"),), (("proc", "front"),)]
+    assert down == [(("proc", "front"),)]
