@@ -1,7 +1,9 @@
 """processes = 2 with real processes: the front (HTTP, the journal) and the engine (gex_data.db, ingest, history,
 the lake, every read), forked by the front's spawner. Writes and reads through both; SIGKILL of the engine at
-random moments under load, of the front alone, of both; SIGTERM; a damaged and a held database; a history import
-in the engine whose keys reach the front's duplicate index."""
+random moments under load, of the front alone, of both, of the spawner; SIGTERM; a damaged and a held database; a
+history import in the engine whose keys reach the front's duplicate index; an engine that stops answering or ends
+while answering; replies without a body passed back; ?ack=ingested starting an ingest; /metrics' labels while the
+engine is down."""
 
 import http.client
 import json
@@ -14,7 +16,6 @@ import time
 import urllib.parse
 from collections import Counter
 
-import duckdb
 import make_history_file
 import pytest
 from filesrv import FileServer
@@ -92,10 +93,6 @@ def sql(server, query):
     reply = server.get("/api/sql?" + urllib.parse.urlencode({"q": query}))
     assert reply.status == 200, reply.body
     return reply.json()["rows"]
-
-
-def db_at(server):
-    return duckdb.connect(str(server.data_dir / "gex_data.db"), read_only=True)
 
 
 def log_of(server):
@@ -337,7 +334,7 @@ def test_a_sigkilled_front_takes_spawner_and_engine_with_it_and_a_restart_stores
     assert server.proc.returncode == -signal.SIGKILL
     # the engine sees the front's end close, ingests what is durable and exits; the spawner sees it too
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended after the front")
-    with db_at(server) as db:
+    with server.db() as db:  # the engine ended: its lock with it
         assert stored_keys(db) == {key: 1 for key in keys}
 
     server.start()
@@ -358,7 +355,7 @@ def test_front_and_engine_sigkilled_together_a_restart_replays_every_key_once(st
     os.kill(engine, signal.SIGKILL)
     server.stop(signal.SIGKILL)
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended")
-    with db_at(server) as db:
+    with server.db() as db:  # the engine ended: its lock with it
         assert stored_keys(db) == {}  # nothing ingested: the journal alone holds them
 
     server.start()
