@@ -25,9 +25,11 @@ MAX_FRAME = 256 << 20  # far past any reply: a length beyond it means the stream
 
 
 class Durable(Struct, tag=True, array_like=True, gc=False):
-    """Front -> engine: the journal is fsynced through this position (at most one per group fsync)."""
+    """Front -> engine: the journal is fsynced through this position (at most one per group fsync), and the first
+    seq an ?ack=ingested request waits for (0: none), which the engine ingests without waiting out its interval."""
 
     position: Position
+    wanted: int = 0
 
 
 class Outcome(Struct, array_like=True, gc=False):

@@ -127,6 +127,7 @@ async def run(settings, args, sock):
     reporting = asyncio.ensure_future(report_status(channel, started, parts.ingester))
     while isinstance(message := await channel.receive(), Durable | Noted):
         if isinstance(message, Durable):
+            parts.ingester.wanted(message.wanted)
             tail.told(message.position)
         else:
             keys.noted(message.id)

@@ -141,7 +141,7 @@ class EngineLink:
 
     def on_durable(self, seq):
         if self.channel is not None:
-            self.channel.send(Durable(self.journal.durable_position))
+            self.channel.send(Durable(self.journal.durable_position, min(self.waiters, default=0)))
 
     # ---- what the engine says ----
 
@@ -162,6 +162,11 @@ class EngineLink:
         if self.channel in (None, channel):  # not an engine started since
             self.status = None
             self.serving.clear()
+        if self.channel is channel and self.spawner.gone:  # no Exited will come, and no engine can be forked
+            self.pid, self.channel, self.last_exit = None, None, "ended after its spawner: not started again"
+            self.ended.set()
+            log.error("the engine ended and its spawner is gone: writes are journaled, and ingested once gexsrv is "
+                      "started again")
 
     def _keys(self, channel, message):
         """What the engine tells the duplicate index; msgpack gives tuples back as lists."""

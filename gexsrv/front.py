@@ -26,7 +26,7 @@ from gexsrv.engine_link import EngineLink
 from gexsrv.handlers import HealthHandler
 from gexsrv.keys import RecentKeys
 from gexsrv.metrics import Metrics
-from gexsrv.proxy import Engine, EngineAway, passed_on
+from gexsrv.proxy import OWN_TIMEOUT_S, Engine, EngineAway, passed_on
 
 log = logging.getLogger("gexsrv")  # the lines one process says, said alike
 ENGINE_START_S = 60  # the engine opens the database and replays what the journal holds past it before it serves
@@ -61,7 +61,7 @@ def engine_health(engine, parts, started):
     async def report():
         processes = {"processes": {"front": process_report(started), "engine": parts.link.report()}}
         try:
-            response = await engine.fetch("GET", "/health", own_request())
+            response = await engine.fetch("GET", "/health", own_request(), timeout=OWN_TIMEOUT_S)
         except EngineAway as exc:
             return False, {"storage": {"state": "unavailable", "error": str(exc)}, **processes}
         found = json.loads(response.body)
@@ -73,7 +73,7 @@ def engine_health(engine, parts, started):
 def engine_scrape(engine):
     async def scrape():
         try:
-            response = await engine.fetch("GET", "/metrics", own_request(Accept="text/plain"))
+            response = await engine.fetch("GET", "/metrics", own_request(Accept="text/plain"), timeout=OWN_TIMEOUT_S)
         except EngineAway:
             return None
         return response.body.decode() if response.code == 200 else None

@@ -82,6 +82,7 @@ class Ingester:
         self.durable_seq = 0
         self.busy = False
         self.waiters = {}  # seq -> future of an ?ack=ingested request
+        self.wanted_seq = 0  # the first seq another process' request waits for (wanted)
         self.observers = []  # called with every record stored (not duplicates) once, on the event loop
         self.stored = collections.Counter()
         self.recent = collections.deque(maxlen=1000)  # (seconds, records) of the latest ingests, for /health
@@ -220,8 +221,8 @@ class Ingester:
         a durable record (it would otherwise wait out the interval, which caps such a client at 1/interval)."""
         if self.durable_seq - self.position.seq >= self.batch_records:
             return True
-        first_waiter = next(iter(self.waiters), None)  # seqs are added in order
-        return first_waiter is not None and first_waiter <= self.durable_seq
+        first_waiter = next(iter(self.waiters), None) or self.wanted_seq  # seqs are added in order
+        return self.position.seq < first_waiter <= self.durable_seq
 
     def waiting(self):
         """Records journaled past the ingested position; before the database told it, past what the journal
@@ -233,6 +234,10 @@ class Ingester:
         if self.store.state != "writable":
             return f"the database is {self.store.state}: {self.store.error}"
         return f"last error: {self.last_error}" if self.last_error else f"{self.waiting()} records wait for ingest"
+
+    def wanted(self, seq):
+        """Another process' request waits for seq (the front's ?ack=ingested: gexsrv.engine_link); 0 for none."""
+        self.wanted_seq = seq
 
     def wait(self, seq):
         """A future resolving to True (stored), False (a duplicate) or raising RecordRefused, once ingested."""

@@ -130,6 +130,10 @@ class BothProcesses:
     engine's request durations are left out: the front times every request, those it passed on included."""
 
     LEFT_OUT = {"gexsrv_request_duration_seconds"}
+    # Families both processes always have: labelled even when the engine did not answer (a series is its labels).
+    BOTH_HAVE = {"process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+                 "process_cpu_seconds", "process_open_fds", "process_max_fds", "gexsrv_build_info",
+                 "gexsrv_log_messages"}
 
     def __init__(self, registry, engine_text):
         self.registry = registry
@@ -139,20 +143,21 @@ class BothProcesses:
         own = list(self.registry.collect())
         theirs = [family for family in text_string_to_metric_families(self.engine_text or "")
                   if family.name not in self.LEFT_OUT]
-        shared = {family.name for family in own} & {family.name for family in theirs}
+        shared = {family.name for family in own} & ({family.name for family in theirs} | self.BOTH_HAVE)
         engine_side = {family.name: family for family in theirs if family.name in shared}
         for family in own:
             if family.name in shared:
-                family = with_proc(family, "front", engine_side[family.name])
+                family = with_proc(family, engine_side.get(family.name))
             yield family
         yield from (family for family in theirs if family.name not in shared)
 
 
-def with_proc(front, proc, engine):
-    """One family of the front's and the engine's samples, each labelled with its process."""
+def with_proc(front, engine):
+    """One family of the front's and the engine's samples (None while it is down), labelled with their process."""
     both = Metric(front.name, front.documentation, front.type, front.unit)
-    both.samples = ([sample._replace(labels={**sample.labels, "proc": proc}) for sample in front.samples]
-                    + [sample._replace(labels={**sample.labels, "proc": "engine"}) for sample in engine.samples])
+    both.samples = [sample._replace(labels={**sample.labels, "proc": proc})
+                    for proc, family in (("front", front), ("engine", engine)) if family
+                    for sample in family.samples]
     return both
 
 

@@ -9,7 +9,7 @@ query string): they are read whole, within max_body_bytes.
 
 import socket
 
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.httputil import HTTPHeaders
 from tornado.netutil import Resolver
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
@@ -21,6 +21,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "
               "content-length", "date", "server"}
 # The engine's longest answers: /integrity over a large database, a day's heatmap from the lake.
 REQUEST_TIMEOUT_S = 600
+OWN_TIMEOUT_S = 2  # the front's own asks (/health, /metrics): an engine stuck must not hold them up
 MOST_AT_ONCE = 64
 
 
@@ -44,16 +45,16 @@ class Engine:
                                             max_buffer_size=1 << 40)
         self.max_body_bytes = max_body_bytes
 
-    async def fetch(self, method, uri, headers, body=None):
+    async def fetch(self, method, uri, headers, body=None, timeout=REQUEST_TIMEOUT_S):
         """The engine's response to the request; EngineAway when there is none to give."""
         if self.link.status is None:
             raise EngineAway(self.link.why_waiting())
         request = HTTPRequest(f"http://engine{uri}", method, headers=headers, body=body,
                               allow_nonstandard_methods=True, follow_redirects=False, decompress_response=False,
-                              request_timeout=REQUEST_TIMEOUT_S)
+                              request_timeout=timeout)
         try:
             response = await self.client.fetch(request, raise_error=False)
-        except OSError as exc:  # the engine ended while answering
+        except (OSError, HTTPClientError) as exc:  # not connected, timed out, or the engine ended while answering
             raise EngineAway(f"the engine did not answer ({exc}); retry shortly") from None
         if response.code == 599:  # no HTTP reply: not connected, or the engine ended meanwhile
             raise EngineAway(f"the engine did not answer ({response.error}); retry shortly")

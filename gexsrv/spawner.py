@@ -14,6 +14,7 @@ The spawner ends once the front's end closes (the front exited or died); its chi
 
 import asyncio
 import importlib
+import logging
 import os
 import select
 import signal
@@ -26,6 +27,7 @@ import msgspec
 from gexsrv.channel import Channel, Exited, Spawn, Spawned, receive_blocking, send_blocking
 
 REAP_EVERY_S = 0.25
+log = logging.getLogger("gexsrv.front.spawner")
 
 
 class SpawnerError(Exception):
@@ -135,6 +137,8 @@ class Spawner:
         self.channel = None
         self.replies = asyncio.Queue()
         self.reading = None
+        self.gone = False  # the spawner has exited: no child is forked again, and no end is reported
+        self.closing = False
 
     async def connect(self, on_exit):
         """Start reading the spawner's messages on the running loop; on_exit(pid, status) for each child's end."""
@@ -147,6 +151,9 @@ class Spawner:
                 on_exit(message.pid, message.status)
             else:
                 self.replies.put_nowait(message)
+        self.gone = True
+        if not self.closing:
+            log.error("the engine's spawner (pid %d) has exited", self.pid)
         self.replies.put_nowait(Spawned(0, "the spawner has exited"))
 
     async def spawn(self, target, args):
@@ -169,6 +176,7 @@ class Spawner:
 
     async def close(self):
         """Close the control socket: the spawner exits; children it forked live on until their sockets close."""
+        self.closing = True
         if self.channel:
             await self.channel.close()
         else:
