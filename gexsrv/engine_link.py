@@ -24,6 +24,7 @@ import time
 
 from gexsrv.channel import (Channel, Durable, Fatal, Ingested, KeysCommitted, KeysCommitting, KeysLoaded, Noted,
                             Status, Stop)
+from gexsrv.position import START
 from gexsrv.spawner import SpawnerError
 from gexsrv.store import RecordRefused
 
@@ -44,9 +45,7 @@ class EngineLink:
         self.wait_s = backoff_s[0]
         self.pending = {}  # seq -> the record as journaled, until the engine reports it (in seq order)
         self.waiters = {}  # seq -> future of an ?ack=ingested request
-        # Ingested through, as the engine last said; until it says, what the journal last recorded of an ingest
-        # (its bytes counted from the oldest segment: an overestimate for a moment, never an underestimate).
-        self.position = journal.ingested_position()
+        self.position = START  # ingested through, as the engine last said (start: until it says)
         self.channel = None  # while an engine is up
         self.pid = None
         self.restarts = 0
@@ -64,6 +63,9 @@ class EngineLink:
     # ---- start, stop ----
 
     async def start(self):
+        """Start the engine; the journal is open. Until the engine says where ingest stands, what the journal last
+        recorded of it (its bytes counted from the oldest segment: an overestimate for a moment, never less)."""
+        self.position = self.journal.ingested_position()
         await self.spawner.connect(self._exited)
         self.journal.listeners.append(self.on_durable)
         await self._spawn()

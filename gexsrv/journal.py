@@ -152,6 +152,21 @@ def seq_ending_at(path, size, offset):
     return seq_of(line) if line.endswith(b"\n") and check_line(line) is not None else None
 
 
+def read_seq(folder, name):
+    """The seq a bookkeeping file (LAST_SEQ, INGESTED_SEQ) holds; None without one."""
+    path = os.path.join(folder, name)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise JournalCorrupt(f"{path} does not hold a seq ({text[:40]!r}); restore it, or delete it: the journal "
+                             "then counts from its segments, the database and the archive") from None
+
+
 class Journal:
     def __init__(self, folder, segment_bytes, segment_seconds):
         self.folder = folder
@@ -198,9 +213,9 @@ class Journal:
 
     def _read_back(self, known_seq, archived_seq):
         names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
-        mark = self._read_seq(MARK_NAME)
+        mark = read_seq(self.folder, MARK_NAME)
         self.marked = mark or 0
-        self.ingested_mark = self._read_seq(INGESTED_NAME) or 0
+        self.ingested_mark = read_seq(self.folder, INGESTED_NAME) or 0
         used = max(known_seq, mark if mark is not None else archived_seq())
         last = None
         for i, name in enumerate(names):
@@ -223,20 +238,6 @@ class Journal:
         self.durable_position = self.written_position = Position(
             last_segment.first_seq if last_segment else 0, last_segment.size if last_segment else 0, self.durable_seq)
         self.mark_used(self.next_seq - 1)
-
-    def _read_seq(self, name):
-        """The seq a bookkeeping file (LAST_SEQ, INGESTED_SEQ) holds; None without one."""
-        path = os.path.join(self.folder, name)
-        try:
-            with open(path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            raise JournalCorrupt(f"{path} does not hold a seq ({text[:40]!r}); restore it, or delete it: the journal "
-                                 "then counts from its segments, the database and the archive") from None
 
     def mark_ingested(self, seq):
         """Record that ingest reached seq, so that a start without the database knows what waits; any thread."""

@@ -10,7 +10,7 @@ front may remove it once it is archived.
 
 import os
 
-from gexsrv.journal import SUFFIX, read_records, segment_name, seq_ending_at
+from gexsrv.journal import INGESTED_NAME, SUFFIX, read_records, read_seq, segment_name, seq_ending_at
 from gexsrv.position import START
 
 
@@ -19,7 +19,8 @@ class Tail:
         self.folder = folder
         self.durable_position = durable
         self.listeners = []  # called with the durable seq each time it moves on (Ingester.on_durable)
-        self.ingested_mark = 0  # the front's journal keeps INGESTED_SEQ; the engine knows its position itself
+        # How far an ingest got, as the front's journal last recorded it: what waits while the database is away.
+        self.ingested_mark = read_seq(folder, INGESTED_NAME) or 0
 
     @property
     def durable_seq(self):
