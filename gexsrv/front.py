@@ -26,7 +26,7 @@ from gexsrv.engine_link import EngineLink
 from gexsrv.handlers import HealthHandler
 from gexsrv.keys import RecentKeys
 from gexsrv.metrics import Metrics
-from gexsrv.proxy import OWN_TIMEOUT_S, Engine, EngineAway, passed_on
+from gexsrv.proxy import OWN_TIMEOUT_S, Engine, EngineAway, ProxyHandler, passed_on
 
 log = logging.getLogger("gexsrv")  # the lines one process says, said alike
 ENGINE_START_S = 60  # the engine opens the database and replays what the journal holds past it before it serves
@@ -51,17 +51,19 @@ def process_report(started):
     return {"pid": os.getpid(), "uptime_s": round(time.time() - started, 3), "cpu_s": round(cpu.user + cpu.system, 3)}
 
 
-def own_request(**headers):
-    """The headers of a request of the front's own: an IP-literal Host, which the engine's gate always allows."""
-    return HTTPHeaders({"Host": "127.0.0.1", **headers})
+def own_request(settings, **headers):
+    """The headers of a request of the front's own: an IP-literal Host, which the engine's gate always allows, and
+    the token when one is required (the front has checked the scrape's own; /metrics takes no signature)."""
+    token = {"Authorization": f"Bearer {settings.auth_token}"} if settings.auth_token else {}
+    return HTTPHeaders({"Host": "127.0.0.1", **token, **headers})
 
 
-def engine_health(engine, parts, started):
+def engine_health(engine, parts, settings, started):
     """The engine's (ok, /health sections) and both processes; while it is away, why, and not ok."""
     async def report():
         processes = {"processes": {"front": process_report(started), "engine": parts.link.report()}}
         try:
-            response = await engine.fetch("GET", "/health", own_request(), timeout=OWN_TIMEOUT_S)
+            response = await engine.fetch("GET", "/health", own_request(settings), timeout=OWN_TIMEOUT_S)
         except EngineAway as exc:
             return False, {"storage": {"state": "unavailable", "error": str(exc)}, **processes}
         found = json.loads(response.body)
@@ -70,24 +72,39 @@ def engine_health(engine, parts, started):
     return report
 
 
-def engine_scrape(engine):
+def engine_scrape(engine, settings):
     async def scrape():
         try:
-            response = await engine.fetch("GET", "/metrics", own_request(Accept="text/plain"), timeout=OWN_TIMEOUT_S)
+            response = await engine.fetch("GET", "/metrics", own_request(settings, Accept="text/plain"),
+                                          timeout=OWN_TIMEOUT_S)
         except EngineAway:
             return None
         return response.body.decode() if response.code == 200 else None
     return scrape
 
 
+class StatusHandler(ProxyHandler):
+    """GET /api/status: the engine's, with the health of both processes and the warnings both logged."""
+
+    async def passed_back(self, response):
+        if response.code != 200:
+            return response.body
+        status = json.loads(response.body)
+        errors = status["errors"] + self.log_tail.recent()
+        status.update(health=await self.health(),
+                      errors=sorted(errors, key=lambda error: error["at"], reverse=True)[:self.log_tail.latest.maxlen])
+        return msgspec.json.encode(status)
+
+
 def make_front_app(settings, parts, engine):
     bodies_in_flight = [0]
-    health = health_report(parts, time.monotonic(), bodies_in_flight, engine_health(engine, parts, time.time()))
-    parts.metrics = Metrics(parts, engine_scrape(engine))
+    health = health_report(parts, time.monotonic(), bodies_in_flight, engine_health(engine, parts, settings, time.time()))
+    parts.metrics = Metrics(parts, engine_scrape(engine, settings))
     logging.getLogger().addHandler(parts.metrics.log_tail)
     routes = [(r"/health/?", HealthHandler, dict(health=health)),
               *write_routes(settings, parts),
-              *passed_on(STORAGE_ROUTES, engine),
+              *passed_on(STORAGE_ROUTES, engine, {r"/api/status/?": (
+                  StatusHandler, dict(health=health, log_tail=parts.metrics.log_tail))}),
               (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
               *page_routes()]
     return application(settings, routes, parts.metrics, bodies_in_flight)

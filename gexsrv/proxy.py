@@ -72,10 +72,13 @@ def forwarded(headers):
     return HTTPHeaders({name: value for name, value in headers.get_all() if name.lower() not in HOP_BY_HOP})
 
 
-def passed_on(routes, engine):
+def passed_on(routes, engine, own=None):
     """The front's routes for the engine's (pattern, handler, deps) routes; each takes a body where its handler
-    does (body_methods), so a body it refuses is refused from the request's head, unread, as the engine would."""
-    return [(pattern, ProxyHandler, dict(engine=engine, body_methods=handler.body_methods))
+    does (body_methods), so a body it refuses is refused from the request's head, unread, as the engine would.
+    own: {pattern: (ProxyHandler subclass, its extra deps)} for routes whose reply the front adds to."""
+    own = own or {}
+    return [(pattern, own.get(pattern, (ProxyHandler, {}))[0],
+             dict(engine=engine, body_methods=handler.body_methods, **own.get(pattern, (None, {}))[1]))
             for pattern, handler, _ in routes]
 
 
@@ -112,6 +115,10 @@ class ProxyHandler(BaseHandler):
         self._headers = HTTPHeaders()  # the engine's headers, not this handler's defaults
         for name, value in forwarded(response.headers).get_all():
             self.add_header(name, value)
-        self.finish(response.body or None)  # a 204 or 304 carries none
+        self.finish(await self.passed_back(response) or None)  # a 204 or 304 carries none
+
+    async def passed_back(self, response):
+        """The body the client gets of the engine's response: the engine's own (a route may add to it)."""
+        return response.body
 
     get = post = put = patch = delete = head = options = pass_on

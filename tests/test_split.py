@@ -634,3 +634,35 @@ def test_the_fronts_samples_keep_their_proc_label_while_the_engine_is_down(start
     assert server.stop() == 0
     assert before == after == [(("proc", "engine"),), (("proc", "front"),)]
     assert down == [(("proc", "front"),)]
+
+
+def test_metrics_behind_a_token_hold_the_engines_families(start_server):
+    """The front asks the engine for its families with the token a scrape must bring: without it the engine's 401
+    left every storage, ingest and history family out of /metrics."""
+    server = start_server(None, *SPLIT, "--auth-token", "s3cret")
+    engine_up(server)
+    bearer = {"Authorization": "Bearer s3cret"}
+    reply = server.request("POST", "/gex?ack=ingested", json.dumps(snapshot("SPX", TS, n_strikes=4)).encode(),
+                           {**bearer, "Content-Type": "application/json"})
+    assert reply.status == 202, reply.body
+    scraped = server.request("GET", "/metrics", headers={**bearer, "Accept": "text/plain"})
+    assert scraped.status == 200
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(scraped.body.decode()) for sample in family.samples}
+    assert samples[("gexsrv_rows_stored_total", (("table", "gex_strikes"),))] == 4
+    assert samples[("gexsrv_storage_writable", ())] == 1
+    assert server.request("GET", "/metrics").status == 401
+
+
+def test_the_status_page_sees_both_processes_health_and_warnings(start_server):
+    """GET /api/status is the engine's, with the front's health sections and the warnings the front logged (a
+    refused write is logged by the front only)."""
+    server = start_server(None, *SPLIT)
+    engine_up(server)
+    assert server.post("/gex", {"ticker": "SPX"}).status == 400
+    status = server.get("/api/status").json()
+    assert set(status["health"]["processes"]) == {"front", "engine"}
+    assert status["health"]["journal"]["next_seq"] == 1 and status["health"]["storage"]["state"] == "writable"
+    refused = [error for error in status["errors"] if error["message"].startswith("400 POST /gex")]
+    assert [error["logger"] for error in refused] == ["tornado.access"]
+    assert [error["at"] for error in status["errors"]] == sorted((e["at"] for e in status["errors"]), reverse=True)
