@@ -352,8 +352,11 @@ def test_front_and_engine_sigkilled_together_a_restart_replays_every_key_once(st
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
     keys = post_keys(server, range(TS, TS + 20))
-    os.kill(engine, signal.SIGKILL)
+    # Stopped first: a SIGKILLed engine would be forked again before the front's SIGKILL (and that one would ingest
+    # once it saw the front gone); a stopped one neither ends nor reads its channel's end.
+    os.kill(engine, signal.SIGSTOP)
     server.stop(signal.SIGKILL)
+    os.kill(engine, signal.SIGKILL)
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended")
     with server.db() as db:  # the engine ended: its lock with it
         assert stored_keys(db) == {}  # nothing ingested: the journal alone holds them
