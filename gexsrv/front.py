@@ -127,19 +127,18 @@ async def first_of(*waits, timeout=None):
         task.cancel()
 
 
-
-
 async def serve(settings, spawner):
+    stop = server.stop_signal()
     sockets = server.prepare_to_serve(settings)
     folder = server.journal_folder(settings)
     sockets_dir = tempfile.mkdtemp(prefix="gexsrv-")  # short (a socket path has 107 bytes) and the user's alone
     try:
-        await run(settings, spawner, sockets, folder, os.path.join(sockets_dir, "engine.sock"))
+        await run(settings, spawner, sockets, folder, os.path.join(sockets_dir, "engine.sock"), stop)
     finally:
         shutil.rmtree(sockets_dir, ignore_errors=True)
 
 
-async def run(settings, spawner, sockets, folder, http_socket):
+async def run(settings, spawner, sockets, folder, http_socket, stop):
     parts = build(settings, folder, spawner, http_socket)
     server.open_journal(parts, 0, settings.data_dir)
     await parts.link.start()
@@ -155,7 +154,7 @@ async def run(settings, spawner, sockets, folder, http_socket):
     await server.start_journal(parts)
     log.info("gexsrv listening on http://%s:%d  (front pid %d; the engine owns %s)", host, port, os.getpid(),
              os.path.join(settings.data_dir, "gex_data.db"))
-    await first_of(server.until_signalled(), parts.link.gave_up.wait())
+    await first_of(stop.wait(), parts.link.gave_up.wait())
 
     log.info("shutting down: no new connections, finishing requests in flight, the engine ingesting what is "
              "journaled")

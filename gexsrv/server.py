@@ -70,12 +70,14 @@ async def until(done, deadline):
         await asyncio.sleep(0.01)
 
 
-async def until_signalled():
+def stop_signal():
+    """The event SIGINT and SIGTERM set; taken before the port is bound, so a signal during the start is a clean
+    stop once the start is done, never the default action's death."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 @dataclass
@@ -294,6 +296,7 @@ async def stop_journal(parts, server):
 
 async def serve(settings):
     """One process: HTTP, journal and database (processes = 1)."""
+    stop = stop_signal()
     sockets = prepare_to_serve(settings)
     parts = build(settings, journal_folder(settings))
     await recover(parts)
@@ -304,7 +307,7 @@ async def serve(settings):
     await start_journal(parts)
     start_storage(parts)
     log.info("gexsrv listening on http://%s:%d  (database %s, %s)", host, port, parts.store.path, parts.store.state)
-    await until_signalled()
+    await stop.wait()
 
     log.info("shutting down: no new connections, finishing requests in flight, ingesting what is journaled")
     deadline = asyncio.get_running_loop().time() + settings.shutdown_grace_s

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from filesrv import FileServer
+from forkserver import popen_gexsrv
 from helpers import TS, Server, database_held, eventually, snapshot, wait_job
 from make_history_file import snapshots
 
@@ -274,3 +275,29 @@ def test_sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing_acknowl
     with server.db() as db:  # without a restart: the shutdown ingested what it had journaled
         stored = [t for (t,) in db.execute("SELECT timestamp // 1000 FROM gex_snapshots").fetchall()]
     assert sorted(stored) == sorted(acknowledged)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accepts(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_sigterm_as_soon_as_the_port_accepts_stops_cleanly(tmp_path, processes):
+    """The signal handlers are in place before the port is bound: a SIGTERM sent the moment a connection is
+    accepted (before the server logged that it listens) is a clean stop, not the default action's death (-15)."""
+    port = free_port()
+    server = Server(tmp_path / "data", "--processes", processes)
+    server.flags[1] = str(port)
+    server.log = open(server.log_path, "a")
+    server.proc = popen_gexsrv(server.flags, server.cwd, server.env, stdout=server.log, stderr=subprocess.STDOUT)
+    eventually(lambda: accepts(port) or server.proc.poll() is not None, f"port {port} accepting", timeout=20,
+               step=0.001)
+    assert server.stop() == 0, server.log_path.read_text()
+    assert "stopped" in server.log_path.read_text()
