@@ -240,13 +240,15 @@ async def _soak_run(server, seconds, args):
 
 
 def soak(minutes, args):
-    with servers.Fresh(servers.gexsrv) as server:
-        note(f"soak: gexsrv at {server.url}, {args.soak_rate} req/s from {args.soak_clients} clients for {minutes} min")
+    with servers.Fresh(servers.gexsrv, "--processes", str(args.soak_processes)) as server:
+        note(f"soak: gexsrv --processes {args.soak_processes} at {server.url}, {args.soak_rate} req/s from "
+             f"{args.soak_clients} clients for {minutes} min")
         before = server.memory_mb()
         result, samples = asyncio.run(_soak_run(server, minutes * 60, args))
         after = server.memory_mb()
         view = _server_view(server.health())
-    return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min", "server": "gexsrv",
+    return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min",
+            "server": f"gexsrv --processes {args.soak_processes}",
             **result, "memory_before": before, "memory_after": after, "memory_samples": samples,
             "server_view": view, "crash": server.crash}
 
@@ -353,6 +355,8 @@ def parse_args(argv=None):
                     help="instead: gexsrv alone under --soak-rate for MINUTES, memory sampled throughout")
     ap.add_argument("--soak-rate", type=float, default=500, help="requests per second of the soak (default %(default)s)")
     ap.add_argument("--soak-clients", type=int, default=10, help="clients of the soak (default %(default)s)")
+    ap.add_argument("--soak-processes", type=int, choices=(1, 2), default=1,
+                    help="the soaked server's --processes (default %(default)s; memory is the process tree's)")
     ap.add_argument("--json", default=str(servers.REPO / ".benchmarks" / "perf-report.json"),
                     help="write the full results here (default %(default)s)")
     ap.add_argument("--keep", metavar="DIR",
