@@ -1,7 +1,7 @@
 """One journal line's format, written and read here alone (gexsrv.journal keeps the lines, gexsrv.ingest takes
 them in):
 
-    {"seq":41,"kind":"snapshot","path":"/gex",...,"dup":false,"arrived":1777492800512,"body":{...},"crc":2753346152}
+    {"seq":41,"kind":"snapshot",...,"rows":300,"dup":false,"arrived":1777492800512,"body":{...},"crc":2753346152}
 
 The header's fields come first, `seq` the very first (seq_of reads it without decoding the line); `body` is the
 request body byte for byte but for its line breaks, which become spaces; `crc` is the CRC-32 of the line's bytes
@@ -9,7 +9,8 @@ before `,"crc":`, so a line cut short by a crash is recognised. A GEX line's hea
 raw line UwHeader; a /uw frame with topic gex has both. Headers are Structs, encoded without a dict per line.
 
 Ingest reads a line back by its header alone and cuts the body out unparsed: the body's own decoding parses it
-once.
+once. It takes the strike rows the request's decoding counted (`rows`) rather than checking them again; a line
+without them (an older gexsrv wrote it) or with null (rows were skipped) has them checked again.
 """
 
 import zlib
@@ -39,6 +40,7 @@ class GexHeader(Struct, kw_only=True, gc=False):
     endpoint: str
     ts: int
     received: int
+    rows: int | None = None  # the strike rows stored; None when some were skipped
     dup: bool | None = None
     arrived: int = 0
 
@@ -58,8 +60,11 @@ class UwHeader(Struct, kw_only=True, gc=False):
 
 
 def gex_header(record, path):
+    # With rows skipped, ingest needs their indexes and problems too: it finds them again, rather than the line
+    # carrying them for a case this rare.
     return GexHeader(kind=record.kind, path=path, source=record.source, ticker=record.ticker,
-                     endpoint=record.endpoint, ts=record.timestamp_ms, received=record.received_ms)
+                     endpoint=record.endpoint, ts=record.timestamp_ms, received=record.received_ms,
+                     rows=None if record.skipped else record.strike_rows)
 
 
 def uw_header(record):
@@ -96,7 +101,8 @@ def seq_of(line):
 
 
 class Head(Struct, gc=False):
-    """What ingest reads back of a journal line's header: the fields of both headers it needs."""
+    """What ingest reads back of a journal line's header: the fields of both headers it needs. `rows` is None on a
+    line of an older gexsrv."""
 
     seq: int
     kind: str
@@ -106,6 +112,7 @@ class Head(Struct, gc=False):
     ticker: str | None = None
     endpoint: str | None = None
     ts: int | None = None
+    rows: int | None = None
     addr: str | None = None
     ua: str | None = None
 
@@ -127,11 +134,11 @@ def decode_line(line, rules):
     frame with topic gex has two lines: its raw frame (kind uw) and its GEX record."""
     head, body = cut_line(line)
     if head.path == "/uw":
-        frame = decode_uw(body, rules, head.received, head.addr, head.ua)
+        frame = decode_uw(body, rules, head.received, head.addr, head.ua, head.rows)
         if head.kind == "uw":
             return frame
         record = frame.gex
     else:
-        record = decode_gex(body, rules, head.received)
+        record = decode_gex(body, rules, head.received, strike_rows=head.rows)
     return msgspec.structs.replace(record, kind=head.kind, ticker=head.ticker, endpoint=head.endpoint,
                                    timestamp_ms=head.ts, source=head.source).held()

@@ -1,13 +1,14 @@
 """A journal line as ingest reads it back (gexsrv.journalline): the header decoded alone and the body cut out as it
-was written; lines of an older gexsrv replayed as they were; and the same rows stored from a line as from the
-front's own record."""
+was written; the strike rows the front counted, which ingest takes as they are; lines of an older gexsrv, without
+that count, replayed as they were; and the same rows stored from either line as from the front's own record."""
 
 import json
 
 import msgspec
+import pytest
 from helpers import TS, envelope, majors, phoenix, snapshot
 
-from gexsrv import kinds
+from gexsrv import decode, kinds
 from gexsrv.decode import Rules, decode_gex
 from gexsrv.journalline import cut_line, decode_line, encode_line, gex_header, uw_header
 from gexsrv.position import Position
@@ -19,7 +20,7 @@ ENGINE = Rules().replaying()  # ingest's (gexsrv.server.storage_parts)
 RECEIVED_MS = TS * 1000 + 500
 BAD_ROW = [7130.0, "bad", 1.0]  # a strike row the decoder skips, keeping the snapshot
 
-# Lines as gexsrv wrote them: one snapshot of two rows, one whose middle row is skipped.
+# Lines as gexsrv wrote them before `rows`: one snapshot of two rows, one whose middle row is skipped.
 OLD_LINES = [
     b'{"seq":41,"kind":"snapshot","path":"/gex","source":"live","ticker":"SPX","endpoint":"gex_zero",'
     b'"ts":1777492800000,"received":1777492800500,"dup":false,"arrived":1777492800600,"body":{"timestamp":1777492800,'
@@ -35,14 +36,42 @@ def encoded(body):
     return json.dumps(body).encode()
 
 
-def journaled(seq, header, body):
-    """The line the journal writes for header (as Intake.accept fills it in) and body."""
+def journaled(seq, header, body, old=False):
+    """The line the journal writes for header (as Intake.accept fills it in) and body; old: as gexsrv wrote it
+    before `rows`."""
     header.dup, header.arrived = False, RECEIVED_MS + 100
+    if old:
+        header = {name: value for name, value in msgspec.structs.asdict(header).items() if name != "rows"}
     return b"".join(encode_line(header, body, seq))
 
 
-def gex_line(seq, body):
-    return journaled(seq, gex_header(decode_gex(body, FRONT, RECEIVED_MS), "/gex"), body)
+def gex_line(seq, body, old=False):
+    return journaled(seq, gex_header(decode_gex(body, FRONT, RECEIVED_MS), "/gex"), body, old)
+
+
+def fields(line):
+    return json.loads(line)
+
+
+def test_a_snapshot_line_carries_the_strike_rows_the_front_stored():
+    assert fields(gex_line(1, encoded(snapshot(n_strikes=7))))["rows"] == 7
+
+
+def test_a_line_whose_strike_rows_were_skipped_carries_no_count():
+    body = encoded(snapshot(n_strikes=3, strikes=[*snapshot(n_strikes=3)["strikes"], BAD_ROW]))
+    assert fields(gex_line(1, body))["rows"] is None
+
+
+def test_ingest_takes_the_lines_count_without_checking_the_strike_rows_again(monkeypatch):
+    line = gex_line(1, encoded(snapshot(n_strikes=7)))
+
+    def checked(*_):
+        raise AssertionError("the strike rows were checked again")
+
+    monkeypatch.setattr(decode, "uniform_rows", checked)
+    monkeypatch.setattr(decode, "_strike_rows", checked)
+    record = decode_line(line, ENGINE)
+    assert (record.strike_rows, record.skipped, record.problems) == (7, (), [])
 
 
 def test_a_line_whose_strike_rows_were_skipped_is_decoded_row_by_row_again():
@@ -84,7 +113,7 @@ def bodies_of_every_path():
     ]
 
 
-def front_records_and_lines():
+def front_records_and_lines(old):
     """The records the front holds (as a single process ingests them) and the lines it journals of them."""
     records, lines = [], []
     for path, body in bodies_of_every_path():
@@ -96,7 +125,7 @@ def front_records_and_lines():
             items = [(record, gex_header(record, "/gex"))]
         for record, header in items:
             records.append(record.held())
-            lines.append(journaled(len(lines) + 1, header, body))
+            lines.append(journaled(len(lines) + 1, header, body, old))
     return records, lines
 
 
@@ -114,8 +143,10 @@ def stored(folder, records):
         store.close()
 
 
-def test_the_rows_stored_from_the_lines_are_those_stored_from_the_front_records(tmp_path):
-    records, lines = front_records_and_lines()
+@pytest.mark.parametrize("old", [False, True], ids=["lines", "old lines"])
+def test_the_rows_stored_from_the_lines_are_those_stored_from_the_front_records(tmp_path, old):
+    records, lines = front_records_and_lines(old)
+    assert ("rows" in fields(lines[0])) != old
     from_lines = stored(tmp_path / "lines", [decode_line(line, ENGINE) for line in lines])
     assert from_lines == stored(tmp_path / "front", records)
     assert [len(from_lines[table]) for table in TABLES] == [5, 300 + 300 + 4 + 6, 1, 0, 1]
