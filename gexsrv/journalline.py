@@ -23,7 +23,7 @@ from gexsrv.uw.payloads import decode_uw
 
 CRC_MARK = b',"crc":'
 BODY_MARK = b',"body":'
-JSON_SPACE = b" \t"  # all a line holds of it: its line breaks are spaces
+JSON_SPACE = b" \t"  # JSON's whitespace as a line holds it: its line breaks became spaces
 ENCODER = msgspec.json.Encoder()
 LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
 
@@ -101,8 +101,8 @@ def seq_of(line):
 
 
 class Head(Struct, gc=False):
-    """What ingest reads back of a journal line's header: the fields of both headers it needs. `rows` is None on a
-    line of an older gexsrv."""
+    """What ingest reads back of a journal line's header: the fields of both headers it needs. `rows` is None when
+    the strike rows are checked again: some were skipped, or an older gexsrv wrote the line."""
 
     seq: int
     kind: str
