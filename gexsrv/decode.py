@@ -352,9 +352,10 @@ def check_utf8(data, field="$"):
             raise PayloadError(field, f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
 
 
-def decode_gex(body, rules, received_ms, prefix="$"):
+def decode_gex(body, rules, received_ms, prefix="$", strike_rows=None):
     """One GEX body (a bare payload, or envelopes around one) as a Record, or PayloadError naming the field;
-    received_ms is the server's clock when it arrived."""
+    received_ms is the server's clock when it arrived. strike_rows, from a journal line, is how many strike rows
+    the request's decoding found, none skipped: taken as it is, not counted again."""
     check_utf8(body, prefix)
     (payload, at), envelopes = _unwrap(body, prefix)
     ticker, ticker_at = _filled("ticker", (payload, at), envelopes)
@@ -372,7 +373,7 @@ def decode_gex(body, rules, received_ms, prefix="$"):
     row = KINDS[kind][0](payload, at, problems, skipped)
     stored_rows = 0
     if kind == "snapshot":
-        stored_rows = _strike_count(payload.strikes, at, problems, skipped)
+        stored_rows = _strike_count(payload.strikes, at, problems, skipped) if strike_rows is None else strike_rows
         check_strike_count(stored_rows + len(skipped), f"{at}.strikes", rules)
     ts = timestamp_ms(payload.timestamp, f"{at}.timestamp", rules)
     if ts > received_ms + rules.future_ms:

@@ -1,12 +1,16 @@
 """One journal line's format, written and read here alone (gexsrv.journal keeps the lines, gexsrv.ingest takes
 them in):
 
-    {"seq":41,"kind":"snapshot","path":"/gex",...,"dup":false,"arrived":1777492800512,"body":{...},"crc":2753346152}
+    {"seq":41,"kind":"snapshot",...,"rows":300,"dup":false,"arrived":1777492800512,"body":{...},"crc":2753346152}
 
 The header's fields come first, `seq` the very first (seq_of reads it without decoding the line); `body` is the
 request body byte for byte but for its line breaks, which become spaces; `crc` is the CRC-32 of the line's bytes
 before `,"crc":`, so a line cut short by a crash is recognised. A GEX line's header is GexHeader, a /uw frame's
 raw line UwHeader; a /uw frame with topic gex has both. Headers are Structs, encoded without a dict per line.
+
+Ingest reads a line back by its header alone and cuts the body out unparsed: the body's own decoding parses it
+once. It takes the strike rows the request's decoding counted (`rows`) rather than checking them again; a line
+without them (an older gexsrv wrote it) or with null (rows were skipped) has them checked again.
 """
 
 import zlib
@@ -18,6 +22,8 @@ from gexsrv.decode import decode_gex
 from gexsrv.uw.payloads import decode_uw
 
 CRC_MARK = b',"crc":'
+BODY_MARK = b',"body":'
+JSON_SPACE = b" \t"  # JSON's whitespace as a line holds it: its line breaks became spaces
 ENCODER = msgspec.json.Encoder()
 LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
 
@@ -34,6 +40,7 @@ class GexHeader(Struct, kw_only=True, gc=False):
     endpoint: str
     ts: int
     received: int
+    rows: int | None = None  # the strike rows stored; None when some were skipped
     dup: bool | None = None
     arrived: int = 0
 
@@ -53,8 +60,11 @@ class UwHeader(Struct, kw_only=True, gc=False):
 
 
 def gex_header(record, path):
+    # With rows skipped, ingest needs their indexes and problems too: it finds them again, rather than the line
+    # carrying them for a case this rare.
     return GexHeader(kind=record.kind, path=path, source=record.source, ticker=record.ticker,
-                     endpoint=record.endpoint, ts=record.timestamp_ms, received=record.received_ms)
+                     endpoint=record.endpoint, ts=record.timestamp_ms, received=record.received_ms,
+                     rows=None if record.skipped else record.strike_rows)
 
 
 def uw_header(record):
@@ -90,8 +100,9 @@ def seq_of(line):
     return int(line[7:line.index(b",", 7)])
 
 
-class Line(Struct):
-    """What ingest reads back of a journal line: the fields of both headers it needs, and the body."""
+class Head(Struct, gc=False):
+    """What ingest reads back of a journal line's header: the fields of both headers it needs. `rows` is None when
+    the strike rows are checked again: some were skipped, or an older gexsrv wrote the line."""
 
     seq: int
     kind: str
@@ -101,24 +112,33 @@ class Line(Struct):
     ticker: str | None = None
     endpoint: str | None = None
     ts: int | None = None
+    rows: int | None = None
     addr: str | None = None
     ua: str | None = None
-    body: Raw = Raw()
 
 
-LINE = msgspec.json.Decoder(Line)
+HEAD = msgspec.json.Decoder(Head)
+
+
+def cut_line(line):
+    """(Head, body as Raw) of a journal line, the body without the whitespace around it, as a Raw field would hold
+    it. The first `,"body":` is the body's key: the header before it is flat, and inside a JSON string `,"` can
+    only be its last comma and closing quote, which `body":` cannot follow."""
+    checked = check_line(line)
+    cut = checked.index(BODY_MARK)
+    return HEAD.decode(checked[:cut] + b"}"), Raw(checked[cut + len(BODY_MARK):].strip(JSON_SPACE))
 
 
 def decode_line(line, rules):
     """The record a journal line holds, decoded again by the one rule, its key as the request decided it. A /uw
     frame with topic gex has two lines: its raw frame (kind uw) and its GEX record."""
-    found = LINE.decode(check_line(line) + b"}")
-    if found.path == "/uw":
-        frame = decode_uw(found.body, rules, found.received, found.addr, found.ua)
-        if found.kind == "uw":
+    head, body = cut_line(line)
+    if head.path == "/uw":
+        frame = decode_uw(body, rules, head.received, head.addr, head.ua, head.rows)
+        if head.kind == "uw":
             return frame
         record = frame.gex
     else:
-        record = decode_gex(found.body, rules, found.received)
-    return msgspec.structs.replace(record, kind=found.kind, ticker=found.ticker, endpoint=found.endpoint,
-                                   timestamp_ms=found.ts, source=found.source).held()
+        record = decode_gex(body, rules, head.received, strike_rows=head.rows)
+    return msgspec.structs.replace(record, kind=head.kind, ticker=head.ticker, endpoint=head.endpoint,
+                                   timestamp_ms=head.ts, source=head.source).held()

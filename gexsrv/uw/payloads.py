@@ -61,23 +61,24 @@ def _table_for(topic):
     return next(((table, rows) for matches, table, rows in TABLES if topic and matches(topic)), (None, None))
 
 
-def _gex(body, frame, rules, received_ms):
+def _gex(body, frame, rules, received_ms, strike_rows):
     """The original's envelope is itself a GEX envelope (its ticker, endpoint, kind and received_at sit beside
     the payload); in an array frame, the payload is the envelope or the bare payload."""
     if frame.shape == "envelope":
-        return decode_gex(body, rules, received_ms)
-    return decode_gex(frame.payload, rules, received_ms, prefix=frame.prefix)
+        return decode_gex(body, rules, received_ms, strike_rows=strike_rows)
+    return decode_gex(frame.payload, rules, received_ms, prefix=frame.prefix, strike_rows=strike_rows)
 
 
-def decode_uw(body, rules, received_ms, source_addr=None, user_agent=None):
-    """Ignored or a UwRecord for one /uw body; PayloadError if the frame or its GEX payload is malformed."""
+def decode_uw(body, rules, received_ms, source_addr=None, user_agent=None, strike_rows=None):
+    """Ignored or a UwRecord for one /uw body; PayloadError if the frame or its GEX payload is malformed.
+    strike_rows: as decode_gex takes it, for a topic gex frame."""
     check_utf8(body)
     frame = decode_frame(body)
     reason = control_reason(frame)
     if reason:
         return Ignored(reason)
     webhook_id, digest = identity(body)
-    gex = _gex(body, frame, rules, received_ms) if frame.topic == "gex" else None
+    gex = _gex(body, frame, rules, received_ms, strike_rows) if frame.topic == "gex" else None
     table, to_rows = _table_for(frame.topic)
     problems = Problems()
     rows = to_rows(frame, webhook_id, problems) if to_rows else []
