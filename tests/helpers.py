@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -69,12 +70,30 @@ class Server:
             raise RuntimeError(f"gexsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
         return None
 
-    def stop(self, sig=signal.SIGTERM):
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Signal the server; its exit code once every process of its tree ended (with --processes 2 the engine
+        too, whose end frees the database's lock). SIGKILL is a crash of the server: its whole tree is killed, as
+        one process is; the front alone (the engine would go on to ingest what is durable) is proc.kill()."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
+            others = self._kill_tree() if sig == signal.SIGKILL else self._signal(sig)
+            self.proc.wait(timeout=timeout)
+            wait_ended(others, timeout)
         self.log.close()
         return self.proc.returncode
+
+    def _signal(self, sig):
+        others = descendants(self.proc.pid)
+        self.proc.send_signal(sig)
+        return others
+
+    def _kill_tree(self):
+        """SIGKILL the front and every descendant, each stopped first: none forks, or ingests, meanwhile."""
+        self.proc.send_signal(signal.SIGSTOP)
+        others = descendants(self.proc.pid, signal.SIGSTOP)
+        for pidfd in others:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        self.proc.send_signal(signal.SIGKILL)
+        return others
 
     def request(self, method, path, body=None, headers=None):
         return request(method, self.url + path, body, headers)
@@ -287,6 +306,48 @@ def stored_keys(db, table="gex_snapshots"):
     """{(ticker, endpoint, timestamp): rows} of a table."""
     rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM {table} GROUP BY ALL").fetchall()
     return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
+
+
+def children(pid):
+    """The pids of a process' children; none once it ended."""
+    try:
+        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def descendants(pid, sig=None):
+    """Pidfds of a process' descendants, parents first (a pidfd: no later process that reuses a pid is waited for
+    or signalled). With sig, each one is signalled before its children are listed: SIGSTOP, so that none forks
+    a child past the listing."""
+    found, level = [], children(pid)
+    while level:
+        opened = [pidfd for pidfd in map(pidfd_of, level) if pidfd is not None]
+        for pidfd in opened if sig else ():
+            signal.pidfd_send_signal(pidfd, sig)
+        found += opened
+        level = [child for parent in level for child in children(parent)]
+    return found
+
+
+def pidfd_of(pid):
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:  # it ended since it was listed
+        return None
+
+
+def wait_ended(pidfds, timeout):
+    """Wait until every process ended (a pidfd reads ready once its process exited), then close the pidfds."""
+    try:
+        deadline = time.monotonic() + timeout
+        for pidfd in pidfds:
+            ready, _, _ = select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))
+            assert ready, f"a process of the server's tree still runs {timeout} s after the server stopped"
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
 
 
 def process_state(pid):
