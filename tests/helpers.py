@@ -350,6 +350,13 @@ def wait_ended(pidfds, timeout):
             os.close(pidfd)
 
 
+def database_pid(server):
+    """The pid of the process that owns the database and runs the history imports: the engine's with --processes 2
+    (/health's processes section), the server's otherwise."""
+    processes = server.get("/health").json().get("processes")
+    return processes["engine"]["pid"] if processes else server.proc.pid
+
+
 def process_state(pid):
     """The state letter of a process in /proc (R, S, Z ...), or "gone"."""
     try:
