@@ -446,6 +446,27 @@ def test_while_another_process_holds_the_database_writes_are_journaled_and_land_
         assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1, ("SPX", "gex_zero", (TS + 1) * 1000): 1}
 
 
+
+def resident_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_the_front_holds_none_of_the_bodies_that_wait_for_a_held_database(start_server, tmp_path):
+    """The engine reads what waits from the journal: the front that journaled it keeps none of it in memory. It
+    kept every body waiting, past ingest_memory_mb, up to the backlog's bounds (GiBs): 60 MB of the 52 MB posted here."""
+    data = tmp_path / "data"
+    bodies = [json.dumps(snapshot(timestamp=TS + i, n_strikes=15_000)).encode() for i in range(60)]
+    with database_held(data / "gex_data.db"):
+        server = start_server(data, *SPLIT, "--max-strikes", "15000", "--ingest-memory-mb", "0")
+        before = resident_mb(server.proc.pid)
+        assert [server.post("/gex", body).status for body in bodies] == [202] * 60
+        grown = resident_mb(server.proc.pid) - before
+        waiting = processes(server)["engine"]["records_waiting"]
+    posted = sum(map(len, bodies)) / 2**20
+    assert waiting == 60 and grown < posted / 2, f"the front grew by {grown:.0f} MB of {posted:.0f} MB posted"
+
+
 # ---- a history import in the engine ----
 
 def test_a_history_import_runs_in_the_engine_and_its_keys_reach_the_fronts_duplicate_index(hist, files):
