@@ -70,14 +70,14 @@ class Server:
             raise RuntimeError(f"gexsrv exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
         return None
 
-    def stop(self, sig=signal.SIGTERM, timeout=20):
+    def stop(self, sig=signal.SIGTERM):
         """Signal the server; its exit code once every process of its tree ended (with --processes 2 the engine
         too, whose end frees the database's lock). SIGKILL is a crash of the server: its whole tree is killed, as
         one process is; the front alone (the engine would go on to ingest what is durable) is proc.kill()."""
         if self.proc and self.proc.poll() is None:
             others = self._kill_tree() if sig == signal.SIGKILL else self._signal(sig)
-            self.proc.wait(timeout=timeout)
-            wait_ended(others, timeout)
+            self.proc.wait(timeout=20)
+            wait_ended(others, timeout=20)
         self.log.close()
         return self.proc.returncode
 
@@ -91,7 +91,7 @@ class Server:
         self.proc.send_signal(signal.SIGSTOP)
         others = descendants(self.proc.pid, signal.SIGSTOP)
         for pidfd in others:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            send(pidfd, signal.SIGKILL)
         self.proc.send_signal(signal.SIGKILL)
         return others
 
@@ -309,11 +309,18 @@ def stored_keys(db, table="gex_snapshots"):
 
 
 def children(pid):
-    """The pids of a process' children; none once it ended."""
+    """The pids of a process' children (each listed under the thread that forked it); none once it ended."""
     try:
-        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                for child in (task / "children").read_text().split()]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
+        return []
+    return [int(child) for task in tasks for child in task_children(task)]
+
+
+def task_children(task):
+    try:
+        return (task / "children").read_text().split()
+    except FileNotFoundError:  # the thread ended meanwhile: its children went to another thread, listed there
         return []
 
 
@@ -325,7 +332,7 @@ def descendants(pid, sig=None):
     while level:
         opened = [pidfd for pidfd in map(pidfd_of, level) if pidfd is not None]
         for pidfd in opened if sig else ():
-            signal.pidfd_send_signal(pidfd, sig)
+            send(pidfd, sig)
         found += opened
         level = [child for parent in level for child in children(parent)]
     return found
@@ -336,6 +343,13 @@ def pidfd_of(pid):
         return os.pidfd_open(pid)
     except ProcessLookupError:  # it ended since it was listed
         return None
+
+
+def send(pidfd, sig):
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:  # it exited meanwhile
+        pass
 
 
 def wait_ended(pidfds, timeout):
