@@ -43,7 +43,10 @@ class EngineLink:
         self.observers = list(observers)  # called with every record stored (not duplicates) once, on the loop
         self.backoff_s = backoff_s
         self.wait_s = backoff_s[0]
-        self.pending = {}  # seq -> the record as journaled, until the engine reports it (in seq order)
+        # seq -> the record as journaled, until the engine reports it (in seq order); None when no observer wants it:
+        # the engine reads the record from the journal, and one held here for nothing would put every body waiting
+        # in the front's memory, past ingest_memory_mb (the backlog's bounds are GiBs)
+        self.pending = {}
         self.waiters = {}  # seq -> future of an ?ack=ingested request
         self.position = START  # ingested through, as the engine last said (start: until it says)
         self.channel = None  # while an engine is up
@@ -120,7 +123,7 @@ class EngineLink:
     # ---- what Intake calls, on the loop ----
 
     def add(self, seq, segment, end, received_ms, size, record):
-        self.pending[seq] = record
+        self.pending[seq] = record if self.observers else None
 
     def wait(self, seq):
         """A future resolving to True (stored), False (a duplicate), None (ingested untold, see the module doc) or

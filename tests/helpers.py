@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -70,11 +71,29 @@ class Server:
         return None
 
     def stop(self, sig=signal.SIGTERM):
+        """Signal the server; its exit code once every process of its tree ended (with --processes 2 the engine
+        too, whose end frees the database's lock). SIGKILL is a crash of the server: its whole tree is killed, as
+        one process is; the front alone (the engine would go on to ingest what is durable) is proc.kill()."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            others = self._kill_tree() if sig == signal.SIGKILL else self._signal(sig)
             self.proc.wait(timeout=20)
+            wait_ended(others, timeout=20)
         self.log.close()
         return self.proc.returncode
+
+    def _signal(self, sig):
+        others = descendants(self.proc.pid)
+        self.proc.send_signal(sig)
+        return others
+
+    def _kill_tree(self):
+        """SIGKILL the front and every descendant, each stopped first: none forks, or ingests, meanwhile."""
+        self.proc.send_signal(signal.SIGSTOP)
+        others = descendants(self.proc.pid, signal.SIGSTOP)
+        for pidfd in others:
+            send(pidfd, signal.SIGKILL)
+        self.proc.send_signal(signal.SIGKILL)
+        return others
 
     def request(self, method, path, body=None, headers=None):
         return request(method, self.url + path, body, headers)
@@ -287,6 +306,69 @@ def stored_keys(db, table="gex_snapshots"):
     """{(ticker, endpoint, timestamp): rows} of a table."""
     rows = db.execute(f"SELECT ticker, endpoint, timestamp, count(*) FROM {table} GROUP BY ALL").fetchall()
     return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
+
+
+def children(pid):
+    """The pids of a process' children (each listed under the thread that forked it); none once it ended."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
+    return [int(child) for task in tasks for child in task_children(task)]
+
+
+def task_children(task):
+    try:
+        return (task / "children").read_text().split()
+    except FileNotFoundError:  # the thread ended meanwhile: its children went to another thread, listed there
+        return []
+
+
+def descendants(pid, sig=None):
+    """Pidfds of a process' descendants, parents first (a pidfd: no later process that reuses a pid is waited for
+    or signalled). With sig, each one is signalled before its children are listed: SIGSTOP, so that none forks
+    a child past the listing."""
+    found, level = [], children(pid)
+    while level:
+        opened = [pidfd for pidfd in map(pidfd_of, level) if pidfd is not None]
+        for pidfd in opened if sig else ():
+            send(pidfd, sig)
+        found += opened
+        level = [child for parent in level for child in children(parent)]
+    return found
+
+
+def pidfd_of(pid):
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:  # it ended since it was listed
+        return None
+
+
+def send(pidfd, sig):
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:  # it exited meanwhile
+        pass
+
+
+def wait_ended(pidfds, timeout):
+    """Wait until every process ended (a pidfd reads ready once its process exited), then close the pidfds."""
+    try:
+        deadline = time.monotonic() + timeout
+        for pidfd in pidfds:
+            ready, _, _ = select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))
+            assert ready, f"a process of the server's tree still runs {timeout} s after the server stopped"
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
+
+
+def database_pid(server):
+    """The pid of the process that owns the database and runs the history imports: the engine's with --processes 2
+    (/health's processes section), the server's otherwise."""
+    processes = server.get("/health").json().get("processes")
+    return processes["engine"]["pid"] if processes else server.proc.pid
 
 
 def process_state(pid):

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from helpers import TS, eventually, snapshot, wait_job
+from helpers import TS, database_pid, eventually, snapshot, wait_job
 from make_history_file import snapshots
 
 DAY = dt.date(2025, 10, 21)
@@ -44,13 +44,14 @@ def test_a_download_whose_staged_file_hangs_leaves_the_server_answering(hist, fi
     try:
         queued = server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"})
         assert (queued.status, queued.json()["id"]) == (202, 1), queued.body
-        waiting = eventually(lambda: threads_waiting_on_a_fifo(server.proc.pid), "the download waiting on its file")
+        importer = database_pid(server)
+        waiting = eventually(lambda: threads_waiting_on_a_fifo(importer), "the download waiting on its file")
         posted = server.post("/gex", snapshot(timestamp=TS))
         job = server.get("/gex_history_url/1")
         jobs = server.get("/gex_history_url")
     finally:
         drain(fifo)
-    assert server.proc.pid not in waiting  # the main thread runs the event loop
+    assert importer not in waiting  # the main thread runs the event loop
     assert posted.status == 202, posted.body
     assert (job.status, job.json()["status"]) == (200, "downloading"), job.body
     assert [j["id"] for j in jobs.json()["jobs"]] == [1]

@@ -15,6 +15,8 @@ from helpers import write_history
 from validate_helpers import check, run
 
 KEY = ["ticker", "endpoint", "timestamp"]
+# Nothing is ingested but for a request that waits for it: an hour between ingests, and no batch ever large enough.
+INGEST_HELD_BACK = ("--ingest-interval-ms", "3600000", "--ingest-batch-records", "100000000")
 # a day after today: its parts stay parts, as today's do, whatever the hour the test runs at (stored all the same,
 # a timestamp ahead of the clock is only listed in the reply's problems)
 LATER = int(time.time()) + 3 * 86_400
@@ -51,9 +53,10 @@ def assert_lake_is_the_database(server, expected_counts):
                 set(stored) - {"seq"}), kind
 
 
-def post_feed(server, timestamps, ack=""):
-    """A snapshot of 4 strikes, its majors and its maxchange at each timestamp (epoch s), for SPX and NDX."""
-    for i, ts in enumerate(timestamps):
+def post_feed(server, timestamps, ack="", first=0):
+    """A snapshot of 4 strikes, its majors and its maxchange at each timestamp (epoch s), for SPX and NDX; the
+    spot is 7100 plus the timestamp's index in the feed, the first one's `first`."""
+    for i, ts in enumerate(timestamps, first):
         for ticker in ("SPX", "NDX"):
             for body in (snapshot(ticker=ticker, timestamp=ts, n_strikes=4, spot=7100.0 + i),
                          majors(ticker, ts, 7100.0 + i), maxchange(ticker, ts, 10.0 * i)):
@@ -61,8 +64,12 @@ def post_feed(server, timestamps, ack=""):
 
 
 def test_live_snapshots_majors_and_maxchange_reach_the_lake_row_for_row(start_server):
-    server = start_server(None, "--lake-export-interval", "0.2")
-    post_feed(server, [TS, TS + 1, LATER, LATER + 1])  # a finished day (compacted), a day not over (parts)
+    # A finished day (compacted) and a day not over (parts). Held back until the last day's first post waits for
+    # ingest, the finished day's rows are ingested in one transaction: an export between two of its ingests would
+    # compact it, and the later rows would stay parts beside its day file.
+    server = start_server(None, "--lake-export-interval", "0.2", *INGEST_HELD_BACK)
+    post_feed(server, [TS, TS + 1, LATER])
+    post_feed(server, [LATER + 1], ack="?ack=ingested", first=3)
     health = lake_health(server, lambda h: h["exported"]["maxchange"] == 8)
     assert health["exported"] == {"strikes": 32, "snapshots": 8, "majors": 8, "maxchange": 8}
     assert health["exported_rows"] == 32

@@ -133,7 +133,10 @@ def test_bodies_past_ingest_memory_mb_are_read_back_from_the_journal_and_all_lan
         waiting = health(server)
     assert [r.status for r in replies] == [202] * 80
     assert waiting["storage"]["cause"] == "locked"
-    assert (waiting["ingest"]["records_waiting"], waiting["ingest"]["held_mb"]) == (80, round(held / 2**20, 1))
+    # With --processes 2 the engine ingests, and it reads every body back from the journal: it holds none.
+    held_for_ingest = 0 if "processes" in waiting else held
+    assert (waiting["ingest"]["records_waiting"], waiting["ingest"]["held_mb"]) == (
+        80, round(held_for_ingest / 2**20, 1))
 
     # The position moves on the ingest thread; what is held and what was stored are settled on the event loop
     # a moment later, so a /health in between may show the first without the others.

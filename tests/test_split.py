@@ -330,8 +330,9 @@ def test_a_sigkilled_front_takes_spawner_and_engine_with_it_and_a_restart_stores
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
     keys = post_keys(server, range(now - 120, now - 100))
-    server.stop(signal.SIGKILL)
-    assert server.proc.returncode == -signal.SIGKILL
+    server.proc.kill()  # the front alone: Server.stop(SIGKILL) kills the whole tree
+    assert server.proc.wait(timeout=20) == -signal.SIGKILL
+    server.stop()
     # the engine sees the front's end close, ingests what is durable and exits; the spawner sees it too
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended after the front")
     with server.db() as db:  # the engine ended: its lock with it
@@ -352,11 +353,7 @@ def test_front_and_engine_sigkilled_together_a_restart_replays_every_key_once(st
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
     keys = post_keys(server, range(TS, TS + 20))
-    # Stopped first: a SIGKILLed engine would be forked again before the front's SIGKILL (and that one would ingest
-    # once it saw the front gone); a stopped one neither ends nor reads its channel's end.
-    os.kill(engine, signal.SIGSTOP)
-    server.stop(signal.SIGKILL)
-    os.kill(engine, signal.SIGKILL)
+    server.stop(signal.SIGKILL)  # the whole tree, each process stopped first: no engine ingests or is forked again
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended")
     with server.db() as db:  # the engine ended: its lock with it
         assert stored_keys(db) == {}  # nothing ingested: the journal alone holds them
@@ -447,6 +444,27 @@ def test_while_another_process_holds_the_database_writes_are_journaled_and_land_
     assert server.stop() == 0
     with server.db() as db:
         assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1, ("SPX", "gex_zero", (TS + 1) * 1000): 1}
+
+
+
+def resident_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_the_front_holds_none_of_the_bodies_that_wait_for_a_held_database(start_server, tmp_path):
+    """The engine reads what waits from the journal: the front that journaled it keeps none of it in memory. It
+    kept every body waiting, past ingest_memory_mb, up to the backlog's bounds (GiBs): 60 MB of the 52 MB posted here."""
+    data = tmp_path / "data"
+    bodies = [json.dumps(snapshot(timestamp=TS + i, n_strikes=15_000)).encode() for i in range(60)]
+    with database_held(data / "gex_data.db"):
+        server = start_server(data, *SPLIT, "--max-strikes", "15000", "--ingest-memory-mb", "0")
+        before = resident_mb(server.proc.pid)
+        assert [server.post("/gex", body).status for body in bodies] == [202] * 60
+        grown = resident_mb(server.proc.pid) - before
+        waiting = processes(server)["engine"]["records_waiting"]
+    posted = sum(map(len, bodies)) / 2**20
+    assert waiting == 60 and grown < posted / 2, f"the front grew by {grown:.0f} MB of {posted:.0f} MB posted"
 
 
 # ---- a history import in the engine ----
@@ -579,6 +597,22 @@ def test_a_revalidation_and_preflights_get_the_replies_one_process_gives(start_s
     two, two_etag = answers_without_body(start_server(tmp_path / "two", *SPLIT))
     assert one["revalidated"] == (304, {"Etag": one_etag}, b"")
     assert two == {**one, "revalidated": (304, {"Etag": two_etag}, b"")}
+
+
+
+def bodiless_refusals(server):
+    """The replies to POST, PUT and PATCH without a body on a route that takes none, each sent 10 times."""
+    return Counter((method, reply.status, reply.body) for method in ("POST", "PUT", "PATCH") for _ in range(10)
+                   for reply in [server.request(method, "/api/days")])
+
+
+def test_a_bodiless_post_put_or_patch_on_a_read_route_gets_the_405_one_process_gives(start_server, tmp_path):
+    """Tornado's client sent such a request on to the engine chunked: the engine's 405 and close came before the
+    body's last chunk, whose write then failed (EPIPE), and the front answered 503 (schemathesis met it)."""
+    one = bodiless_refusals(start_server(tmp_path / "one", "--processes", "1"))
+    assert one == {(method, 405, f'{{"status":"error","error":"{method} is not answered on /api/days"}}'.encode()): 10
+                   for method in ("POST", "PUT", "PATCH")}
+    assert bodiless_refusals(start_server(tmp_path / "two", *SPLIT)) == one
 
 
 # ---- the spawner gone ----
