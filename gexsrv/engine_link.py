@@ -1,14 +1,15 @@
 """The front's side of the engine: it has the spawner fork the engine (gexsrv.engine) and forks it again with backoff
 whenever it ends, tells it after each group fsync how far the journal is durable, and settles each journaled seq
-once the engine reports it: ?ack=ingested waiters answered, and the in-memory views (observers) fed exactly once per
-record stored, as the single-process Ingester does.
+once the engine reports it: ?ack=ingested waiters answered and the outcomes counted. The in-memory views are the
+engine's, fed by its own ingest; the front keeps no record, only its seq (the engine reads the journal itself, and
+a body held here would put every one waiting in the front's memory, past ingest_memory_mb).
 
 It offers Intake what the Ingester does (add, wait, waiting, why_waiting, position), so writes are journaled and
 acknowledged whether or not an engine runs: durability never waits for it, and the backlog bound still applies.
 
 A seq the engine ingested but did not report (it died between its commit and its message) is known from the next
 engine's first message (where the database stands): its waiter is answered with None (stored or a duplicate, not
-known which) and no view is fed with it, since it may have been a duplicate; `untold` counts them.
+known which); `untold` counts them.
 
 What a history import in the engine commits is told to the front's duplicate index (keys: KeysCommitting,
 answered with Noted, then KeysCommitted), and so is what the database holds once the engine has it (KeysLoaded).
@@ -35,18 +36,14 @@ BACKOFF_S = (0.05, 5.0)  # the first restart's wait, doubling up to the last
 
 
 class EngineLink:
-    def __init__(self, spawner, journal, engine_args, keys, observers=(), backoff_s=BACKOFF_S):
+    def __init__(self, spawner, journal, engine_args, keys, backoff_s=BACKOFF_S):
         self.spawner = spawner
         self.journal = journal
         self.engine_args = engine_args
         self.keys = keys  # the duplicate index (gexsrv.keys.RecentKeys)
-        self.observers = list(observers)  # called with every record stored (not duplicates) once, on the loop
         self.backoff_s = backoff_s
         self.wait_s = backoff_s[0]
-        # seq -> the record as journaled, until the engine reports it (in seq order); None when no observer wants it:
-        # the engine reads the record from the journal, and one held here for nothing would put every body waiting
-        # in the front's memory, past ingest_memory_mb (the backlog's bounds are GiBs)
-        self.pending = {}
+        self.pending = set()  # the seqs journaled that the engine has not reported
         self.waiters = {}  # seq -> future of an ?ack=ingested request
         self.position = START  # ingested through, as the engine last said (start: until it says)
         self.channel = None  # while an engine is up
@@ -123,7 +120,7 @@ class EngineLink:
     # ---- what Intake calls, on the loop ----
 
     def add(self, seq, segment, end, received_ms, size, record):
-        self.pending[seq] = record if self.observers else None
+        self.pending.add(seq)
 
     def wait(self, seq):
         """A future resolving to True (stored), False (a duplicate), None (ingested untold, see the module doc) or
@@ -201,13 +198,11 @@ class EngineLink:
     def _settle(self, seq, result):
         if seq not in self.pending:  # settled already (an engine ingesting its journal again after a replacement)
             return
-        record = self.pending.pop(seq)
+        self.pending.remove(seq)
         if isinstance(result, RecordRefused):
             self.stored["quarantined"] += 1
         elif result:
             self.stored["stored"] += 1
-            for observe in self.observers:
-                observe(record)
         elif result is False:
             self.stored["duplicates"] += 1
         future = self.waiters.pop(seq, None)
