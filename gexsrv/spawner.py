@@ -26,7 +26,6 @@ import msgspec
 
 from gexsrv.channel import Channel, Exited, Spawn, Spawned, receive_blocking, send_blocking
 
-REAP_EVERY_S = 0.25
 log = logging.getLogger("gexsrv.front.spawner")
 
 
@@ -60,34 +59,36 @@ def start():
 # ---- in the spawner ----
 
 def serve(sock):
-    """Fork children on request and report their ends, until the front's end closes."""
+    """Fork children on request and report their ends, until the front's end closes. A child's end is seen on its
+    pidfd the moment it exits, so a restart or a stop never waits for a polling period."""
     # Ctrl-C in a terminal signals the whole process group: the front decides when the spawner ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    children = {}  # pidfd -> pid
     while True:
-        readable, _, _ = select.select([sock], [], [], REAP_EVERY_S)
-        if not reap(sock):
-            return
-        if readable:
+        readable, _, _ = select.select([sock, *children], [], [])
+        for pidfd in children.keys() & set(readable):
+            if not report_end(sock, children.pop(pidfd), pidfd):
+                return
+        if sock in readable:
             message, fds = receive_blocking(sock, fds_wanted=1)
             if message is None:
                 return
-            send_blocking(sock, fork_child(sock, message, fds))
+            spawned = fork_child(sock, message, fds)
+            if spawned.pid:
+                children[os.pidfd_open(spawned.pid)] = spawned.pid
+            send_blocking(sock, spawned)
 
 
-def reap(sock):
-    """Report every child that ended; False once the front is gone."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if pid == 0:
-            return True
-        try:
-            send_blocking(sock, Exited(pid, status))
-        except OSError:
-            return False
+def report_end(sock, pid, pidfd):
+    """Reap the child and say so; False once the front is gone."""
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    try:
+        send_blocking(sock, Exited(pid, status))
+    except OSError:
+        return False
+    return True
 
 
 def fork_child(sock, message, fds):
