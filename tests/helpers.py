@@ -7,14 +7,17 @@ import http.client
 import itertools
 import json
 import os
+import random
 import re
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -378,3 +381,88 @@ def process_state(pid):
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+class Poster:
+    """Threads posting distinct snapshots of `strikes` rows, one ticker each (a live feed's timestamp order), to
+    `url` (None while no server is up: they wait), every `ingested_every`-th with ?ack=ingested. They remember every
+    key sent, every key a 2xx acknowledged, each ack=ingested reply's `duplicate`, the (status, ack, outcome) of
+    every other reply, and how many requests lost their connection before a reply (a killed server: no ack)."""
+
+    def __init__(self, tickers, strikes, url=None, ingested_every=0):
+        self.url = url
+        self.strikes = strikes
+        self.ingested_every = ingested_every
+        self.sent, self.acked = set(), set()
+        self.ingested_duplicates = Counter()
+        self.refused = Counter()
+        self.cut = 0
+        self.lock = threading.Lock()
+        self.numbers = itertools.count()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.post_until_stopped, args=(ticker,), daemon=True)
+                        for ticker in tickers]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=35)
+
+    def post_until_stopped(self, ticker):
+        while not self.stopping.is_set():
+            url = self.url
+            if url is None:
+                time.sleep(0.005)
+                continue
+            with self.lock:
+                i = next(self.numbers)
+                self.sent.add((ticker, "gex_zero", (TS + i) * 1000))
+            ack = "ingested" if self.ingested_every and i % self.ingested_every == 0 else "journal"
+            body = json.dumps(snapshot(ticker, TS + i, n_strikes=self.strikes)).encode()
+            try:
+                reply = request("POST", f"{url}/gex?ack={ack}", body, {"Content-Type": "application/json"})
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.cut += 1
+                time.sleep(0.005)
+                continue
+            self.note(reply, ack)
+
+    def note(self, reply, ack):
+        with self.lock:
+            if 200 <= reply.status < 300:
+                answer = reply.json()
+                self.acked.add((answer["ticker"], answer["endpoint"], answer["timestamp"]))
+                if ack == "ingested":
+                    self.ingested_duplicates[answer["duplicate"]] += 1
+            else:
+                self.refused[(reply.status, ack, reply.json().get("outcome"))] += 1
+
+
+def crash_moments(loop, default_seed):
+    """The random generator of a crash loop's moments: seeded from CRASH_SEED (random: a new seed), else the loop's
+    own, the same on every run; the seed is printed so that a failing run can be replayed. (seed, generator)."""
+    chosen = os.environ.get("CRASH_SEED", str(default_seed))
+    seed = random.randrange(2**32) if chosen == "random" else int(chosen)
+    print(f"{loop} seed {seed} (CRASH_SEED={seed} chooses the same moments, CRASH_SEED=random new ones)")
+    return seed, random.Random(seed)
+
+
+def history_folder(folder, snapshots, ticker):
+    """folder/history.json, a generator file of `snapshots` 20-strike snapshots of ticker, for a FileServer."""
+    import make_history_file  # from bench/, which the path holds only once the lines above ran
+    folder.mkdir()
+    make_history_file.write(folder / "history.json", make_history_file.snapshots(snapshots, n_strikes=20,
+                                                                                 ticker=ticker))
+    return folder
+
+
+def queue_history(server, origin, ticker):
+    """POST /gex_history_url of the FileServer origin's history.json (history_folder)."""
+    return server.post("/gex_history_url", {"url": f"{origin.url}/files/history.json", "ticker": ticker,
+                                            "endpoint": "gex_zero"})

@@ -1,24 +1,18 @@
 """The write-ahead journal end to end, with real processes and files: SIGKILL at random moments under load, a
 replay of 100,000 journaled records, what each ack promises, 503 on a full ingest backlog, and the quarantine."""
 
-import http.client
-import itertools
 import json
-import os
-import random
 import signal
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import duckdb
 import msgspec
-import make_history_file
 import pytest
 from filesrv import FileServer
 from forkserver import run_gexsrv
-from helpers import TS, database_held, request, snapshot, stored_keys, wait_job
+from helpers import (TS, Poster, crash_moments, database_held, history_folder, queue_history, snapshot, stored_keys,
+                     wait_job)
 
 from gexsrv import archive
 from gexsrv.decode import Rules, decode_gex
@@ -56,54 +50,6 @@ LOAD_STRIKES = 20
 TICKERS = ("SPX", "NDX", "SPY")
 
 
-class Load:
-    """Threads posting distinct snapshots to whichever server is up (`url`, None while none is); they remember
-    every key sent and every key a 2xx acknowledged."""
-
-    def __init__(self, threads):
-        self.url = None
-        self.sent = set()
-        self.acked = set()
-        self.refused = Counter()  # status of every reply that is not a 2xx
-        self.lock = threading.Lock()
-        self.numbers = itertools.count()
-        self.stopping = threading.Event()
-        # one ticker a thread: each feed's snapshots arrive in timestamp order, as a live feed's do
-        self.threads = [threading.Thread(target=self.post_until_stopped, args=(TICKERS[k % len(TICKERS)],),
-                                         daemon=True) for k in range(threads)]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=35)
-
-    def post_until_stopped(self, ticker):
-        while not self.stopping.is_set():
-            url = self.url
-            if url is None:
-                time.sleep(0.005)
-                continue
-            i = next(self.numbers)
-            body = json.dumps(snapshot(ticker, TS + i, n_strikes=LOAD_STRIKES)).encode()
-            with self.lock:
-                self.sent.add((ticker, "gex_zero", (TS + i) * 1000))
-            try:
-                reply = request("POST", url + "/gex", body, {"Content-Type": "application/json"})
-            except (OSError, http.client.HTTPException):  # killed before it answered: not acknowledged
-                time.sleep(0.005)
-                continue
-            with self.lock:
-                if 200 <= reply.status < 300:
-                    answer = reply.json()
-                    self.acked.add((answer["ticker"], answer["endpoint"], answer["timestamp"]))
-                else:
-                    self.refused[reply.status] += 1
-
 
 HISTORY_TICKER, HISTORY_SNAPSHOTS = "QQQ", 3_000
 # Everything that writes runs while the kills come: segments archived every fraction of a second, the lake
@@ -132,20 +78,12 @@ def lake_keys(data_dir):
 
 @pytest.mark.slow
 def test_every_acknowledged_snapshot_survives_sigkills_at_random_moments_under_load(start_server, tmp_path):
-    chosen = os.environ.get("CRASH_SEED", str(CRASH_SEED))
-    seed = random.randrange(2**32) if chosen == "random" else int(chosen)
-    print(f"SIGKILL loop seed {seed} (CRASH_SEED={seed} chooses the same moments, CRASH_SEED=random new ones)")
-    rng = random.Random(seed)
-    files = tmp_path / "files"
-    files.mkdir()
-    make_history_file.write(files / "history.json", make_history_file.snapshots(HISTORY_SNAPSHOTS, n_strikes=20,
-                                                                                ticker=HISTORY_TICKER))
-    with FileServer(files) as origin:
+    seed, rng = crash_moments("SIGKILL loop", CRASH_SEED)
+    with FileServer(history_folder(tmp_path / "files", HISTORY_SNAPSHOTS, HISTORY_TICKER)) as origin:
         server = start_server(None, *BUSY)
-        queued = server.post("/gex_history_url", {"url": f"{origin.url}/files/history.json",
-                                                  "ticker": HISTORY_TICKER, "endpoint": "gex_zero"})
+        queued = queue_history(server, origin, HISTORY_TICKER)
         acked_per_run = []
-        with Load(threads=len(TICKERS)) as load:
+        with Poster(TICKERS, LOAD_STRIKES) as load:
             for _ in range(KILLS):
                 before = len(load.acked)
                 load.url = server.url
