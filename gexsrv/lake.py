@@ -27,7 +27,6 @@ import logging
 import os
 import threading
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -43,6 +42,15 @@ LOCK_POLL_S = 0.05  # how often the exporter looks whether a history import has 
 DAY_MS = 86_400_000
 NUMBERED = "seq > ? AND seq <= ?"
 UNNUMBERED = "seq IS NULL AND timestamp >= ? AND timestamp < ?"  # one UTC day of them
+
+
+def polars():
+    """polars, imported at the first export that has rows rather than with this module: its import costs a tenth of
+    a CPU-second and starts threads (its allocator's, its spill cleaner), which a process that exports nothing, or
+    one that forks (tests/forkserver.py preloads gexsrv), is better without."""
+    import polars as pl
+
+    return pl
 
 
 def rows_sql(kind, where):
@@ -120,6 +128,7 @@ def holds(path, frame):
     Asked only when a part's name is taken (a repeated export), so reading the file back costs nothing in the
     usual case; the row count in its footer settles most differences without reading any data.
     """
+    pl = polars()
     try:
         if pq.read_metadata(path).num_rows != frame.height:
             return False
@@ -146,7 +155,7 @@ def publish_parts(frame, root, kind, span, what):
 
 
 def _frame(cursor, kind, where, params):
-    return pl.from_arrow(cursor.sql(rows_sql(kind, where), params=params).to_arrow_table())
+    return polars().from_arrow(cursor.sql(rows_sql(kind, where), params=params).to_arrow_table())
 
 
 def export_range(cursor, root, lo, hi):
@@ -215,7 +224,7 @@ def compact(root, today):
                 continue  # never replaced; later parts simply stay beside it
             day_parts.sort()
             paths = [os.path.join(folder, p) for p in day_parts]
-            frame = pl.read_parquet(paths, glob=False).sort(KINDS[kind].order.split(", "))
+            frame = polars().read_parquet(paths, glob=False).sort(KINDS[kind].order.split(", "))
             if publish(frame, folder, f"{day}.{kind}.parquet", {PARTS_KEY: json.dumps(day_parts)}):
                 for part in day_parts:
                     os.unlink(os.path.join(folder, part))

@@ -119,10 +119,10 @@ UW_TABLES = [
 NUMBERED_TABLES = ("gex_strikes", "gex_snapshots", "gex_majors", "gex_maxchange")
 
 
-def columns(con, table):
-    return {name for (name,) in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'", [table]
-    ).fetchall()}
+def columns(con):
+    """{(table, column)} of the main schema, in one query: a query per added column cost a start ~10 ms of CPU."""
+    return set(con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'").fetchall())
 
 
 def apply(con):
@@ -130,8 +130,9 @@ def apply(con):
     con.begin()
     for ddl in LEGACY_TABLES + GEX_TABLES:
         con.execute(ddl)
+    present = columns(con)
     for table, column, sqltype in ADDED_COLUMNS:
-        if column not in columns(con, table):
+        if (table, column) not in present:
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {sqltype}')
             con.execute("INSERT INTO gexsrv_migrations (name) VALUES (?)", [f"add {table}.{column}"])
     con.execute(SNAPSHOT_KEY)

@@ -1,8 +1,16 @@
+import sys
+
 import pytest
 
 from filesrv import FileServer
 from helpers import Server, chromium
 from run_account import RunAccount
+
+# pytest keeps each test module's rewritten asserts as bytecode in tests/__pycache__ (ignored by git), unless
+# bytecode is not written (PYTHONDONTWRITEBYTECODE, set in some environments): then every test process, the four
+# workers and the controller, rewrites and compiles every test module again, about 3 CPU-seconds each per run.
+# Only the test processes write it; the servers and commands they start keep the environment's setting.
+sys.dont_write_bytecode = False
 
 
 @pytest.fixture
@@ -75,8 +83,16 @@ def pytest_ignore_collect(collection_path, config):
 
 def pytest_collection_modifyitems(items):
     """The slow tests first: under workers the longest of them (the performance report's smoke test, the SIGKILL
-    loop) then start at once instead of finishing the run alone on one worker."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    loop) then start at once instead of finishing the run alone on one worker. Then the modules whose tests share
+    a module-scoped fixture (a server, a built data dir): xdist hands each worker a first batch of consecutive
+    tests, a quarter of its share, and later ones of a few tests, so a module early in the order is built on one
+    or two workers rather than on each of them."""
+    sharing = {item.module for item in items if uses_a_module_fixture(item)}
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.module not in sharing))
+
+
+def uses_a_module_fixture(item):
+    return any(defs[-1].scope == "module" for defs in item._fixtureinfo.name2fixturedefs.values())
 
 
 def pytest_configure(config):

@@ -1,16 +1,15 @@
 """A generated day for the day view's tests (test_heatmap.py, test_day_page.py), and what the server should make of
-it: a gexbot history file (bench/make_history_file.py) imported with `python -m gexsrv import`, and the same
-snapshots in an in-memory DuckDB, where the expected grids are computed by queries of the tests' own."""
+it: a gexbot history file (bench/make_history_file.py) imported with `python -m gexsrv import` (forkserver.run_gexsrv),
+and the same snapshots in an in-memory DuckDB, where the expected grids are computed by queries of the tests' own."""
 
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import duckdb
 import pyarrow as pa
 
-from helpers import HISTORY_DAY, HISTORY_NAME, HISTORY_OPEN, REPO
+from forkserver import run_gexsrv
+from helpers import HISTORY_DAY, HISTORY_NAME, HISTORY_OPEN
 
 SNAPS, STRIKES, EVERY = 240, 24, 5  # 20 minutes: 12 snapshots a minute, the strikes shifting as spot walks
 OPEN_MS = HISTORY_OPEN * 1000
@@ -29,8 +28,7 @@ def import_day(data_dir, snaps):
     """The snapshots imported into data_dir by the command line (the server must not be running there)."""
     path = data_dir.parent / HISTORY_NAME
     path.write_text(json.dumps(snaps))
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "import", str(path), "--data-dir", str(data_dir)],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    run = run_gexsrv(["import", str(path), "--data-dir", str(data_dir)], timeout=120)
     assert run.returncode == 0, run.stderr
 
 

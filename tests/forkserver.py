@@ -7,9 +7,9 @@ once; each start is then a fork of it that sets up argv, environment, working di
 gexsrv's `__main__` as `python -m gexsrv` does: a real process, listening on a real port, exiting with its own code.
 
 Not imported in the zygote: polars (its import starts threads, and a fork of a process with threads can leave the
-child with a lock held by a thread that is not there); gexsrv.lake and gexsrv.server, which import it. The children
-import them. The zygote keeps pyarrow's jemalloc and OpenBLAS single-threaded, and checks before every fork that it
-has one thread.
+child with a lock held by a thread that is not there). gexsrv imports it only when it first exports rows to the lake
+(gexsrv.lake), so the zygote can preload all of gexsrv and a child that exports imports polars itself. The zygote
+keeps pyarrow's jemalloc and OpenBLAS single-threaded, and checks before every fork that it has one thread.
 
 What differs from a Popen: the process' parent is the zygote; /proc/PID/cmdline and /proc/PID/environ show the
 zygote's (os.environ, and what the server's own children inherit, is the one asked for); pyarrow's jemalloc runs
@@ -21,6 +21,7 @@ variable read when the interpreter or a library in the zygote starts (`PYTHONPAT
 """
 
 import atexit
+import gc
 import json
 import locale
 import os
@@ -51,7 +52,8 @@ PRELOAD = (
     "gexsrv.connections", "gexsrv.decode", "gexsrv.gexwrite", "gexsrv.history.runner", "gexsrv.ingest",
     "gexsrv.intake", "gexsrv.journal", "gexsrv.journal_home", "gexsrv.keys", "gexsrv.latest", "gexsrv.metrics",
     "gexsrv.notify", "gexsrv.outputs", "gexsrv.poller", "gexsrv.position", "gexsrv.store", "gexsrv.supervisor",
-    "gexsrv.uw.trades", "gexsrv.uw.writer", "gexsrv.validate.cli",
+    "gexsrv.uw.trades", "gexsrv.uw.writer", "gexsrv.validate.cli", "gexsrv.lake", "gexsrv.server", "gexsrv.front",
+    "gexsrv.engine", "gexsrv.history.cli", "gexsrv.history.backfill_cli",
 )
 MESSAGE_BYTES = 1 << 20
 
@@ -91,6 +93,9 @@ class Forks:
 
     def __init__(self, control_fd):
         self.problem = preload()
+        # What the zygote imported is permanent: out of every collection, a child's collections neither walk it
+        # nor write to its objects (which would copy their pages into each child)
+        gc.freeze()
         self.control = socket.socket(fileno=control_fd)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.control, selectors.EVENT_READ)

@@ -31,13 +31,18 @@ def test_a_level_zstd_has_not_is_refused_naming_the_setting(level):
     assert str(refused.value).startswith(f"gexsrv: invalid GEXSRV_ARCHIVE_ZSTD_LEVEL = '{level}': Expected `int`")
 
 
+# Lines of the segment: ~4 of zstd's 128 KiB reads, so the stream spans several; 20,000 at level 19 cost each test
+# 2 CPU-seconds.
+LINES = 4_000
+
+
 def segment(folder):
-    """A journal segment of 20,000 repetitive lines, as a closed segment is handed to the archiver."""
+    """A journal segment of LINES repetitive lines, as a closed segment is handed to the archiver."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, segment_name(1))
     body = b'{"ticker":"SPX","strikes":[[7100,1.5,2.5,[1,2,3,4,5]]]}'
     with open(path, "wb") as f:
-        for seq in range(1, 20_001):
+        for seq in range(1, LINES + 1):
             f.write(b"".join(encode_line({"seq": seq, "kind": "snapshot", "arrived": 1777492800000}, body)))
     return path
 
@@ -55,12 +60,12 @@ def archived_size(tmp_path, level):
     path = segment(str(tmp_path / "journal"))
     journal = Journal(os.path.dirname(path), 1 << 30, 300)
     journal.open()
-    archiver = archive.Archiver(journal, lambda: 20_000, str(tmp_path / "live"), 0, level=level)
-    asyncio.run(archiver._archive([(journal.segments[0], 20_000)], 20_000))
+    archiver = archive.Archiver(journal, lambda: LINES, str(tmp_path / "live"), 0, level=level)
+    asyncio.run(archiver._archive([(journal.segments[0], LINES)], LINES))
     asyncio.run(journal.close())
     assert not os.path.exists(path) and archiver.files == 1
     (seq, final), = archive.files(archiver.root)
-    assert seq == 1 and archive.last_seq(archiver.root) == 20_000
+    assert seq == 1 and archive.last_seq(archiver.root) == LINES
     return os.path.getsize(final)
 
 

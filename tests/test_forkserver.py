@@ -15,7 +15,7 @@ import pytest
 
 import forkserver
 from forkserver import ForkedProcess, Zygote, import_time_differences, run_gexsrv
-from helpers import REPO, Server, TS, snapshot, wait_job
+from helpers import REPO, Server, TS, eventually, snapshot, wait_job
 
 NAME = "2026-04-29_SPX_classic_gex_zero.json"
 LOCAL = ("--history-allowed-hosts", "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32")
@@ -106,12 +106,14 @@ def test_a_cli_run_exits_with_its_status_and_its_output_captured():
 
 @pytest.mark.skipif(not forkserver.enabled(), reason="GEXSRV_TEST_FORK=0: no zygote")
 def test_the_zygote_has_one_thread_no_polars_and_none_of_its_descriptors_in_a_server(tmp_path):
-    server = Server(tmp_path / "data").start()
+    server = Server(tmp_path / "data", "--lake-export-interval", "0.2").start()
     try:
         zygote = Zygote.current.proc.pid
         assert os.listdir(f"/proc/{zygote}/task") == [str(zygote)]
         assert "polars" not in Path(f"/proc/{zygote}/maps").read_text()
-        assert "polars" in Path(f"/proc/{server.proc.pid}/maps").read_text()  # the server imported it itself
+        assert server.post("/gex", snapshot()).status == 202
+        eventually(lambda: "polars" in Path(f"/proc/{server.proc.pid}/maps").read_text(),  # its first export's
+                   "the server importing polars itself", 20)
         sockets = {link for link in links(zygote) if link.startswith("socket:")}  # control, and a channel a child
         ours = links(server.proc.pid)
         assert len(sockets) >= 2 and not sockets & ours and "anon_inode:[pidfd]" not in ours

@@ -9,7 +9,7 @@ import pytest
 
 from filesrv import FileServer
 from helpers import Server
-from openapi_cases import FUZZ_ENV, FUZZ_FLAGS, REQUEST_TIMEOUT_S, SCHEMA
+from openapi_cases import FUZZ_ENV, FUZZ_FLAGS, REQUEST_TIMEOUT_S, schema
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def fuzzed(tmp_path_factory):
         assert (storage["state"], storage["quarantined"]) == ("writable", 0), storage
 
 
-@SCHEMA.parametrize()
+@schema().parametrize()
 @hypothesis.settings(deadline=timedelta(seconds=REQUEST_TIMEOUT_S + 5))
 def test_replies_are_as_described(case, fuzzed):
     """No 5xx, no hang, every reply's status, type, headers and body as described, and a request the

@@ -2,18 +2,15 @@
 server takes a URL to /gex_history_url but refuses a local file, so each gets its own advice; a damaged database is
 no running server's doing and gets none of it."""
 
-import subprocess
-import sys
-
-from helpers import HISTORY_DAY, REPO, write_history
+from forkserver import run_gexsrv
+from helpers import HISTORY_DAY, write_history
 
 NAME = f"{HISTORY_DAY}_SPX_classic_gex_zero.json"
 
 
 def gexsrv_import(source, data):
     """(exit code, what the command printed on stderr from its own line on: the store's log line goes before it)."""
-    run = subprocess.run([sys.executable, "-m", "gexsrv", "import", source, "--data-dir", str(data), "--no-progress"],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = run_gexsrv(["import", source, "--data-dir", str(data), "--no-progress"], timeout=60)
     return run.returncode, run.stderr[run.stderr.find("gexsrv import:"):].splitlines()
 
 
