@@ -100,6 +100,18 @@ def http_server(settings, parts, path):
     return http
 
 
+def remove_socket(path):
+    """The socket and the private folder the front made for it, which a front that died cannot remove itself."""
+    for remove, name in ((os.unlink, path), (os.rmdir, os.path.dirname(path))):
+        try:
+            remove(name)
+        except FileNotFoundError:  # the front removed them after all (it stopped while the engine was finishing)
+            return
+        except OSError as exc:
+            log.warning("cannot remove %s the front left: %s", name, exc.strerror or exc)
+            return
+
+
 async def run(settings, args, sock):
     started = time.time()
     channel = await Channel.over(sock)
@@ -137,3 +149,5 @@ async def run(settings, args, sock):
     await server.stop_storage(parts, asyncio.get_running_loop().time() + settings.shutdown_grace_s)
     await http.close_all_connections()
     await channel.close()
+    if message is None:
+        remove_socket(args["http_socket"])

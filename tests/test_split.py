@@ -69,6 +69,16 @@ def tree(server):
     return server.proc.pid, spawner, engine
 
 
+def unix_sockets(pid):
+    """The paths of the Unix sockets bound by a process' open descriptors (/proc/net/unix by their inodes)."""
+    fds = os.path.join("/proc", str(pid), "fd")
+    inodes = {os.readlink(os.path.join(fds, fd))[len("socket:["):-1] for fd in os.listdir(fds)
+              if os.readlink(os.path.join(fds, fd)).startswith("socket:[")}
+    with open("/proc/net/unix") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return {row[7] for row in rows if len(row) > 7 and row[6] in inodes}
+
+
 def all_ingested(server, seq):
     """The front's view of the engine once it reported every seq through `seq` ingested."""
     def ingested():
@@ -279,12 +289,15 @@ def test_a_sigkilled_front_takes_spawner_and_engine_with_it_and_a_restart_stores
     now = int(time.time())  # keys inside the duplicate horizon: a restart loads them into the front's index
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
+    [engine_socket] = unix_sockets(engine)
     keys = post_keys(server, range(now - 120, now - 100))
     server.proc.kill()  # the front alone: Server.stop(SIGKILL) kills the whole tree
     assert server.proc.wait(timeout=20) == -signal.SIGKILL
     server.stop()
     # the engine sees the front's end close, ingests what is durable and exits; the spawner sees it too
     eventually(lambda: ended(engine) and ended(spawner), "the engine and the spawner ended after the front")
+    # the front that would have removed the engine's socket and its private folder is gone: the engine did
+    assert engine_socket.endswith("/engine.sock") and not os.path.exists(os.path.dirname(engine_socket))
     with server.db() as db:  # the engine ended: its lock with it
         assert stored_keys(db) == {key: 1 for key in keys}
 
