@@ -21,7 +21,7 @@ MESSAGES = [
     KeysCommitting(3, [[["snapshot", "SPX", "gex_zero", 1777492801000], 1777492801000]]),
     Noted(3),
     KeysCommitted([[["snapshot", "SPX", "gex_zero", 1777492801000], 1777492801000]]),
-    Fatal("data/gex_data.db is not a readable DuckDB database"),
+    Fatal("/nowhere/gex_data.db is not a readable DuckDB database"),
     Spawn("gexsrv.engine:main", msgspec.Raw(msgspec.msgpack.encode({"journal": "/j"}))),
     Stop(),
 ]
