@@ -73,7 +73,7 @@ class ServerProcess:
     def memory_mb(self):
         """Resident set size now and its peak so far (VmRSS, VmHWM), in MB, of the server's processes together
         (procstat.tree); None once the process has exited."""
-        each = [memory_of(pid) for pid in procstat.tree(self.proc.pid)]
+        each = [procstat.memory_of(pid) for pid in procstat.tree(self.proc.pid)]
         if each[0] is None:
             return None
         found = [memory for memory in each if memory]
@@ -115,22 +115,6 @@ class ServerProcess:
 
     def log_tail(self, lines=30):
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def memory_of(pid):
-    """(VmRSS, VmHWM) of one process in MB; None once it has exited."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return None
-    fields = {}
-    for line in status.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = round(int(value.split()[0]) / 1024, 1)  # the kernel reports kB
-    if "VmRSS" not in fields:  # a zombie: exited, not yet waited for
-        return None
-    return {"rss_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"]}
 
 
 def gexsrv(workdir, *flags):

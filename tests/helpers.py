@@ -311,33 +311,18 @@ def stored_keys(db, table="gex_snapshots"):
     return {(ticker, endpoint, ts): n for ticker, endpoint, ts, n in rows}
 
 
-def children(pid):
-    """The pids of a process' children (each listed under the thread that forked it); none once it ended."""
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return []
-    return [int(child) for task in tasks for child in task_children(task)]
-
-
-def task_children(task):
-    try:
-        return (task / "children").read_text().split()
-    except FileNotFoundError:  # the thread ended meanwhile: its children went to another thread, listed there
-        return []
-
-
 def descendants(pid, sig=None):
     """Pidfds of a process' descendants, parents first (a pidfd: no later process that reuses a pid is waited for
     or signalled). With sig, each one is signalled before its children are listed: SIGSTOP, so that none forks
     a child past the listing."""
-    found, level = [], children(pid)
+    import procstat  # from bench/, which the path holds only once the lines above ran
+    found, level = [], procstat.children(pid)
     while level:
         opened = [pidfd for pidfd in map(pidfd_of, level) if pidfd is not None]
         for pidfd in opened if sig else ():
             send(pidfd, sig)
         found += opened
-        level = [child for parent in level for child in children(parent)]
+        level = [child for parent in level for child in procstat.children(parent)]
     return found
 
 

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections import Counter
 
+import procstat
 import pytest
 from filesrv import FileServer
 from forkserver import run_gexsrv
@@ -410,11 +411,6 @@ def test_while_another_process_holds_the_database_writes_are_journaled_and_land_
 
 
 
-def resident_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-
-
 def test_the_front_holds_none_of_the_bodies_that_wait_for_a_held_database(start_server, tmp_path):
     """The engine reads what waits from the journal: the front that journaled it keeps none of it in memory. It
     kept every body waiting, past ingest_memory_mb, up to the backlog's bounds (GiBs): 60 MB of the 52 MB posted here."""
@@ -422,9 +418,9 @@ def test_the_front_holds_none_of_the_bodies_that_wait_for_a_held_database(start_
     bodies = [json.dumps(snapshot(timestamp=TS + i, n_strikes=15_000)).encode() for i in range(60)]
     with database_held(data / "gex_data.db"):
         server = start_server(data, *SPLIT, "--max-strikes", "15000", "--ingest-memory-mb", "0")
-        before = resident_mb(server.proc.pid)
+        before = procstat.memory_of(server.proc.pid)["rss_mb"]
         assert [server.post("/gex", body).status for body in bodies] == [202] * 60
-        grown = resident_mb(server.proc.pid) - before
+        grown = procstat.memory_of(server.proc.pid)["rss_mb"] - before
         waiting = processes(server)["engine"]["records_waiting"]
     posted = sum(map(len, bodies)) / 2**20
     assert waiting == 60 and grown < posted / 2, f"the front grew by {grown:.0f} MB of {posted:.0f} MB posted"
@@ -506,13 +502,6 @@ def test_an_engine_that_does_not_answer_holds_up_neither_writes_nor_health(start
         assert stored_keys(db) == {("SPX", "gex_zero", TS * 1000): 1}
 
 
-def cpu_s(pid):
-    """User and system CPU seconds a process has used (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 ENDLESS = "SELECT count(*) FROM range(1000000000) a, range(1000000) b"  # runs for minutes unless stopped
 
 
@@ -523,9 +512,9 @@ def test_an_engine_killed_while_answering_a_read_gets_503_with_retry_after(start
     replies = []
     reading = threading.Thread(target=lambda: replies.append(
         server.get("/api/sql?" + urllib.parse.urlencode({"q": ENDLESS}))))
-    used = cpu_s(engine)
+    used = procstat.process_cpu_seconds(engine)
     reading.start()
-    eventually(lambda: cpu_s(engine) > used + 0.3, "the engine running the query")
+    eventually(lambda: procstat.process_cpu_seconds(engine) > used + 0.3, "the engine running the query")
     os.kill(engine, signal.SIGKILL)
     reading.join(timeout=30)
     engine_up(server, not_pid=engine)
