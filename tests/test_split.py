@@ -72,12 +72,19 @@ def tree(server):
 
 def unix_sockets(pid):
     """The paths of the Unix sockets bound by a process' open descriptors (/proc/net/unix by their inodes)."""
-    fds = os.path.join("/proc", str(pid), "fd")
-    inodes = {os.readlink(os.path.join(fds, fd))[len("socket:["):-1] for fd in os.listdir(fds)
-              if os.readlink(os.path.join(fds, fd)).startswith("socket:[")}
+    fds = f"/proc/{pid}/fd"
+    links = [link_of(f"{fds}/{fd}") for fd in os.listdir(fds)]
+    inodes = {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
     with open("/proc/net/unix") as table:
         rows = [line.split() for line in table.readlines()[1:]]
     return {row[7] for row in rows if len(row) > 7 and row[6] in inodes}
+
+
+def link_of(path):
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:  # a descriptor closed since it was listed
+        return ""
 
 
 def all_ingested(server, seq):
