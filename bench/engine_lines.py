@@ -13,19 +13,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
-# This checkout's gexsrv, not whichever one the interpreter has installed: the measurement is of this code.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from gexsrv import kinds  # noqa: E402
-from gexsrv.decode import Rules, decode_gex  # noqa: E402
-from gexsrv.journalline import decode_line, encode_line, gex_header  # noqa: E402
-from gexsrv.position import Position  # noqa: E402
-from gexsrv.store import Store  # noqa: E402
-from snapshots import GexBodies  # noqa: E402
+from gexsrv import kinds
+from gexsrv.decode import Rules, decode_gex
+from gexsrv.journalline import decode_line, encode_line, gex_header
+from gexsrv.position import Position
+from gexsrv.store import Store
+from snapshots import GexBodies
 
 RECEIVED_MS = 1_777_492_800_500
 
@@ -42,31 +38,24 @@ def journal_lines(n, strikes, start):
     return lines
 
 
-def cpu_ms_per_line(lines, step):
+def cpu_ms_per_line(lines, batch, step):
+    """CPU ms per line of step(lines of one batch, index of its first)."""
     started = time.process_time()
-    for i in range(0, len(lines), step.batch):
-        step(lines[i:i + step.batch], i)
+    for i in range(0, len(lines), batch):
+        step(lines[i:i + batch], i)
     return (time.process_time() - started) * 1000 / len(lines)
 
 
-class Decode:
-    def __init__(self, batch, rules):
-        self.batch, self.rules = batch, rules
-
-    def __call__(self, lines, _):
-        return [decode_line(line, self.rules) for line in lines]
+def decoding(rules):
+    return lambda lines, _: [decode_line(line, rules) for line in lines]
 
 
-class Ingest(Decode):
-    def __init__(self, batch, rules, store):
-        super().__init__(batch, rules)
-        self.store = store
-
-    def __call__(self, lines, i):
-        records = super().__call__(lines, i)
-        outcomes = self.store.write(records, self.store.prepare(records),
-                                    Position(1, 0, i + len(lines)))
+def ingesting(rules, store):
+    def step(lines, i):
+        records = [decode_line(line, rules) for line in lines]
+        outcomes = store.write(records, store.prepare(records), Position(1, 0, i + len(lines)))
         assert outcomes == [True] * len(records), outcomes
+    return step
 
 
 def summary(rounds):
@@ -81,20 +70,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     rules = Rules().replaying()  # the engine's (gexsrv.server.storage_parts)
-    decoding, ingesting = [], []
+    decoded, ingested = [], []
     lines = journal_lines(args.snapshots, args.strikes, 1_777_492_800)
     for _ in range(args.rounds):
-        decoding.append(cpu_ms_per_line(lines, Decode(args.batch, rules)))
+        decoded.append(cpu_ms_per_line(lines, args.batch, decoding(rules)))
         # every round into a database of its own, so each one stores new keys into tables of the same size
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(os.path.join(tmp, "data"), kinds.WRITERS, threads=1)  # the default duckdb_threads
             store.open()
             assert store.state == "writable", store.error
-            ingesting.append(cpu_ms_per_line(lines, Ingest(args.batch, rules, store)))
+            ingested.append(cpu_ms_per_line(lines, args.batch, ingesting(rules, store)))
             store.close()
     print(json.dumps({"snapshots": args.snapshots, "strikes": args.strikes, "batch": args.batch,
-                      "rounds": args.rounds, "decode_cpu_ms": summary(decoding),
-                      "decode_and_ingest_cpu_ms": summary(ingesting)}))
+                      "rounds": args.rounds, "decode_cpu_ms": summary(decoded),
+                      "decode_and_ingest_cpu_ms": summary(ingested)}))
 
 
 if __name__ == "__main__":
