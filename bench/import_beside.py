@@ -68,7 +68,7 @@ def merged(results):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--processes", default="1")
+    ap.add_argument("--processes", default="2")
     ap.add_argument("--snapshots", type=int, default=23_400)
     ap.add_argument("--strikes", type=int, default=120)
     ap.add_argument("--rate", type=float, default=100)

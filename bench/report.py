@@ -4,7 +4,7 @@ baseline under the same load, plus the history import rate, printed as markdown 
 Every scenario runs five peers in turn, each a fresh server over a fresh temporary dir (PEERS):
   gexsrv               POST /gex, replies once the request's journal line is fsynced (ack=journal, the default)
   gexsrv ack=ingested  POST /gex?ack=ingested, replies once the row is committed in DuckDB
-  gexsrv processes=2   gexsrv --processes 2 (a front and an engine process), ack=journal
+  gexsrv processes=1   gexsrv --processes 1 (one process does everything), ack=journal
   baseline             bench/baseline_server.py: one DuckDB executemany transaction per request
   original             bench/original_server.py: the original's SQLite upsert per request, as its users run it
 The scenarios (bench/loadgen.py, 300-strike snapshots):
@@ -73,14 +73,14 @@ class Peer(NamedTuple):
 PEERS = [
     Peer("gexsrv", servers.gexsrv),
     Peer("gexsrv ack=ingested", servers.gexsrv, "/gex?ack=ingested"),
-    Peer("gexsrv processes=2", servers.gexsrv, flags=("--processes", "2")),
+    Peer("gexsrv processes=1", servers.gexsrv, flags=("--processes", "1")),
     Peer("baseline", servers.baseline, slow=True),
     Peer("original", servers.original, slow=True),
 ]
-GEXSRV_PEERS = ("gexsrv", "gexsrv ack=ingested", "gexsrv processes=2")
+GEXSRV_PEERS = ("gexsrv", "gexsrv ack=ingested", "gexsrv processes=1")
 # (of, to): the ratios printed, of one peer's numbers to another's in the same scenario
 COMPARED = [("gexsrv", "original"), ("gexsrv", "baseline"), ("gexsrv ack=ingested", "original"),
-            ("gexsrv processes=2", "original"), ("gexsrv processes=2", "gexsrv")]
+            ("gexsrv processes=1", "original"), ("gexsrv", "gexsrv processes=1")]
 RATIOS = ("req_per_s", "p50", "p95", "p99", "cpu_ms_per_req")  # the keys of each ratio, in the table's order
 FULL = {"duration": 15.0, "baseline_duration": 5.0, "warmup": 2.0, "history_snapshots": 5000}
 QUICK = {"duration": 2.0, "baseline_duration": 2.0, "warmup": 0.5, "history_snapshots": 200}
@@ -355,7 +355,7 @@ def parse_args(argv=None):
                     help="instead: gexsrv alone under --soak-rate for MINUTES, memory sampled throughout")
     ap.add_argument("--soak-rate", type=float, default=500, help="requests per second of the soak (default %(default)s)")
     ap.add_argument("--soak-clients", type=int, default=10, help="clients of the soak (default %(default)s)")
-    ap.add_argument("--soak-processes", type=int, choices=(1, 2), default=1,
+    ap.add_argument("--soak-processes", type=int, choices=(1, 2), default=2,
                     help="the soaked server's --processes (default %(default)s; memory is the process tree's)")
     ap.add_argument("--json", default=str(servers.REPO / ".benchmarks" / "perf-report.json"),
                     help="write the full results here (default %(default)s)")
