@@ -29,7 +29,8 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 # Ingest's counts (Ingester.stored) of what it stored, by the table a row lands in.
 TABLES = {"snapshot": "gex_snapshots", "strike_rows": "gex_strikes", "majors": "gex_majors",
           "maxchange": "gex_maxchange", "uw": "universal_webhooks"}
-STATES = ("writable", "read-only", "failing", "closed")
+# The database's states; "unavailable" is the front's word (processes = 2) while no engine answers its scrape.
+STATES = ("writable", "read-only", "failing", "closed", "unavailable")
 JOB_STATUSES = ("pending", "downloading", "importing", "completed", "skipped", "failed")
 NOTIFICATION_RESULTS = ("sent", "failed", "dropped")
 GROUP = re.compile(r"\(([^)]*)\)")
@@ -150,6 +151,14 @@ class BothProcesses:
                 family = with_proc(family, engine_side.get(family.name))
             yield family
         yield from (family for family in theirs if family.name not in shared)
+        if self.engine_text is None:  # an alert on gexsrv_storage_writable == 0 fires, an absent series would not
+            yield from storage_state("unavailable")
+
+
+def storage_state(current):
+    yield gauge("gexsrv_storage_writable", "1 while the database takes writes", int(current == "writable"))
+    yield labelled(GaugeMetricFamily, "gexsrv_storage_state", "The database's state (1 for the current one)",
+                   ["state"], {(state,): int(current == state) for state in STATES})
 
 
 def with_proc(front, engine):
@@ -206,14 +215,14 @@ class PartsCollector:
         if parts.intake is not None:  # the parts that take writes in (one process, or the front)
             yield from self.journal(parts)
             yield from self.beside_journal(parts)
+        if parts.link is not None:
+            yield from self.engine(parts.link)
         yield labelled(CounterMetricFamily, "gexsrv_log_messages", "Warnings and errors logged, by level",
                        ["level"], {(level,): n for level, n in self.metrics.log_tail.counted().items()})
 
     def storage(self, parts):
         store = parts.store
-        yield gauge("gexsrv_storage_writable", "1 while the database takes writes", int(store.state == "writable"))
-        yield labelled(GaugeMetricFamily, "gexsrv_storage_state", "The database's state (1 for the current one)",
-                       ["state"], {(state,): int(store.state == state) for state in STATES})
+        yield from storage_state(store.state)
         yield counter("gexsrv_storage_incidents", "Times the database stopped taking writes",
                       parts.supervisor.incidents)
         yield labelled(CounterMetricFamily, "gexsrv_commit_conflicts", "Commits refused because another "
@@ -277,6 +286,12 @@ class PartsCollector:
         yield labelled(CounterMetricFamily, "gexsrv_feed_records", "Payloads of the feed acknowledged since start",
                        labels, {key: f.records for key, f in feeds.items()})
         yield gauge("gexsrv_latest_tickers", "Tickers in the latest view (GET /api/latest)", len(parts.latest.entries))
+
+    def engine(self, link):
+        yield gauge("gexsrv_engine_up", "1 while the engine process serves (processes = 2)",
+                    int(link.serving.is_set()))
+        yield counter("gexsrv_engine_restarts", "Times the engine process was started again after it ended",
+                      link.restarts)
 
     def beside_journal(self, parts):
         """The poller and the archive."""

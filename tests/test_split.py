@@ -609,27 +609,42 @@ def test_a_request_waiting_for_ingest_starts_it_in_the_engine_rather_than_waitin
 
 # ---- /metrics while the engine is down ----
 
-def cpu_samples(server):
+def scrape(server):
+    """(name, labels) -> value of every sample, and the proc labels of process_cpu_seconds' samples."""
     reply = server.request("GET", "/metrics", headers={"Accept": "text/plain"})
     assert reply.status == 200
-    families = {family.name: family for family in text_string_to_metric_families(reply.body.decode())}
-    return sorted(tuple(sorted(sample.labels.items())) for sample in families["process_cpu_seconds"].samples)
+    families = list(text_string_to_metric_families(reply.body.decode()))
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in families for sample in family.samples}
+    cpu = [sample.labels for family in families if family.name == "process_cpu_seconds" for sample in family.samples]
+    return samples, sorted(tuple(sorted(labels.items())) for labels in cpu)
 
 
-def test_the_fronts_samples_keep_their_proc_label_while_the_engine_is_down(start_server):
+def engine_state(samples):
+    states = {labels[0][1]: value for (name, labels), value in samples.items() if name == "gexsrv_storage_state"}
+    return (samples[("gexsrv_engine_up", ())], samples[("gexsrv_storage_writable", ())],
+            [state for state, value in states.items() if value == 1])
+
+
+def test_metrics_say_the_database_is_unavailable_while_the_engine_is_down_and_keep_the_fronts_labels(start_server):
     """A series is its name and labels: process_cpu_seconds_total{proc="front"} must not turn into another series,
-    process_cpu_seconds_total, each time the engine is restarted."""
+    process_cpu_seconds_total, each time the engine is restarted. And an alert on gexsrv_storage_writable == 0 must
+    fire while no engine answers: the series was absent then."""
     server = start_server(None, *SPLIT)
     engine = engine_up(server)
-    before = cpu_samples(server)
+    before, cpu_before = scrape(server)
     os.kill(engine, signal.SIGKILL)
     eventually(lambda: ended(engine), "the engine ended")
-    down = cpu_samples(server)
+    down, cpu_down = scrape(server)
     engine_up(server, not_pid=engine)
-    after = cpu_samples(server)
+    after, cpu_after = scrape(server)
     assert server.stop() == 0
-    assert before == after == [(("proc", "engine"),), (("proc", "front"),)]
-    assert down == [(("proc", "front"),)]
+    assert cpu_before == cpu_after == [(("proc", "engine"),), (("proc", "front"),)]
+    assert cpu_down == [(("proc", "front"),)]
+    assert [engine_state(before), engine_state(down), engine_state(after)] == [
+        (1, 1, ["writable"]), (0, 0, ["unavailable"]), (1, 1, ["writable"])]
+    restarts = ("gexsrv_engine_restarts_total", ())
+    assert (before[restarts], after[restarts]) == (0, 1)
 
 
 def test_metrics_behind_a_token_hold_the_engines_families(start_server):
