@@ -83,13 +83,14 @@ def health_report(parts, started, bodies_in_flight, engine_health=None):
     return report
 
 
-def request_logger(debug, observe, slow_ms=1000):
+def request_logger(debug, observe, logged=True, slow_ms=1000):
     """Time every request (observe: Metrics.observe_request); log errors and slow requests (every request with
-    --debug): a line per request costs real CPU at 1,000/s."""
+    --debug): a line per request costs real CPU at 1,000/s. Not logged: the engine's, all passed on by the front,
+    which logs each one with its client."""
     def log(handler):
         observe(handler)
         status, ms = handler.get_status(), 1000 * handler.request.request_time()
-        if debug or status >= 400 or ms > slow_ms:
+        if logged and (debug or status >= 400 or ms > slow_ms):
             level = access_log.warning if status >= 400 or ms > slow_ms else access_log.info
             level("%d %s %.2fms", status, handler._request_summary(), ms)
     return log
@@ -163,16 +164,16 @@ def make_app(settings, parts):
               *storage_routes(parts, health),
               (r"/metrics/?", MetricsHandler, dict(metrics=parts.metrics)),
               *page_routes()]
-    return application(settings, routes, parts.metrics, bodies_in_flight)
+    return application(settings, routes, parts.metrics, bodies_in_flight, logged=parts.intake is not None)
 
 
-def application(settings, routes, metrics, bodies_in_flight):
+def application(settings, routes, metrics, bodies_in_flight, logged=True):
     # A trailing slash names the same route, as the original stripped it.
     return Application(
         labelled(routes),
         default_handler_class=handlers.NotFoundHandler,
         serve_traceback=settings.debug,
-        log_function=request_logger(settings.debug, metrics.observe_request),
+        log_function=request_logger(settings.debug, metrics.observe_request, logged),
         gexsrv=settings,
         gate=Gate.from_settings(settings),
         signatures=auth.Signatures.from_settings(settings),

@@ -667,13 +667,19 @@ def test_metrics_behind_a_token_hold_the_engines_families(start_server):
 
 def test_the_status_page_sees_both_processes_health_and_warnings(start_server):
     """GET /api/status is the engine's, with the front's health sections and the warnings the front logged (a
-    refused write is logged by the front only)."""
+    refused write is logged by the front only). A read the engine refuses is logged once, by the front, which knows
+    the client: the engine's line said 0.0.0.0, beside the front's."""
     server = start_server(None, *SPLIT)
     engine_up(server)
     assert server.post("/gex", {"ticker": "SPX"}).status == 400
+    assert server.get("/api/latest?ticker=").status == 400
     status = server.get("/api/status").json()
     assert set(status["health"]["processes"]) == {"front", "engine"}
     assert status["health"]["journal"]["next_seq"] == 1 and status["health"]["storage"]["state"] == "writable"
     refused = [error for error in status["errors"] if error["message"].startswith("400 POST /gex")]
     assert [error["logger"] for error in refused] == ["tornado.access"]
     assert [error["at"] for error in status["errors"]] == sorted((e["at"] for e in status["errors"]), reverse=True)
+    assert server.stop() == 0
+    said = re.findall(r"^\S+ \S+ (\w+) WARNING tornado\.access: 400 GET /api/latest\?ticker= \(([^)]*)\)",
+                      server.log_path.read_text(), re.MULTILINE)
+    assert said == [("front", "127.0.0.1")]
