@@ -18,7 +18,7 @@ from gexsrv.handlers import ApiError, BaseHandler, announces_body
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those each hop sets for itself.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-              "content-length", "date", "server"}
+              "content-length", "date", "server", "expect"}
 # The engine's longest answers: /integrity over a large database, a day's heatmap from the lake.
 REQUEST_TIMEOUT_S = 600
 OWN_TIMEOUT_S = 2  # the front's own asks (/health, /metrics): an engine stuck must not hold them up
@@ -52,9 +52,11 @@ class Engine:
         """The engine's response to the request; EngineAway when there is none to give."""
         if self.link.status is None:
             raise EngineAway(self.link.why_waiting())
+        # A body waits for the engine's 100 Continue: a request it refuses from its head (a bad token) is answered
+        # and the connection closed, and a body sent meanwhile would meet a broken pipe instead of that answer.
         request = HTTPRequest(f"http://engine{uri}", method, headers=headers, body=body,
                               allow_nonstandard_methods=True, follow_redirects=False, decompress_response=False,
-                              request_timeout=timeout)
+                              request_timeout=timeout, expect_100_continue=bool(body))
         try:
             response = await self.client.fetch(request, raise_error=False)
         except (OSError, HTTPClientError) as exc:  # not connected, timed out, or the engine ended while answering

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 
 from gexsrv import auth
 from helpers import FRAME, TOKEN, snapshot
@@ -95,6 +96,28 @@ def test_bearer_token_guards_gex_and_uw(start_server):
     assert server.post("/uw", FRAME, good).status == 200
     assert server.post("/gex?ack=ingested", snapshot(), good).status == 202
     assert server.get("/health").json()["stored_since_start"] == {"uw": 1, "snapshot": 1, "strike_rows": 5}
+
+
+def written_bytes(pid):
+    return int(Path(f"/proc/{pid}/io").read_text().split("wchar:")[1].split()[0])
+
+
+def test_a_history_request_with_a_bad_token_gets_401_and_its_body_never_reaches_the_database_side(start_server):
+    """With two processes the engine refuses such a request from its head and closes its connection. The front sent
+    the body on at once, into that closing connection: under load the client got a 503 telling it to retry (a broken
+    pipe, 1 time in 40 with 8 clients), and the front wrote at least a socket buffer of each body for nothing. Now
+    the body waits for the engine's 100 Continue."""
+    server = start_server(None, env={"GEXSRV_AUTH_TOKEN": TOKEN})
+    # a host history_allowed_hosts leaves out: the request that passes the token is refused before any download
+    body = json.dumps({"url": "http://127.0.0.1:1/2025-10-21_SPX_classic_gex_zero.json", "ticker": "SPX",
+                       "padding": "x" * 1_000_000}).encode()
+    before = written_bytes(server.proc.pid)
+    replies = [server.post("/gex_history_url", body, {"Authorization": "Bearer wrong"}) for _ in range(5)]
+    written = written_bytes(server.proc.pid) - before
+    assert [(r.status, r.json()["error"]) for r in replies] == [(401, "bad bearer token")] * 5
+    assert written < 50_000, f"the front wrote {written} bytes for 5 refused requests"
+    good = server.post("/gex_history_url", body, {"Authorization": f"Bearer {TOKEN}"})
+    assert good.status == 400 and "127.0.0.1" in good.json()["error"], good.body  # the body reached the engine
 
 
 def test_hmac_signature_guards_gex_and_uw_and_a_captured_request_cannot_be_replayed(start_server):

@@ -632,10 +632,15 @@ def test_metrics_say_the_database_is_unavailable_while_the_engine_is_down_and_ke
     fire while no engine answers: the series was absent then."""
     server = start_server(None, *SPLIT)
     engine = engine_up(server)
+    spawner = parent(engine)
     before, cpu_before = scrape(server)
-    os.kill(engine, signal.SIGKILL)
-    eventually(lambda: ended(engine), "the engine ended")
-    down, cpu_down = scrape(server)
+    os.kill(spawner, signal.SIGSTOP)  # no engine is forked again until it goes on: the scrape sees none
+    try:
+        os.kill(engine, signal.SIGKILL)
+        eventually(lambda: processes(server)["engine"]["uptime_s"] is None, "the front seeing the engine gone")
+        down, cpu_down = scrape(server)
+    finally:
+        os.kill(spawner, signal.SIGCONT)
     engine_up(server, not_pid=engine)
     after, cpu_after = scrape(server)
     assert server.stop() == 0
