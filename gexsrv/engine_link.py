@@ -26,7 +26,7 @@ import time
 from gexsrv.channel import (Channel, Durable, Fatal, Ingested, KeysCommitted, KeysCommitting, KeysLoaded, Noted,
                             Status, Stop)
 from gexsrv.position import START
-from gexsrv.spawner import SpawnerError
+from gexsrv.spawner import SpawnerError, started_fresh
 from gexsrv.store import RecordRefused
 
 log = logging.getLogger("gexsrv.front.engine")
@@ -74,8 +74,10 @@ class EngineLink:
         if self.stopping:  # a restart that came due after close()
             return
         try:
+            if self.spawner.gone:
+                await self._replace_spawner()
             self.pid, sock = await self.spawner.spawn(TARGET, self.engine_args)
-        except SpawnerError as exc:
+        except (SpawnerError, OSError) as exc:
             log.error("cannot start the engine: %s", exc)
             self._restart_later()
             return
@@ -99,6 +101,11 @@ class EngineLink:
         log.error("the engine %s; writes are journaled meanwhile, and it starts again in %.2f s",
                   self.last_exit, self.wait_s)
         self._restart_later()
+
+    async def _replace_spawner(self):
+        gone, self.spawner = self.spawner, await started_fresh(self._exited)
+        await gone.close()  # reaps it
+        log.warning("the engine's spawner had exited: a new one runs (pid %d)", self.spawner.pid)
 
     def _restart_later(self):
         self.restarts += 1
@@ -164,11 +171,8 @@ class EngineLink:
         if self.channel in (None, channel):  # not an engine started since
             self.status = None
             self.serving.clear()
-        if self.channel is channel and self.spawner.gone:  # no Exited will come, and no engine can be forked
-            self.pid, self.channel, self.last_exit = None, None, "ended after its spawner: not started again"
-            self.ended.set()
-            log.error("the engine ended and its spawner is gone: writes are journaled, and ingested once gexsrv is "
-                      "started again")
+        if self.channel is channel and self.spawner.gone:  # its spawner died first: no Exited will come
+            self._exited(self.pid, None)
 
     def _keys(self, channel, message):
         """What the engine tells the duplicate index; msgpack gives tuples back as lists."""
@@ -224,7 +228,9 @@ def as_key(value):
 
 
 def describe(status):
-    """A wait status in words: 'was killed by SIGKILL', 'exited with code 1'."""
+    """A wait status in words: 'was killed by SIGKILL', 'exited with code 1'; None: nobody could wait for it."""
+    if status is None:
+        return "ended after its spawner, how is not known"
     if os.WIFSIGNALED(status):
         return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exited with code {os.waitstatus_to_exitcode(status)}"

@@ -10,6 +10,10 @@ checks /proc/self/task before each fork, so every engine is forked from a one-th
 The front sends Spawn with the engine's end of a socketpair passed along (SCM_RIGHTS); the spawner forks, the child
 imports the target and runs it with that socket; the spawner answers Spawned(pid) and later Exited(pid, status).
 The spawner ends once the front's end closes (the front exited or died); its children notice their own sockets.
+
+A spawner that died (killed: it is a process like any other) is replaced by a fresh interpreter (started_fresh):
+the front runs threads by then and cannot fork one. Its engines pay their imports (about a second of CPU each),
+which only the rare restart after such a death costs.
 """
 
 import asyncio
@@ -24,6 +28,7 @@ import traceback
 
 import msgspec
 
+import gexsrv
 from gexsrv.channel import Channel, Exited, Spawn, Spawned, receive_blocking, send_blocking
 
 log = logging.getLogger("gexsrv.front.spawner")
@@ -54,6 +59,29 @@ def start():
             os._exit(0)
     own.close()
     return Spawner(front, pid)
+
+
+async def started_fresh(on_exit):
+    """A spawner in a new interpreter (posix_spawn: safe in a process that runs threads), connected: on_exit as for
+    Spawner.connect."""
+    front, own = socket.socketpair()
+    own.set_inheritable(True)
+    source = os.path.dirname(os.path.dirname(gexsrv.__file__))  # where this gexsrv is imported from
+    code = f"import sys; sys.path.insert(0, {source!r}); from gexsrv.spawner import main; main({own.fileno()})"
+    try:
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-c", code], os.environ)
+    finally:
+        own.close()
+    spawner = Spawner(front, pid)
+    await spawner.connect(on_exit)
+    return spawner
+
+
+def main(fd):
+    try:
+        serve(socket.socket(fileno=fd))
+    finally:
+        os._exit(0)
 
 
 # ---- in the spawner ----
@@ -154,7 +182,8 @@ class Spawner:
                 self.replies.put_nowait(message)
         self.gone = True
         if not self.closing:
-            log.error("the engine's spawner (pid %d) has exited", self.pid)
+            log.error("the engine's spawner (pid %d) has exited; a new one is started when the engine next is",
+                      self.pid)
         self.replies.put_nowait(Spawned(0, "the spawner has exited"))
 
     async def spawn(self, target, args):
