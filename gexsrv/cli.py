@@ -8,6 +8,7 @@ import logging
 import sys
 
 from gexsrv import __version__, deps
+from gexsrv.procname import name_process
 
 COMMANDS = ("serve", "validate", "import", "backfill")
 COMMANDS_SAID = "serve (the default), import, backfill, validate"
@@ -55,6 +56,7 @@ def run_serve(argv):
     # The spawner first, while this process runs one thread: nothing that starts one (polars) is imported yet.
     engine_spawner = spawner.start() if conf.processes == 2 else None
     log_to_stderr(conf, "front" if engine_spawner else None)
+    name_process("gexsrv-front" if engine_spawner else "gexsrv")
     from gexsrv import front, server
 
     try:

@@ -30,6 +30,7 @@ from gexsrv.app import make_app
 from gexsrv.channel import (Channel, Durable, Fatal, Ingested, KeysCommitted, KeysCommitting, KeysLoaded, Noted,
                             Outcome, Status)
 from gexsrv.journal_tail import Tail
+from gexsrv.procname import name_process
 from gexsrv.settings import Settings
 
 log = logging.getLogger("gexsrv.engine")
@@ -41,6 +42,7 @@ def main(sock, args):
         signal.signal(sig, signal.SIG_IGN)
     settings = msgspec.convert(args["settings"], Settings)
     cli.log_to_stderr(settings, "engine")
+    name_process("gexsrv-engine")
     asyncio.run(run(settings, args, sock))
 
 

@@ -30,6 +30,7 @@ import msgspec
 
 import gexsrv
 from gexsrv.channel import Channel, Exited, Spawn, Spawned, receive_blocking, send_blocking
+from gexsrv.procname import name_process
 
 log = logging.getLogger("gexsrv.front.spawner")
 
@@ -89,6 +90,7 @@ def main(fd):
 def serve(sock):
     """Fork children on request and report their ends, until the front's end closes. A child's end is seen on its
     pidfd the moment it exits, so a restart or a stop never waits for a polling period."""
+    name_process("gexsrv-spawner")
     # Ctrl-C in a terminal signals the whole process group: the front decides when the spawner ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

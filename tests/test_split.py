@@ -128,6 +128,20 @@ MAXCHANGE = {"ticker": "SPX", "endpoint": "gex_maxchange", "data": {
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (\S+) ", re.M)
 
 
+def command_name(pid):
+    with open(f"/proc/{pid}/comm") as comm:
+        return comm.read().strip()
+
+
+@pytest.mark.parametrize("processes, names", [("1", ["gexsrv"]),
+                                              ("2", ["gexsrv-front", "gexsrv-spawner", "gexsrv-engine"])])
+def test_ps_and_top_name_each_process(start_server, processes, names):
+    """Each process' command line is `python -m gexsrv`; its name says which one it is."""
+    server = start_server(None, "--processes", processes)
+    pids = tree(server) if processes == "2" else [server.proc.pid]
+    assert [command_name(pid) for pid in pids] == names
+
+
 def test_writes_and_reads_pass_through_both_processes(start_server):
     server = start_server(None, *SPLIT)
     front, spawner, engine = tree(server)
