@@ -330,8 +330,9 @@ class Lake:
                 files, rows = await self._in_thread(export_backfill, kind)
                 await use(finish_backfill, kind, files, rows)
                 self.exported[kind] += rows
-                log.info("backfilled the lake with the %s stored before rows were numbered: %d rows in %d files",
-                         kind, rows, files)
+                if rows:  # every new database's first export backfills nothing
+                    log.info("backfilled the lake with the %s stored before rows were numbered: %d rows in %d "
+                             "files", kind, rows, files)
             # a range a crash left unfinished, then what is new: both now, or a shutdown's export leaves the new
             # rows out of the lake until the next start
             ranges = await use(unfinished_ranges)

@@ -2,6 +2,7 @@
 DuckDB stores, from live posts and history imports, resumed after a crash, and backfilled into a lake of strikes."""
 
 import hashlib
+import re
 import signal
 import time
 
@@ -192,6 +193,9 @@ def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_
     lake_health(server, lambda h: h["exported"]["snapshots"] == 7)
     server.stop()
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in strike_files} == strike_files
+    # the kinds it wrote, and not the maxchange it had none of (a new database's first export logged three such)
+    said = re.findall(r"backfilled the lake with the (\w+) stored before", server.log_path.read_text())
+    assert said == ["majors", "snapshots"]
     assert_lake_is_the_database(server, {"strikes": 21, "snapshots": 7, "majors": 2})
     with server.db() as con:
         assert con.execute("SELECT kind, state, files, rows FROM gex_lake_backfills ORDER BY kind").fetchall() == [
