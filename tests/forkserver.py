@@ -228,12 +228,6 @@ class Zygote:
             self.errors.close()
 
 
-def close_zygote():
-    """Called at the end of a test session (conftest), where the CPU of a run is counted."""
-    if Zygote.current is not None:
-        Zygote.current.close()
-
-
 class ForkedProcess:
     """A forked `python -m gexsrv`: the subset of Popen the tests use. The zygote is its parent, so its exit status
     comes over a channel from the zygote; signals go to the process itself, through a pidfd (never to another
