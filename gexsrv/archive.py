@@ -10,6 +10,7 @@ os.link (never replacing one) after an fsync; only then is the journal segment r
 """
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -29,6 +30,10 @@ log = logging.getLogger("gexsrv.archive")
 # zstd level (archive_zstd_level's default): on the load generator's segments level 1 compresses as well as 3
 # (ratio 2.26 against 2.27) at 2.5 times the speed (265 against 105 MB/s); docs/performance.md.
 LEVEL = 1
+
+
+class Unreadable(OSError):
+    """An archive file that is not zstd (damaged, or put there by hand): an OSError, as a disk's would be."""
 
 
 class FirstLine(msgspec.Struct):
@@ -74,7 +79,7 @@ def compress(path, root, level=LEVEL):
 
 def _same(archived, path):
     """Whether an archive already holds exactly this segment (a repeat after a crash between link and unlink)."""
-    with open(archived, "rb") as f, open(path, "rb") as g:
+    with open(archived, "rb") as f, open(path, "rb") as g, unzstd(archived):
         reader = zstandard.ZstdDecompressor().stream_reader(f)
         while True:
             a, b = reader.read(1 << 20), g.read(1 << 20)
@@ -82,6 +87,15 @@ def _same(archived, path):
                 return False
             if not a:
                 return True
+
+
+@contextlib.contextmanager
+def unzstd(path):
+    """Decompressing path: its zstd errors raised as Unreadable, naming it."""
+    try:
+        yield
+    except zstandard.ZstdError as exc:
+        raise Unreadable(f"{path} is not a readable zstd file ({exc})") from None
 
 
 def expire(root, retention_days, today=None):
@@ -110,7 +124,7 @@ def files(root):
 
 def lines(path):
     """(offset just past the line, line) of every good record of an archived segment."""
-    with open(path, "rb") as f:
+    with open(path, "rb") as f, unzstd(path):
         data = zstandard.ZstdDecompressor().stream_reader(f).read()
     return [(offset + len(line), line) for offset, line in lines_of(data) if check_line(line) is not None]
 

@@ -18,13 +18,13 @@ from tornado.netutil import bind_sockets
 
 from gexsrv import batches, journal_home, kinds
 from gexsrv.app import make_app
-from gexsrv.archive import Archiver, archive_dir, last_seq
+from gexsrv.archive import Archiver, Unreadable, archive_dir, last_seq
 from gexsrv.connections import CappedHTTPServer, Connections, TooFewDescriptors, raise_descriptor_limit
 from gexsrv.decode import Rules
 from gexsrv.history.runner import Runner
 from gexsrv.ingest import Ingester
 from gexsrv.intake import Intake
-from gexsrv.journal import Journal, JournalBusy, JournalCorrupt
+from gexsrv.journal import MARK_NAME, Journal, JournalBusy, JournalCorrupt
 from gexsrv.journal_tail import Tail
 from gexsrv.keys import RecentKeys
 from gexsrv.lake import Lake
@@ -211,6 +211,10 @@ def open_journal(parts, known_seq, data_dir):
         parts.journal.open(known_seq, lambda: last_seq(archive_dir(data_dir)))
     except (JournalCorrupt, JournalBusy) as exc:
         raise StartupError(str(exc)) from None
+    except Unreadable as exc:
+        raise StartupError(f"{exc}: the journal has no {MARK_NAME}, so numbering goes on after the archive's newest "
+                           f"record, which cannot be read; restore that file, or write the highest seq ever used "
+                           f"into {os.path.join(parts.journal.folder, MARK_NAME)}") from None
 
 
 async def recover(parts):

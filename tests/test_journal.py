@@ -518,3 +518,39 @@ def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds
     assert zstandard.ZstdDecompressor().decompress(taken.read_bytes()) == kept
     assert recorded(data) == {i + 1: p for i, p in enumerate(posted)}
     assert_stored_once(restarted, posted)
+
+
+def test_an_archive_name_taken_by_a_file_that_is_not_zstd_is_reported_and_never_overwritten(start_server, tmp_path):
+    """Such a file stopped the start with a traceback (the numbering reads the archive's newest record when the
+    journal has no LAST_SEQ), and it killed the archiving pass unseen by /health. Now the start says what to do,
+    and once told the last seq the server runs, reporting the file in /health and keeping the segment."""
+    data = tmp_path / "data"
+    posted = [snapshot(timestamp=T0 + i, n_strikes=3) for i in range(4)]
+    server = start_server(data)
+    post_all(server, posted[:3])
+    server.stop()
+    segment = data / "journal" / segment_name(1)
+    folder = data / "source" / "live" / archive.day_of(str(segment))
+    folder.mkdir(parents=True)
+    taken = folder / (segment_name(1) + ".zst")
+    taken.write_bytes(b"not zstd at all\n")
+
+    refused = Server(data)
+    with pytest.raises(RuntimeError) as failed:
+        refused.start()
+    refused.log.close()
+    assert refused.proc.returncode == 2 and "Traceback" not in str(failed.value)
+    assert (f"gexsrv: cannot start: {taken} is not a readable zstd file (zstd decompress error: Unknown frame "
+            "descriptor): the journal has no LAST_SEQ, so numbering goes on after the archive's newest record, which "
+            "cannot be read; restore that file, or write the highest seq ever used into "
+            f"{data / 'journal' / 'LAST_SEQ'}") in str(failed.value)
+    (data / "journal" / "LAST_SEQ").write_text("3\n")
+    restarted = start_server(data, "--journal-segment-seconds", "1")
+    post_all(restarted, posted[3:])
+    error = eventually(lambda: restarted.get("/health").json()["archive"]["error"], "an archive error in /health")
+    assert error == f"Unreadable: {taken} is not a readable zstd file (zstd decompress error: Unknown frame descriptor)"
+    assert restarted.stop() == 0
+    assert taken.read_bytes() == b"not zstd at all\n" and segment.exists()
+    with duckdb.connect(str(data / "gex_data.db"), read_only=True) as db:
+        assert db.execute("SELECT timestamp FROM gex_snapshots ORDER BY 1").fetchall() == [
+            ((T0 + i) * 1000,) for i in range(4)]
