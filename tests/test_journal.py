@@ -487,17 +487,24 @@ def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_serv
     assert_stored_once(server, posted)
 
 
-def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds_the_same(start_server, tmp_path):
-    data = tmp_path / "data"
+def segment_left_in_the_journal(start_server, data):
+    """Four snapshots, the first three posted to a server now stopped; the journal segment holding them, and the
+    name it will be archived under, its folder made."""
     posted = [snapshot(timestamp=T0 + i, n_strikes=3) for i in range(4)]
     server = start_server(data)
     post_all(server, posted[:3])
     server.stop()
     segment = data / "journal" / segment_name(1)
-    kept = segment.read_bytes()
     folder = data / "source" / "live" / archive.day_of(str(segment))
     folder.mkdir(parents=True)
-    taken = folder / (segment_name(1) + ".zst")
+    return posted, segment, folder / (segment_name(1) + ".zst")
+
+
+def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds_the_same(start_server, tmp_path):
+    data = tmp_path / "data"
+    posted, segment, taken = segment_left_in_the_journal(start_server, data)
+    kept = segment.read_bytes()
+    folder = taken.parent
     taken.write_bytes(zstandard.ZstdCompressor().compress(b'{"seq":1,"other":true}\n'))
 
     restarted = start_server(data, "--journal-segment-seconds", "1")
@@ -525,14 +532,7 @@ def test_an_archive_name_taken_by_a_file_that_is_not_zstd_is_reported_and_never_
     journal has no LAST_SEQ), and it killed the archiving pass unseen by /health. Now the start says what to do,
     and once told the last seq the server runs, reporting the file in /health and keeping the segment."""
     data = tmp_path / "data"
-    posted = [snapshot(timestamp=T0 + i, n_strikes=3) for i in range(4)]
-    server = start_server(data)
-    post_all(server, posted[:3])
-    server.stop()
-    segment = data / "journal" / segment_name(1)
-    folder = data / "source" / "live" / archive.day_of(str(segment))
-    folder.mkdir(parents=True)
-    taken = folder / (segment_name(1) + ".zst")
+    posted, segment, taken = segment_left_in_the_journal(start_server, data)
     taken.write_bytes(b"not zstd at all\n")
 
     refused = Server(data)
