@@ -456,6 +456,7 @@ def test_a_damaged_journal_stops_the_server_with_one_clear_line(start_server, tm
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_server, tmp_path):
     data = tmp_path / "data"
     server = start_server(data, "--journal-segment-mb", "1", "--journal-segment-seconds", "1", "--max-strikes", "20000")
@@ -487,6 +488,7 @@ def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_serv
     assert_stored_once(server, posted)
 
 
+@pytest.mark.slow
 def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds_the_same(start_server, tmp_path):
     data = tmp_path / "data"
     posted = [snapshot(timestamp=T0 + i, n_strikes=3) for i in range(4)]
