@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from filesrv import FileServer
-from helpers import Server, chromium
+from helpers import REBOUND, Server, as_started, chromium
 from run_account import RunAccount
 
 # pytest keeps each test module's rewritten asserts as bytecode in tests/__pycache__ (ignored by git), unless
@@ -64,12 +64,19 @@ def hist(start_server, files):
     return start
 
 
-@pytest.fixture
-def browser():
-    """Headless Chromium (helpers.chromium), quit after the test."""
-    driver = chromium()
+@pytest.fixture(scope="session")
+def shared_chromium():
+    """One headless Chromium (helpers.chromium) for each test process's browser tests: a start costs most of a
+    CPU-second."""
+    driver = chromium(REBOUND[1])
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def browser(shared_chromium):
+    """Headless Chromium as just started (helpers.as_started)."""
+    return as_started(shared_chromium)
 
 
 # Modules of slow tests only whose collection costs CPU in every worker (schemathesis builds its cases then).

@@ -289,6 +289,11 @@ def wait_loaded(server, timeout=30):
     return eventually(loaded, "the latest view loaded from the database", timeout)
 
 
+WINDOW = (1280, 1500)  # chromium()'s window, in CSS pixels
+# test_origins' page whose name resolves to the server (DNS rebinding); a name no other page visits.
+REBOUND = ("rebound.test", "--host-resolver-rules=MAP rebound.test 127.0.0.1")
+
+
 def chromium(*arguments, page_load_timeout=10):
     """Headless Chromium driven by selenium (Debian's chromium and chromium-driver), its console logged."""
     from selenium import webdriver
@@ -297,12 +302,43 @@ def chromium(*arguments, page_load_timeout=10):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,1500", "--hide-scrollbars", "--no-first-run", *arguments):
+                     "--window-size={},{}".format(*WINDOW), "--hide-scrollbars", "--no-first-run", *arguments):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(page_load_timeout)
     return driver
+
+
+def as_started(driver):
+    """A Chromium that ran other tests as chromium() starts one: what its pages stored forgotten (each visited
+    origin's storage, cookies, the cache), one new blank tab in place of its tabs (a new sessionStorage, no emulated
+    device), its window at WINDOW, its console log read."""
+    origins = set()
+    for handle in driver.window_handles:
+        driver.switch_to.window(handle)
+        entries = driver.execute_cdp_cmd("Page.getNavigationHistory", {})["entries"]
+        origins |= {origin_of(entry["url"]) for entry in entries}
+    for origin in origins - {None}:
+        driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    used = driver.window_handles
+    driver.switch_to.new_window("tab")
+    fresh = driver.current_window_handle
+    for handle in used:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(fresh)
+    driver.set_window_size(*WINDOW)
+    driver.get_log("browser")
+    return driver
+
+
+def origin_of(url):
+    """An http(s) URL's origin; None for about:blank, data: and the like, which store nothing to forget."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
 
 
 def stored_keys(db, table="gex_snapshots"):

@@ -8,6 +8,7 @@ import json
 import time
 
 import duckdb
+import pytest
 
 from helpers import TS, post_fillers_until, snapshot
 from gexsrv.journal import segment_name
@@ -36,6 +37,7 @@ def archive_through(server, seq):
     post_fillers_until(server, lambda: any(row[1] == seq for row in archived(server.data_dir)), TS, n_strikes=1)
 
 
+@pytest.mark.slow
 def test_a_client_clock_in_2001_files_nothing_under_2001(start_server):
     started = time.time()
     server = start_server(None, *SEGMENT_FLAGS)
@@ -57,6 +59,7 @@ def test_a_client_clock_in_2001_files_nothing_under_2001(start_server):
                           "ORDER BY 1").fetchall() == [(TS, Y2001_MS), (TS + 1, Y2001_MS)]
 
 
+@pytest.mark.slow
 def test_a_segment_without_arrived_is_filed_by_the_server_clock(start_server, tmp_path):
     """What an older gexsrv journaled: `received` was the client's received_at."""
     journal = tmp_path / "data" / "journal"

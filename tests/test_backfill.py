@@ -127,6 +127,7 @@ def test_the_command_imports_every_trading_day_and_a_second_run_imports_nothing(
     assert stored(data) == (snaps, strikes, jobs)
 
 
+@pytest.mark.slow
 def test_an_interrupted_backfill_resumes_where_it_stopped(gexbot, tmp_path):
     days = trading("2025-01-13", "2025-01-14", "2025-01-15", "2025-01-16")
     made = add_files(gexbot, ["SPX"], ["gex_zero"], days)

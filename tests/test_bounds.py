@@ -141,6 +141,7 @@ def first_free_descriptor(pid):
     return next(fd for fd in range(len(used) + 1) if fd not in used)
 
 
+@pytest.mark.slow
 def test_the_journal_still_writes_when_the_process_is_out_of_descriptors(start_server):
     """A flood of connections took every descriptor but the one the next request arrives on: the journal opens
     its first segment with its reserve. The old server answered 503 (cannot create the segment: EMFILE)."""

@@ -226,6 +226,7 @@ def test_ack_journal_means_the_row_is_journaled_and_lands_at_the_next_start(star
 
 # ---- a full ingest backlog ----
 
+@pytest.mark.slow
 def test_a_full_backlog_refuses_writes_with_503_and_journals_nothing_of_them(start_server, tmp_path):
     data = tmp_path / "data"
     with database_held(data / "gex_data.db"):
@@ -270,6 +271,7 @@ def append_to_journal(data_dir, *lines):
         f.write(b"".join(lines))
 
 
+@pytest.mark.slow
 def test_a_record_that_cannot_be_stored_is_quarantined_and_the_records_behind_it_land(start_server):
     server = start_server()
     assert server.post("/gex?ack=ingested", snapshot(timestamp=TS - 1)).status == 202
@@ -299,6 +301,7 @@ def test_a_record_that_cannot_be_stored_is_quarantined_and_the_records_behind_it
                        ("SPX", "gex_zero", (TS + 2) * 1000): 5}
 
 
+@pytest.mark.slow
 def test_an_unstorable_record_last_in_the_journal_is_quarantined_and_the_server_starts(start_server):
     server = start_server()
     assert server.post("/gex?ack=ingested", snapshot(timestamp=TS - 1)).status == 202

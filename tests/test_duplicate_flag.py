@@ -5,6 +5,8 @@ holds gex_data.db, so the stored keys cannot be loaded until it lets go."""
 import json
 import time
 
+import pytest
+
 from helpers import database_held, snapshot, wait_job, eventually
 from make_history_file import snapshots
 
@@ -34,6 +36,7 @@ def test_keys_a_history_job_imported_are_not_said_to_be_new(hist, files):
             ("NDX", "live", 1), ("SPX", "history:1", 5), ("SPX", "history:2", 5), ("SPX", "live", 1)]
 
 
+@pytest.mark.slow
 def test_a_start_without_the_database_says_null_for_what_it_cannot_know(start_server, tmp_path):
     now = int(time.time())
     data = tmp_path / "data"

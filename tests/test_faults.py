@@ -139,6 +139,7 @@ def retry_until_stored(server, payload, timeout=60):
     return eventually(stored, "a post stored again after the disk filled", timeout, step=0.5)
 
 
+@pytest.mark.slow
 def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_returns(small_disk, tmp_path):
     """The journal refuses writes (503, not stored) and /health says so; DuckDB's checkpoint may fail fatally
     too, and the Parquet export; all recover, without a restart, once space is freed."""
@@ -178,6 +179,7 @@ def test_a_full_disk_loses_nothing_acknowledged_and_service_resumes_when_space_r
             strikes, len(acknowledged))
 
 
+@pytest.mark.slow
 def test_a_history_download_onto_a_full_disk_waits_and_completes_when_space_returns(small_disk, tmp_path):
     """A full disk is not the job's fault: it stays pending (not failed) and is imported once space is freed."""
     (tmp_path / "files").mkdir()

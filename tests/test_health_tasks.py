@@ -40,6 +40,7 @@ TASKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_a_task_failing_again_and_again_degrades_health_until_it_succeeds(start_server, tmp_path, task):
     blocked, flags = TASKS[task]

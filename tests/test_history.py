@@ -266,6 +266,7 @@ def test_existing_staged_and_parquet_files_stay_byte_identical(hist, files, tmp_
     assert pl.read_parquet(parts[0]).height == SNAPS * STRIKES
 
 
+@pytest.mark.slow
 def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
     write_history(files.folder / NAME)
     write_history(files.folder / "b.json", ticker="NDX")
@@ -284,6 +285,7 @@ def test_unfinished_jobs_resume_after_a_restart(hist, files, tmp_path):
     assert server.get("/gex_history_url").json()["jobs"][0]["id"] == 8
 
 
+@pytest.mark.slow
 def test_a_job_cut_off_after_its_commits_ends_completed_with_its_counts(hist, files):
     """A crash between an import's last commit and its job's update left the job `importing`; run again, it found
     every snapshot stored and ended `skipped`, 0 imported (test_crash's SIGKILL loop met it)."""

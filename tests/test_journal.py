@@ -456,6 +456,7 @@ def test_a_damaged_journal_stops_the_server_with_one_clear_line(start_server, tm
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_server, tmp_path):
     data = tmp_path / "data"
     server = start_server(data, "--journal-segment-mb", "1", "--journal-segment-seconds", "1", "--max-strikes", "20000")
@@ -500,6 +501,7 @@ def segment_left_in_the_journal(start_server, data):
     return posted, segment, folder / (segment_name(1) + ".zst")
 
 
+@pytest.mark.slow
 def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds_the_same(start_server, tmp_path):
     data = tmp_path / "data"
     posted, segment, taken = segment_left_in_the_journal(start_server, data)
@@ -527,6 +529,7 @@ def test_an_archive_name_taken_by_other_content_keeps_the_segment_until_it_holds
     assert_stored_once(restarted, posted)
 
 
+@pytest.mark.slow
 def test_an_archive_name_taken_by_a_file_that_is_not_zstd_is_reported_and_never_overwritten(start_server, tmp_path):
     """Such a file stopped the start with a traceback (the numbering reads the archive's newest record when the
     journal has no LAST_SEQ), and it killed the archiving pass unseen by /health. Now the start says what to do,

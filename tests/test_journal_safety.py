@@ -47,6 +47,7 @@ def wait_ingested(server, seq):
                       and h, f"seq {seq} ingested")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("emptied", ["an empty segment left", "the journal folder removed", "journal and archive removed"])
 def test_a_start_under_a_foreign_lock_after_the_journal_emptied_never_reuses_a_seq(start_server, tmp_path, emptied):
     """Restarted while another process holds the database, the journal cannot ask it how far ingest got: numbering
@@ -164,6 +165,7 @@ def test_views_show_what_was_stored_not_what_was_sent_again(start_server, tmp_pa
     assert stored(restarted) == {TS: (100.0, STRIKES)}
 
 
+@pytest.mark.slow
 def test_a_start_without_the_database_counts_as_waiting_only_what_was_not_ingested(start_server, tmp_path):
     """Every record ever journaled counted as waiting while the database was held: past --backlog-max-records
     every write got 503 while nothing waited."""

@@ -190,6 +190,7 @@ def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
     assert sorted(p.name for p in part.parent.iterdir()) == [part.name]
 
 
+@pytest.mark.slow
 def test_an_export_stopped_by_a_taken_part_name_is_reported_and_retried_until_it_is_moved(start_server, tmp_path):
     data = tmp_path / "data"
     # the snapshot's row draws number 1, its 4 strike rows 2..5: one range, (0, 5]

@@ -103,6 +103,7 @@ def test_a_history_imports_day_is_in_the_lake_whole(hist, files):
     assert pl.read_parquet(day_file)["source"].unique().to_list() == [f"history:{job['id']}"]
 
 
+@pytest.mark.slow
 def test_an_export_cut_off_by_a_crash_is_finished_at_the_next_start_without_doubling_a_row(start_server):
     server = start_server(None, "--lake-export-interval", "3600")  # no export before the kill
     post_feed(server, [TS, TS + 1, TS + 2], ack="?ack=ingested")
@@ -170,7 +171,8 @@ def a_lake_of_strikes_only(data, monkeypatch):
     return strike_files
 
 
-@pytest.mark.parametrize("crash", [False, True], ids=["at the first start", "after a crash mid-backfill"])
+@pytest.mark.parametrize("crash", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["at the first start", "after a crash mid-backfill"])
 def test_a_lake_of_strike_rows_only_is_brought_up_to_date_and_its_files_stay_as_they_are(start_server, tmp_path,
                                                                                           monkeypatch, crash):
     data = tmp_path / "data"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import CHROMEDRIVER, CHROMIUM, FRAME, chromium, eventually, snapshot, wait_job
+from helpers import CHROMEDRIVER, CHROMIUM, FRAME, REBOUND, eventually, snapshot, wait_job
 from helpers import HISTORY_NAME as HISTORY, HISTORY_OPEN as TS
 
 needs_chromium = pytest.mark.skipif(
@@ -82,13 +82,9 @@ def test_a_page_of_another_site_can_neither_write_nor_read_unless_allowed(hist, 
 
 
 @needs_chromium
-def test_a_page_that_rebinds_its_name_to_the_server_gets_403(shared_server):
-    driver = chromium("--host-resolver-rules=MAP rebound.test 127.0.0.1")
-    try:
-        driver.get(shared_server.url.replace("127.0.0.1", "rebound.test") + "/api/latest")
-        shown = json.loads(driver.find_element("tag name", "body").text)
-    finally:
-        driver.quit()
+def test_a_page_that_rebinds_its_name_to_the_server_gets_403(shared_server, browser):
+    browser.get(shared_server.url.replace("127.0.0.1", REBOUND[0]) + "/api/latest")
+    shown = json.loads(browser.find_element("tag name", "body").text)
     assert shown["setting"] == "allowed_hosts" and "'rebound.test:" in shown["error"]
 
 

@@ -119,6 +119,7 @@ def held_bytes(sizes, budget):
     return held, count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("memory_mb", [0, 1])
 def test_bodies_past_ingest_memory_mb_are_read_back_from_the_journal_and_all_land(start_server, tmp_path,
                                                                                   memory_mb):
@@ -184,6 +185,7 @@ def test_with_ingest_memory_mb_0_live_ingest_reads_every_kind_back_from_the_jour
 
 # ---- backlog_max_mb: past it writes get 503 and nothing of them is journaled ----
 
+@pytest.mark.slow
 def test_writes_past_backlog_max_mb_get_503_not_stored_and_only_the_accepted_land(start_server, tmp_path):
     data = tmp_path / "data"
     bodies = [snapshot(timestamp=TS + i, n_strikes=BIG_STRIKES) for i in range(80)]

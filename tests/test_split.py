@@ -334,6 +334,7 @@ def test_a_sigkilled_front_takes_spawner_and_engine_with_it_and_a_restart_stores
         assert stored_keys(db, "gex_strikes") == {key: 3 for key in keys}
 
 
+@pytest.mark.slow
 def test_front_and_engine_sigkilled_together_a_restart_replays_every_key_once(start_server):
     server = start_server(None, *SPLIT, *NO_INGEST)
     front, spawner, engine = tree(server)
@@ -405,6 +406,7 @@ def test_a_damaged_database_stops_the_server_with_code_2_and_is_left_as_it_was(t
     assert len(engines) == 1 and ended(engines[0]), log  # not started again: it cannot run
 
 
+@pytest.mark.slow
 def test_while_another_process_holds_the_database_writes_are_journaled_and_land_once_it_lets_go(start_server,
                                                                                                  tmp_path):
     data = tmp_path / "data"
@@ -432,6 +434,7 @@ def test_while_another_process_holds_the_database_writes_are_journaled_and_land_
 
 
 
+@pytest.mark.slow
 def test_the_front_holds_none_of_the_bodies_that_wait_for_a_held_database(start_server, tmp_path):
     """The engine reads what waits from the journal: the front that journaled it keeps none of it in memory. It
     kept every body waiting, past ingest_memory_mb, up to the backlog's bounds (GiBs): 60 MB of the 52 MB posted here."""
@@ -526,6 +529,7 @@ def test_an_engine_that_does_not_answer_holds_up_neither_writes_nor_health(start
 ENDLESS = "SELECT count(*) FROM range(1000000000) a, range(1000000) b"  # runs for minutes unless stopped
 
 
+@pytest.mark.slow
 def test_an_engine_killed_while_answering_a_read_gets_503_with_retry_after(start_server):
     """proxy.py: "when it ends before it answers, the reply is 503 with Retry-After"."""
     server = start_server(None, *SPLIT, "--sql-timeout-ms", "60000")
