@@ -154,16 +154,21 @@ def cpu_seconds():
 
 
 async def server_cpu(pid, tally, window_start, window_end):
-    """The server's CPU per response over the window: CPU time and responses counted at its start and its end."""
+    """The server's CPU per response over the window, all its processes and its event loop's thread alone: CPU time
+    and responses counted at its start and its end."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(window_start - loop.time())
-    cpu0, answered0 = procstat.cpu_seconds(pid), tally.answered
+    cpu0, loop0, answered0 = procstat.cpu_seconds(pid), procstat.loop_cpu_seconds(pid), tally.answered
     await asyncio.sleep(window_end - loop.time())
-    cpu1, answered = procstat.cpu_seconds(pid), tally.answered - answered0
-    if cpu0 is None or cpu1 is None:  # the server died during the run: its crash says so
-        return {"server_cpu_s": None, "server_answered": answered, "server_cpu_ms_per_req": None}
+    cpu1, loop1, answered = procstat.cpu_seconds(pid), procstat.loop_cpu_seconds(pid), tally.answered - answered0
+    if None in (cpu0, cpu1, loop0, loop1):  # the server died during the run: its crash says so
+        return {"server_cpu_s": None, "server_answered": answered, "server_cpu_ms_per_req": None,
+                "server_loop_ms_per_req": None}
+
+    def per_response(seconds):
+        return round(1000 * seconds / answered, 3) if answered else None
     return {"server_cpu_s": round(cpu1 - cpu0, 3), "server_answered": answered,
-            "server_cpu_ms_per_req": round(1000 * (cpu1 - cpu0) / answered, 3) if answered else None}
+            "server_cpu_ms_per_req": per_response(cpu1 - cpu0), "server_loop_ms_per_req": per_response(loop1 - loop0)}
 
 
 async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, warmup=0.0, seed=1, start=START,
@@ -215,7 +220,7 @@ def print_summary(r):
           f"client CPU {r['client_cpu_pct']}%")
     if "server_cpu_s" in r:
         print(f"server CPU {r['server_cpu_s']} s for {r['server_answered']} responses: "
-              f"{r['server_cpu_ms_per_req']} ms per response")
+              f"{r['server_cpu_ms_per_req']} ms per response, {r['server_loop_ms_per_req']} of them on its event loop")
 
 
 def parse_args(argv=None):

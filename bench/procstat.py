@@ -41,8 +41,17 @@ def cpu_seconds(pid):
 
 def process_cpu_seconds(pid):
     """User plus system CPU seconds of process `pid`, all its threads, so far; None once it is gone."""
+    return _cpu_of(f"/proc/{pid}/stat")
+
+
+def loop_cpu_seconds(pid):
+    """The same of the process' main thread alone: a gexsrv's event loop (with two processes, the front's)."""
+    return _cpu_of(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _cpu_of(path):
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name, field 2, is in parentheses and may hold spaces: count the fields after its ")".

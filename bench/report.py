@@ -304,14 +304,15 @@ def markdown(report):
         f"Settings: {json.dumps(report['settings'])}.", "",
     ]
     lines += ["| scenario | server | s | sent | ok req/s | strike rows/s | p50 ms | p95 ms | p99 ms | max ms "
-              "| errors | server CPU ms/req | RSS before → after (peak) MB | client CPU % |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| errors | server CPU ms/req | loop CPU ms/req | RSS before → after (peak) MB | client CPU % |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs_of(report):
         lat = r["latency_ms"]
         mem = _memory(r["memory_before"], r["memory_after"])
         lines.append(f"| {r['scenario']} | {r['server']} | {r['duration']:g} | {r['sent']} | {r['req_per_s']:,} "
                      f"| {r['strike_rows_per_s']:,.0f} | {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} "
-                     f"| {_ms(lat['max'])} | {_errors(r['errors'])} | {_num(r.get('server_cpu_ms_per_req'))} | {mem} "
+                     f"| {_ms(lat['max'])} | {_errors(r['errors'])} | {_num(r.get('server_cpu_ms_per_req'))} "
+                     f"| {_num(r.get('server_loop_ms_per_req'))} | {mem} "
                      f"| {r['client_cpu_pct']} |")
     if report.get("ratios"):
         lines += ["", "| scenario | ratio | req/s | p50 | p95 | p99 | server CPU/req |",

@@ -40,6 +40,7 @@ def assert_gexsrv_run(run):
     assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["max"]
     assert run["memory_before"]["rss_mb"] > 10 and run["memory_after"]["peak_mb"] >= run["memory_after"]["rss_mb"]
     assert run["server_cpu_ms_per_req"] > 0 and run["server_answered"] > 0
+    assert 0 < run["server_loop_ms_per_req"] <= run["server_cpu_ms_per_req"]  # the loop is one of its threads
     # gexsrv stored every snapshot it acknowledged (the report waits for it to go idle first), none as a duplicate
     assert run["server_view"]["stored"] == {"snapshot": run["ok_total"], "strike_rows": run["ok_total"] * STRIKES}
 
