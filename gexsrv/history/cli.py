@@ -120,13 +120,15 @@ def _summary(job, seconds):
 
 
 async def _progress(runner, job_id):
-    """Bytes while the file arrives, then a note while DuckDB imports it (it reports no row count midway)."""
+    """Bytes while the file arrives, then the snapshots inserted into DuckDB (committed together at the end) until
+    the import ends and this is cancelled: that bar goes, the summary line says what was stored."""
     with tqdm(unit="B", unit_scale=True, desc="download", file=sys.stderr) as bar:
         while job_id not in runner.progress:
             await asyncio.sleep(0.1)
         while job_id in runner.progress:
             bar.update(runner.progress[job_id].size - bar.n)
             await asyncio.sleep(0.2)
-        bar.set_description("importing")
-        bar.refresh()
-        await asyncio.Event().wait()  # kept open until the import ends
+    with tqdm(unit=" snapshots", desc="importing", file=sys.stderr, leave=False) as bar:
+        while True:
+            bar.update(runner.inserted.get(job_id, bar.n) - bar.n)
+            await asyncio.sleep(0.2)

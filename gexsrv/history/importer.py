@@ -36,14 +36,16 @@ class InvalidFile(Exception):
 
 
 class Hooks(NamedTuple):
-    """Called from the import's thread: progress(snapshots, strike rows) and committed(the chunk's records, stored
-    before or now) after each chunk's commit; committing(every record) once the file has passed the rule, before the
-    first commit; on_conflict() after each commit that conflicted with live ingest's."""
+    """Called from the import's threads: inserted(snapshots so far, not committed yet) after each chunk's insert;
+    progress(snapshots, strike rows) and committed(the chunk's records, stored before or now) after each chunk's
+    commit; committing(every record) once the file has passed the rule, before the first commit; on_conflict()
+    after each commit that conflicted with live ingest's."""
 
     progress: object = None
     committing: object = None
     committed: object = None
     on_conflict: object = None
+    inserted: object = None
 
 
 class Imported(NamedTuple):
@@ -171,12 +173,20 @@ def import_data(cursor, data, ticker, endpoint, source, rules=Rules(), lock=NO_L
     all committed once the whole file has passed the rule; return Imported. lock is held from the first insert to
     the last commit (the lake exporter's, gexsrv.lake: a transaction still open holds strike rows' sequence
     numbers). InvalidFile, with nothing committed, when the file cannot be imported whole."""
-    problems = []
+    problems, inserted = [], [0]
+
+    def stage(chunk):  # on the inserter's thread, one chunk after the other
+        held = _stage(cursor, chunk)
+        inserted[0] += len(chunk)
+        if hooks.inserted:
+            hooks.inserted(inserted[0])
+        return held
+
     with lock, ThreadPoolExecutor(1, thread_name_prefix="gexsrv-import") as inserter:
         staged = []
         try:
             for chunk in chunks(data, ticker, endpoint, source, rules, problems):
-                staged.append((chunk, inserter.submit(_stage, cursor, chunk)))
+                staged.append((chunk, inserter.submit(stage, chunk)))
             staged = [(chunk, future.result()) for chunk, future in staged]
         except BaseException:
             _roll_back_all(future for _chunk, future in staged)

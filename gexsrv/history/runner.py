@@ -43,6 +43,7 @@ class Runner:
         self.folder = os.path.abspath(staging.source_dir(conf.data_dir))
         self.progress = {}  # job id -> the Sink being written, for live byte counts
         self.imported = {}  # job id -> (snapshots, strike rows) committed so far by its running import
+        self.inserted = {}  # job id -> snapshots its running import has inserted so far, not yet committed
         self.rules = Rules.from_settings(conf)
         self.wake = asyncio.Event()
         self.task = None
@@ -241,6 +242,7 @@ class Runner:
             with contextlib.suppress(duckdb.Error):
                 cursor.close()
             self.imported.pop(job["id"], None)
+            self.inserted.pop(job["id"], None)
         problems = importer.summary(imported.problems)
         snapshots, rows = await self._stored(job, imported)
         outcome = ({"status": "completed"} if snapshots else
@@ -268,6 +270,9 @@ class Runner:
         def progress(snapshots, rows):  # after each chunk
             loop.call_soon_threadsafe(self.imported.__setitem__, job["id"], (snapshots, rows))
 
+        def inserted(snapshots):  # after each chunk's insert, before the commits
+            loop.call_soon_threadsafe(self.inserted.__setitem__, job["id"], snapshots)
+
         def committing(records):  # before the first commit: waits until the loop has taken them
             asyncio.run_coroutine_threadsafe(_call(self.keys.committing, keys_of(records)), loop).result()
 
@@ -276,7 +281,7 @@ class Runner:
 
         known = self.keys is not None
         return importer.Hooks(progress, committing if known else None, committed if known else None,
-                              lambda: self.store.conflicted("history"))
+                              lambda: self.store.conflicted("history"), inserted)
 
     def _import_file(self, job, path, cursor, hooks):
         """The staged file imported on cursor (importer.InvalidFile: the job fails)."""
