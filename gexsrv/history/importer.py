@@ -173,20 +173,20 @@ def import_data(cursor, data, ticker, endpoint, source, rules=Rules(), lock=NO_L
     all committed once the whole file has passed the rule; return Imported. lock is held from the first insert to
     the last commit (the lake exporter's, gexsrv.lake: a transaction still open holds strike rows' sequence
     numbers). InvalidFile, with nothing committed, when the file cannot be imported whole."""
-    problems, inserted = [], [0]
+    problems = []
 
-    def stage(chunk):  # on the inserter's thread, one chunk after the other
+    def stage(chunk, through):  # on the inserter's thread: through, the snapshots inserted once chunk is
         held = _stage(cursor, chunk)
-        inserted[0] += len(chunk)
         if hooks.inserted:
-            hooks.inserted(inserted[0])
+            hooks.inserted(through)
         return held
 
     with lock, ThreadPoolExecutor(1, thread_name_prefix="gexsrv-import") as inserter:
-        staged = []
+        staged, through = [], 0
         try:
             for chunk in chunks(data, ticker, endpoint, source, rules, problems):
-                staged.append((chunk, inserter.submit(stage, chunk)))
+                through += len(chunk)
+                staged.append((chunk, inserter.submit(stage, chunk, through)))
             staged = [(chunk, future.result()) for chunk, future in staged]
         except BaseException:
             _roll_back_all(future for _chunk, future in staged)
