@@ -155,6 +155,7 @@ def test_health_reports_storage_journal_ingest_and_counts(server):
     assert after["uptime_s"] >= before["uptime_s"] and after["version"]
 
 
+@pytest.mark.slow
 def test_while_another_process_holds_the_database_writes_are_journaled_and_land_after(start_server, tmp_path):
     data = tmp_path / "data"
     with database_held(data / "gex_data.db"):
