@@ -129,15 +129,15 @@ def test_oversized_bodies_get_413_by_length_and_when_chunked(start_server):
         assert db.execute("SELECT count(*) FROM gex_snapshots").fetchone() == (1,)
 
 
-def test_options_gets_204_with_cors_and_unknown_paths_get_json_404(server):
-    options = server.request("OPTIONS", "/gex", headers={"Origin": "https://www.gexbot.com"})
+def test_options_gets_204_with_cors_and_unknown_paths_get_json_404(shared_server):
+    options = shared_server.request("OPTIONS", "/gex", headers={"Origin": "https://www.gexbot.com"})
     assert options.status == 204
     assert options.headers["Access-Control-Allow-Origin"] == "https://www.gexbot.com"
     assert "POST" in options.headers["Access-Control-Allow-Methods"]
-    missing = server.get("/nowhere")
+    missing = shared_server.get("/nowhere")
     assert missing.status == 404
     assert missing.json() == {"status": "error", "error": "no such path: /nowhere"}
-    assert server.request("PUT", "/gex", b"{}").status == 405
+    assert shared_server.request("PUT", "/gex", b"{}").status == 405
 
 
 def test_health_reports_storage_journal_ingest_and_counts(server):
@@ -155,6 +155,7 @@ def test_health_reports_storage_journal_ingest_and_counts(server):
     assert after["uptime_s"] >= before["uptime_s"] and after["version"]
 
 
+@pytest.mark.slow
 def test_while_another_process_holds_the_database_writes_are_journaled_and_land_after(start_server, tmp_path):
     data = tmp_path / "data"
     with database_held(data / "gex_data.db"):

@@ -83,6 +83,7 @@ def test_a_start_under_a_foreign_lock_after_the_journal_emptied_never_reuses_a_s
     assert stored(restarted) == {p["timestamp"]: (p["spot"], STRIKES) for p in first + later}
 
 
+@pytest.mark.slow
 def test_a_waiter_for_ingest_is_answered_by_the_recovery_that_stores_its_record(start_server, tmp_path):
     """A ?ack=ingested request journaled while the database is held is stored by the replay when it is back: it
     gets its 202, not a 503 "not ingested" after the whole timeout."""

@@ -53,6 +53,7 @@ def test_open_loop_run_is_counted_and_stored(tmp_path):
     assert strike_rows == result["ok"] * 100
 
 
+@pytest.mark.slow
 def test_cli_prints_one_json_line(tmp_path):
     with baseline_server(tmp_path / "b.db") as url:
         out = subprocess.run(

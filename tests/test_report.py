@@ -116,6 +116,7 @@ def test_the_original_stand_in_upserts_a_repeated_snapshot_and_replaces_its_stri
     assert strikes == [(row[0], row[1], row[2], json.dumps(row[3])) for row in later["strikes"]]
 
 
+@pytest.mark.slow
 def test_a_server_that_dies_during_its_run_is_reported_as_crashed():
     def dying(workdir):
         return ServerProcess("dying", [sys.executable, "-c", DYING_SERVER], workdir)

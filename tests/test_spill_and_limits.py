@@ -61,6 +61,7 @@ def stored_snapshots(db):
 
 # ---- the 422: a record the database refuses on its own ----
 
+@pytest.mark.slow
 def test_a_record_the_database_refuses_gets_422_with_ack_ingested_and_the_records_behind_it_land(start_server,
                                                                                               tmp_path):
     """The decoder checks every value against gexsrv's own columns, so only a database adopted as it is can refuse a
@@ -152,6 +153,7 @@ def test_bodies_past_ingest_memory_mb_are_read_back_from_the_journal_and_all_lan
     assert strikes == expected_strikes(bodies)
 
 
+@pytest.mark.slow
 def test_with_ingest_memory_mb_0_live_ingest_reads_every_kind_back_from_the_journal(start_server):
     """The database writable: each ingest (not the recovery after a hold) finds no record in memory and decodes
     the journal's lines again, /uw frames and their GEX records (two lines for one frame) included."""

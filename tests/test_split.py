@@ -307,6 +307,7 @@ def test_every_acknowledged_write_survives_engine_sigkills_at_random_moments_und
 
 # ---- SIGKILL of the front, of both ----
 
+@pytest.mark.slow
 def test_a_sigkilled_front_takes_spawner_and_engine_with_it_and_a_restart_stores_every_key_once(start_server):
     now = int(time.time())  # keys inside the duplicate horizon: a restart loads them into the front's index
     server = start_server(None, *SPLIT, *NO_INGEST)
@@ -385,6 +386,7 @@ def test_sigterm_stops_both_after_the_engine_ingested_every_acknowledged_row(sta
 
 # ---- the database: damaged, held ----
 
+@pytest.mark.slow
 def test_a_damaged_database_stops_the_server_with_code_2_and_is_left_as_it_was(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
