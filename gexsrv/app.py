@@ -68,13 +68,13 @@ def health_report(parts, started, bodies_in_flight, engine_health=None):
     """/health as a coroutine function: the sections of the parts this process holds. The front gives
     engine_health, a coroutine function of the engine's (ok, sections)."""
     async def report():
-        reports = []
+        awaited = []
         if parts.store is not None:
-            reports.append(await storage_health(parts))
-        if parts.intake is not None:
-            reports.append(journal_health(parts, bodies_in_flight))
+            awaited.append(await storage_health(parts))
         if engine_health is not None:
-            reports.append(await engine_health())
+            awaited.append(await engine_health())
+        # after the awaits and with none between them: a task's counts and its streak from one moment
+        reports = awaited + ([journal_health(parts, bodies_in_flight)] if parts.intake is not None else [])
         failing = failing_tasks(parts) + [task for _, sections in reports for task in sections.pop("failing_tasks", [])]
         ok = all(each_ok for each_ok, _ in reports) and not failing
         merged = {name: value for _, sections in reports for name, value in sections.items()}

@@ -1,11 +1,13 @@
 """The original's gexbot poller, against a local stand-in for the gexbot API on 127.0.0.1."""
 
+import os
+import signal
 import socket
 
 import pytest
 
 from filesrv import FakeGexbot
-from helpers import TS, eventually
+from helpers import TS, database_pid, eventually
 
 
 @pytest.fixture
@@ -54,16 +56,40 @@ def test_poller_is_off_without_a_key(shared_server):
     assert shared_server.get("/health").json()["poller"] == {"enabled": False}
 
 
-def test_a_poller_whose_every_fetch_fails_is_a_failing_task_and_makes_health_degraded(start_server):
-    """A wrong API URL (or key, or no network) fails every fetch of every round: three rounds in a row and /health
-    says so, as for the other background tasks, instead of only counting errors."""
+def failing_poller(start_server, *flags):
+    """A server whose poller fetches from a closed port every 0.1 s (a wrong API URL: every fetch fails)."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    server = start_server(None, "--gexbot-api-url", f"http://127.0.0.1:{port}", "--poll-interval", "0.1",
-                          env={"GEXBOT_API_KEY": "k123"})
-    health = eventually(lambda: (h := server.get("/health").json())["failing_tasks"] and h, "a failing poller")
+    return start_server(None, "--gexbot-api-url", f"http://127.0.0.1:{port}", "--poll-interval", "0.1", *flags,
+                        env={"GEXBOT_API_KEY": "k123"})
+
+
+def degraded_health(server):
+    return eventually(lambda: (h := server.get("/health").json())["failing_tasks"] and h, "a failing poller")
+
+
+def test_a_poller_whose_every_fetch_fails_is_a_failing_task_and_makes_health_degraded(start_server):
+    """A wrong API URL (or key, or no network) fails every fetch of every round: three rounds in a row and /health
+    says so, as for the other background tasks, instead of only counting errors."""
+    health = degraded_health(failing_poller(start_server))
     (task,) = health["failing_tasks"]
     assert (health["status"], task["task"], task["failures"] >= 3) == ("degraded", "poller", True), health
     assert task["error"].startswith("NDX/classic/zero/maxchange: ") and "Connection refused" in task["error"], task
     assert health["poller"]["errors"] >= 3 * 12
+
+
+def test_health_reads_the_pollers_count_and_streak_at_one_moment(start_server):
+    """/health waits for the engine's sections (here up to 2 s: the engine is stopped) while the poller goes on
+    failing: its error count and its failing rounds are read together, after that wait, so that every failed round
+    is in the count (12 fetches a round)."""
+    server = failing_poller(start_server, "--processes", "2")
+    degraded_health(server)
+    engine = database_pid(server)
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        health = server.get("/health").json()
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    (task,) = health["failing_tasks"]
+    assert health["poller"]["errors"] >= 12 * task["failures"], health
