@@ -18,7 +18,7 @@ class RunAccount:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
-        missing = session.testscollected - self.ran
+        missing = 0 if session.config.option.collectonly else session.testscollected - self.ran
         if exitstatus == pytest.ExitCode.OK and missing > 0:
             session.config.get_terminal_writer().line(
                 f"{missing} of {session.testscollected} collected tests neither ran nor skipped with a reason",
