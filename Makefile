@@ -6,7 +6,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 # pytest-xdist workers: the tests mostly wait on the servers they start, so more workers than the 2 cores help.
 WORKERS ?= 4
-XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(WORKERS) --dist load
 
 .PHONY: run test test-fast screenshot bench perf clean-venv
 

@@ -88,25 +88,14 @@ def pytest_ignore_collect(collection_path, config):
     return True if collection_path.name in SLOW_ONLY and config.getoption("markexpr") == "not slow" else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(items):
     """The slow tests first: under workers the longest of them (the performance report's smoke test, the SIGKILL
-    loop) then start at once instead of finishing the run alone on one worker. Then the groups that `--dist
-    loadgroup` hands to one worker whole: each module whose tests share a module-scoped fixture (a server, a built
-    data dir), so that fixture is built once rather than on every worker; and the browser tests, so that one
-    worker starts Chromium."""
+    loop) then start at once instead of finishing the run alone on one worker. Then the modules whose tests share
+    a module-scoped fixture (a server, a built data dir): xdist hands each worker a first batch of consecutive
+    tests, a quarter of its share, and later ones of a few tests, so a module early in the order is built on one
+    or two workers rather than on each of them."""
     sharing = {item.module for item in items if uses_a_module_fixture(item)}
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.module not in sharing))
-    for item in items:
-        group = worker_group(item, sharing)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-def worker_group(item, sharing):
-    if "shared_chromium" in item.fixturenames:
-        return "chromium"
-    return item.module.__name__ if item.module in sharing else None
 
 
 def uses_a_module_fixture(item):
