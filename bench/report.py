@@ -166,9 +166,16 @@ def ratios(name, runs):
     return {"scenario": name, "req_per_s": base["req_per_s"], "p50": base["p50"], "p99": base["p99"], "pairs": pairs}
 
 
+def scenario_key(rate):
+    """The scenario's name on the command line (--scenario)."""
+    return "saturation" if rate is None else str(rate)
+
+
 def scenarios(args):
     runs, compared = [], []
     for name, rate, clients in SCENARIOS:
+        if args.scenarios and scenario_key(rate) not in args.scenarios:
+            continue
         scenario_runs = []
         for peer in PEERS:
             # A slow peer falls far behind; the time it gets to catch up is as long as its run.
@@ -352,6 +359,9 @@ def parse_args(argv=None):
     ap.add_argument("--history-snapshots", type=int, help="snapshots in the generated history file (0: skip)")
     ap.add_argument("--strikes", type=int, default=300, help="strike rows per snapshot (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    ap.add_argument("--scenario", action="append", dest="scenarios",
+                    choices=[scenario_key(rate) for _, rate, _ in SCENARIOS],
+                    help="run only this scenario, by its rate or 'saturation'; again for more (default: all)")
     ap.add_argument("--soak", type=float, metavar="MINUTES",
                     help="instead: gexsrv alone under --soak-rate for MINUTES, memory sampled throughout")
     ap.add_argument("--soak-rate", type=float, default=500, help="requests per second of the soak (default %(default)s)")
