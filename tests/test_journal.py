@@ -459,7 +459,8 @@ def test_a_damaged_journal_stops_the_server_with_one_clear_line(start_server, tm
 @pytest.mark.slow
 def test_every_record_is_archived_once_and_the_journal_holds_the_rest(start_server, tmp_path):
     data = tmp_path / "data"
-    server = start_server(data, "--journal-segment-mb", "1", "--journal-segment-seconds", "1", "--max-strikes", "20000")
+    server = start_server(data, "--journal-segment-mb", "1", "--journal-segment-seconds", "1",
+                          "--archive-interval-s", "0.2", "--max-strikes", "20000")
     started = dt.datetime.now(dt.timezone.utc)
     posted = [snapshot(timestamp=T0 + i, n_strikes=10_600) for i in range(2)]  # 1.2 MiB: a rotation by size
     post_all(server, posted)
