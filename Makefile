@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
-# pytest-xdist workers: the tests mostly wait on the servers they start, so more workers than the 2 cores help.
-WORKERS ?= 4
+# pytest-xdist workers: one more than the 2 cores fills the time tests wait on their servers; a fourth only adds
+# its own start, collection and module fixtures (README, Tests).
+WORKERS ?= 3
 XDIST := -n $(WORKERS) --dist load
 
 .PHONY: run test test-fast screenshot bench perf clean-venv
