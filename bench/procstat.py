@@ -63,7 +63,7 @@ def memory_of(pid):
     """{rss_mb, peak_mb}: VmRSS and VmHWM of one process in MB; None once it has exited."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
     fields = {}
     for line in status.splitlines():

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from filesrv import Dashboard, FileServer
-from helpers import eventually, snapshot, wait_job
+from helpers import eventually, process_state, snapshot, wait_job
 from helpers import TS as T0  # the history file's first snapshot time
 
 NAME = "2026-04-29_SPX_classic_gex_zero.json"
@@ -191,15 +191,6 @@ time.sleep(60)
 """
 
 
-def running(pid):
-    """Whether the process exists and is not a zombie (a reparented child may wait long to be reaped)."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_command_past_the_timeout_is_killed_with_its_children(start_server, files, tmp_path):
     pids = tmp_path / "pids"
     template = shlex.join([sys.executable, str(script(tmp_path, HANGS)), str(pids)])
@@ -207,9 +198,9 @@ def test_a_command_past_the_timeout_is_killed_with_its_children(start_server, fi
                           env={"HISTORY_DOWNLOAD_COMMAND": template})
     job = wait_job(server, server.post("/gex_history_url", {"url": f"{files.url}/files/{NAME}"}).json()["id"])
     assert (job["status"], job["last_error"]) == ("failed", "the download command did not finish within 1 s")
-    eventually(lambda: not any(running(int(pid)) for pid in pids.read_text().split()),
+    eventually(lambda: all(process_state(int(pid)) in ("gone", "Z") for pid in pids.read_text().split()),
                "the timed-out command and its children gone")
-    assert not any(running(int(pid)) for pid in pids.read_text().split())
+    assert all(process_state(int(pid)) in ("gone", "Z") for pid in pids.read_text().split())
 
 
 def test_a_value_that_would_read_as_an_option_is_refused(start_server, tmp_path):
