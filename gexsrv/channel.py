@@ -196,11 +196,11 @@ class Channel:
             if exc.partial:
                 raise ChannelError("the stream ended inside a frame's length") from None
             return None
-        except ConnectionResetError:
+        except ConnectionError:  # reset, or a pipe our own send found broken: the peer is gone either way
             return None
         try:
             body = await self.reader.readexactly(_length(header))
-        except (asyncio.IncompleteReadError, ConnectionResetError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             raise ChannelError("the stream ended inside a frame") from None
         return DECODER.decode(body)
 
@@ -208,5 +208,5 @@ class Channel:
         self.writer.close()
         try:
             await self.writer.wait_closed()
-        except (ConnectionResetError, BrokenPipeError):
+        except ConnectionError:
             pass

@@ -82,3 +82,18 @@ def test_a_stream_cut_inside_a_frame_is_an_error_not_an_end():
         asyncio.run(run(whole[:2]))
     with pytest.raises(ChannelError, match="past the limit"):
         asyncio.run(run(LENGTH.pack(MAX_FRAME + 1)))
+
+
+def test_a_peer_gone_before_a_send_reads_as_none():
+    """An engine that exits at once (a damaged database) while the front sends it its first message: the send
+    breaks the pipe, and the front's next receive is the end, not a BrokenPipeError for a task to drop."""
+    async def run():
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        channel = await Channel.over(ours)
+        channel.send(Durable(Position(1, 0, 0)))
+        end = await channel.receive()
+        await channel.close()
+        return end
+
+    assert asyncio.run(run()) is None
