@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import gzip
 import http.client
+import io
 import itertools
 import json
 import os
@@ -339,6 +340,19 @@ def origin_of(url):
     """An http(s) URL's origin; None for about:blank, data: and the like, which store nothing to forget."""
     parts = urllib.parse.urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
+
+
+def stored_rows(server, query):
+    """The rows of a query of the running server's database (GET /api/sql as Parquet), as tuples of the values a
+    DuckDB cursor's fetchall() gives (a UUID as its text): for a server shared by a module's cases, whose database
+    a case cannot open while it runs. Fails on an error or a reply cut at the server's row limit."""
+    import pyarrow.parquet
+
+    reply = server.get("/api/sql?" + urllib.parse.urlencode({"q": query, "_format": "parquet"}))
+    assert reply.status == 200, reply.body
+    assert reply.headers["X-Truncated"] == "false", f"more rows than the server's sql_max_rows: {query}"
+    table = pyarrow.parquet.read_table(io.BytesIO(reply.body))
+    return list(zip(*(column.to_pylist() for column in table.columns))) if table.num_columns else []
 
 
 def stored_keys(db, table="gex_snapshots"):
