@@ -501,3 +501,15 @@ def queue_history(server, origin, ticker):
     """POST /gex_history_url of the FileServer origin's history.json (history_folder)."""
     return server.post("/gex_history_url", {"url": f"{origin.url}/files/history.json", "ticker": ticker,
                                             "endpoint": "gex_zero"})
+
+
+def all_ingested(server, timeout=30):
+    """Wait until ingest took every record journaled so far (/health: no journal bytes waiting): a case on a shared
+    server that posted with ?ack=journal reads what landed only then, and so sees all of it."""
+    eventually(lambda: server.get("/health").json()["journal"]["bytes_waiting"] == 0,
+               "every journaled record ingested", timeout)
+
+
+def sql_list(values):
+    """SQL text of string values for an IN (...) list: a case's webhook ids, its tickers."""
+    return ", ".join(f"'{value}'" for value in values)

@@ -4,61 +4,75 @@ import json
 
 import pytest
 
-from helpers import TS, database_held, snapshot
+from helpers import TS, database_held, eventually, snapshot, stored_rows
 
 
-def test_snapshot_lands_with_its_values_strikes_and_priors(server):
-    body = snapshot(n_strikes=4)
-    reply = server.post("/gex", body)
+def test_snapshot_lands_with_its_values_strikes_and_priors(shared_server):
+    body = snapshot(ticker="LAND", n_strikes=4)
+    reply = shared_server.post("/gex", body)
     assert reply.status == 202
-    assert reply.json() == {"status": "ok", "ticker": "SPX", "endpoint": "gex_zero", "kind": "snapshot",
+    assert reply.json() == {"status": "ok", "ticker": "LAND", "endpoint": "gex_zero", "kind": "snapshot",
                             "timestamp": TS * 1000, "duplicate": False, "problems": []}
-    server.stop()
-    with server.db() as db:
-        row = db.execute("""SELECT timestamp, ticker, endpoint, spot_price, zero_gamma, net_gex, sum_gex_vol,
-            sum_gex_oi, min_dte, sec_min_dte, major_pos_vol, major_neg_oi, delta_risk_reversal, max_priors, source
-            FROM gex_snapshots""").fetchall()
-        strikes = db.execute("SELECT timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors "
-                             "FROM gex_strikes ORDER BY strike").fetchall()
-    assert row == [(TS * 1000, "SPX", "gex_zero", body["spot"], body["zero_gamma"], body["sum_gex_vol"],
+    # one transaction stores a snapshot with its strikes: once the row is there, they are too
+    row = eventually(lambda: stored_rows(shared_server, """SELECT timestamp, ticker, endpoint, spot_price,
+        zero_gamma, net_gex, sum_gex_vol, sum_gex_oi, min_dte, sec_min_dte, major_pos_vol, major_neg_oi,
+        delta_risk_reversal, max_priors, source FROM gex_snapshots WHERE ticker = 'LAND'"""), "the snapshot stored")
+    strikes = stored_rows(shared_server, "SELECT timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors "
+                                         "FROM gex_strikes WHERE ticker = 'LAND' ORDER BY strike")
+    assert row == [(TS * 1000, "LAND", "gex_zero", body["spot"], body["zero_gamma"], body["sum_gex_vol"],
                     body["sum_gex_vol"], body["sum_gex_oi"], 0, 1, body["major_pos_vol"], body["major_neg_oi"],
                     0.118, json.dumps(body["max_priors"], separators=(",", ":")), "live")]
-    assert strikes == [(TS * 1000, "SPX", "gex_zero", s[0], s[1], s[2], s[3]) for s in body["strikes"]]
+    assert strikes == [(TS * 1000, "LAND", "gex_zero", s[0], s[1], s[2], s[3]) for s in body["strikes"]]
 
 
-def test_envelopes_majors_maxchange_and_aliases_land_in_their_tables(server):
+# The envelope case's own tickers: the shared server holds the other cases' rows too.
+ENVELOPE_TICKERS = "('ENV_NDX', 'ENV_SPX', 'ENV_QQQ', 'ENV_SPY')"
+
+
+def rows_of_envelope_tickers(server):
+    """(snapshots, majors, maxchange rows) of the envelope case's tickers once its six records are stored (ingested
+    in batches, each in one transaction with its strikes)."""
+    snaps = stored_rows(server, "SELECT ticker, endpoint, timestamp, net_gex, sum_gex_vol FROM gex_snapshots "
+                                f"WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp, ticker")
+    majors = stored_rows(server, "SELECT ticker, endpoint, timestamp, mpos_vol, mneg_oi, net_gex_oi FROM gex_majors "
+                                 f"WHERE ticker IN {ENVELOPE_TICKERS}")
+    maxchange = stored_rows(server, "SELECT ticker, timestamp, current_strike, current_value, thirty_value "
+                                    f"FROM gex_maxchange WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp")
+    return (snaps, majors, maxchange) if len(snaps) + len(majors) + len(maxchange) >= 6 else None
+
+
+def test_envelopes_majors_maxchange_and_aliases_land_in_their_tables(shared_server):
+    server = shared_server
     replies = [
-        server.post("/gex", {"ticker": "ndx", "endpoint": "one", "kind": "snapshot", "received_at": "2026-04-29T20:00:01Z",
+        server.post("/gex", {"ticker": "env_ndx", "endpoint": "one", "kind": "snapshot",
+                             "received_at": "2026-04-29T20:00:01Z",
                              "data": {**snapshot(ticker=None, timestamp=TS, n_strikes=2), "ticker": None}}),
-        server.post("/gex", {"ticker": "SPX", "endpoint": "full", "payload": {
+        server.post("/gex", {"ticker": "ENV_SPX", "endpoint": "full", "payload": {
             "timestamp": TS, "spot": 7138.5, "zero_gamma": 7112.9, "mpos_vol": 7135, "mpos_oi": 7200,
             "mneg_vol": 7100, "mneg_oi": 6900, "net_gex_vol": 1712585.5, "net_gex_oi": 51521.1}}),
-        server.post("/gex", {"ticker": "SPX", "endpoint": "gex_maxchange", "data": {
+        server.post("/gex", {"ticker": "ENV_SPX", "endpoint": "gex_maxchange", "data": {
             "timestamp": TS, "current": [7140, 170979.7], "one": [7135, 1145886.7], "five": [7135, 997473.3],
             "ten": [7135, 1106210.7], "fifteen": [7135, 1128504.8], "thirty": [7135, 1131150.4]}}),
-        server.post("/gex", {"timestamp": TS + 1, "ticker": "qqq", "current": [600, 1.5]}),
-        server.post("/gex", {"timestamp": "2026-04-29T20:00:02Z", "ticker": "spy", "net_gex": 42.5,
+        server.post("/gex", {"timestamp": TS + 1, "ticker": "env_qqq", "current": [600, 1.5]}),
+        server.post("/gex", {"timestamp": "2026-04-29T20:00:02Z", "ticker": "env_spy", "net_gex": 42.5,
                              "strikes": [[600, 1.0]]}),
-        server.post("/gex", {"timestamp": (TS + 3) * 1000, "ticker": "SPY", "endpoint": "gex_full", "spot": 601}),
+        server.post("/gex", {"timestamp": (TS + 3) * 1000, "ticker": "ENV_SPY", "endpoint": "gex_full", "spot": 601}),
     ]
     assert [r.status for r in replies] == [202] * 6
     assert [(r.json()["kind"], r.json()["ticker"], r.json()["endpoint"]) for r in replies] == [
-        ("snapshot", "NDX", "gex_one"), ("majors", "SPX", "gex_full"), ("maxchange", "SPX", "gex_zero"),
-        ("maxchange", "QQQ", "gex_zero"), ("snapshot", "SPY", "gex_zero"), ("snapshot", "SPY", "gex_full")]
-    server.stop()
-    with server.db() as db:
-        snaps = db.execute("SELECT ticker, endpoint, timestamp, net_gex, sum_gex_vol FROM gex_snapshots "
-                           "ORDER BY timestamp, ticker").fetchall()
-        majors = db.execute("SELECT ticker, endpoint, timestamp, mpos_vol, mneg_oi, net_gex_oi FROM gex_majors").fetchall()
-        maxchange = db.execute("SELECT ticker, timestamp, current_strike, current_value, thirty_value "
-                               "FROM gex_maxchange ORDER BY timestamp").fetchall()
-        spy_strikes = db.execute("SELECT strike, gamma, oi_gamma, priors FROM gex_strikes WHERE ticker = 'SPY'").fetchall()
+        ("snapshot", "ENV_NDX", "gex_one"), ("majors", "ENV_SPX", "gex_full"), ("maxchange", "ENV_SPX", "gex_zero"),
+        ("maxchange", "ENV_QQQ", "gex_zero"), ("snapshot", "ENV_SPY", "gex_zero"),
+        ("snapshot", "ENV_SPY", "gex_full")]
+    snaps, majors, maxchange = eventually(lambda: rows_of_envelope_tickers(server), "the six records stored")
+    spy_strikes = stored_rows(server, "SELECT strike, gamma, oi_gamma, priors FROM gex_strikes "
+                                      "WHERE ticker = 'ENV_SPY'")
     ndx = snapshot(n_strikes=2)
-    assert snaps == [("NDX", "gex_one", TS * 1000, ndx["sum_gex_vol"], ndx["sum_gex_vol"]),
-                     ("SPY", "gex_zero", (TS + 2) * 1000, 42.5, 42.5),
-                     ("SPY", "gex_full", (TS + 3) * 1000, None, None)]
-    assert majors == [("SPX", "gex_full", TS * 1000, 7135.0, 6900.0, 51521.1)]
-    assert maxchange == [("SPX", TS * 1000, 7140.0, 170979.7, 1131150.4), ("QQQ", (TS + 1) * 1000, 600.0, 1.5, None)]
+    assert snaps == [("ENV_NDX", "gex_one", TS * 1000, ndx["sum_gex_vol"], ndx["sum_gex_vol"]),
+                     ("ENV_SPY", "gex_zero", (TS + 2) * 1000, 42.5, 42.5),
+                     ("ENV_SPY", "gex_full", (TS + 3) * 1000, None, None)]
+    assert majors == [("ENV_SPX", "gex_full", TS * 1000, 7135.0, 6900.0, 51521.1)]
+    assert maxchange == [("ENV_SPX", TS * 1000, 7140.0, 170979.7, 1131150.4),
+                         ("ENV_QQQ", (TS + 1) * 1000, 600.0, 1.5, None)]
     assert spy_strikes == [(600.0, 1.0, None, None)]
 
 

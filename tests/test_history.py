@@ -7,11 +7,42 @@ import json
 import duckdb
 import polars as pl
 import pytest
+from filesrv import FileServer
 from helpers import (HISTORY_DAY as DAY, HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES,
-                     eventually, wait_job, write_history)
+                     Server, eventually, stored_rows, wait_job, write_history)
 from make_history_file import snapshots
 
 from gexsrv.history import importer
+
+DAY_FILES = ["20251021.snapshots.parquet", "20251021.strikes.parquet"]
+
+
+@pytest.fixture(scope="module")
+def shared_files(tmp_path_factory):
+    """One file server (tests/filesrv.py) for the cases on the shared server; each serves files of its own names,
+    so the hits counted for its paths are its own."""
+    folder = tmp_path_factory.mktemp("files")
+    with FileServer(folder) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def shared_hist(tmp_path_factory, shared_files):
+    """One server as `hist` starts them, downloading from shared_files, for the cases that need no fresh one. Each
+    case queues its jobs for a ticker of its own: the duplicate rules (same URL, same content, snapshots stored
+    already) are a feed's, so one case's jobs never meet another's. --sql-max-rows above the 12,000 strike rows of
+    the largest case, which /api/sql gives in one reply."""
+    srv = Server(tmp_path_factory.mktemp("hist") / "data", "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
+                 "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
+                 "--alert-webhook-url", f"{shared_files.url}/hook", "--lake-export-interval", "0.3",
+                 "--sql-max-rows", "100000").start()
+    yield srv
+    srv.stop()
+
+
+def name_of(ticker, endpoint="gex_zero"):
+    """A history file's name, which gives its job's ticker and endpoint."""
+    return f"{DAY}_{ticker}_classic_{endpoint}.json"
 
 
 def submit(server, url, **extra):
@@ -26,68 +57,86 @@ def lake_rows(data_dir, ticker="*"):
                           [f"{data_dir}/parquet/gexbot/{ticker}/**/*.strikes.parquet"]).fetchone()[0]
 
 
-def test_plain_and_gzip_files_land_in_duckdb_and_parquet(hist, files):
-    write_history(files.folder / NAME)
+def day_files(data_dir, ticker, endpoint):
+    folder = data_dir / "parquet/gexbot" / ticker / endpoint
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def compacted(server, ticker, endpoint):
+    """Wait for the running server to compact a feed's finished day into its day files: only then does the lake
+    hold its rows once (a part is deleted after the day file holding it is published)."""
+    eventually(lambda: day_files(server.data_dir, ticker, endpoint) == DAY_FILES,
+               f"{ticker} {endpoint}'s day compacted", timeout=60)
+
+
+def test_plain_and_gzip_files_land_in_duckdb_and_parquet(shared_hist, shared_files):
+    write_history(shared_files.folder / name_of("PLAIN"))
     # gzip served under a plain name: the format is found from the content
-    write_history(files.folder / f"{DAY}_NDX_classic_gex_one.json", ticker="NDX", compress=True)
-    server = hist()
-    plain = submit(server, f"{files.url}/files/{NAME}")
-    assert (plain["status"], plain["ticker"], plain["endpoint"]) == ("queued", "SPX", "gex_zero")
-    packed = submit(server, f"{files.url}/files/{DAY}_NDX_classic_gex_one.json")
-    assert (packed["ticker"], packed["endpoint"]) == ("NDX", "gex_one")
+    write_history(shared_files.folder / name_of("PACKED", "gex_one"), ticker="NDX", compress=True)
+    plain = submit(shared_hist, f"{shared_files.url}/files/{name_of('PLAIN')}")
+    assert (plain["status"], plain["ticker"], plain["endpoint"]) == ("queued", "PLAIN", "gex_zero")
+    packed = submit(shared_hist, f"{shared_files.url}/files/{name_of('PACKED', 'gex_one')}")
+    assert (packed["ticker"], packed["endpoint"]) == ("PACKED", "gex_one")
     for job in (plain, packed):
-        done = wait_job(server, job["id"])
+        done = wait_job(shared_hist, job["id"])
         assert (done["status"], done["snapshots_imported"], done["rows_imported"]) == ("completed", SNAPS,
                                                                                        SNAPS * STRIKES)
-    assert server.get("/health").json()["history"]["pending_jobs"] == 0
-    server.stop()
-    with server.db() as db:
-        assert db.execute("SELECT ticker, endpoint, source, count(*) FROM gex_snapshots GROUP BY ALL ORDER BY 1"
-                          ).fetchall() == [("NDX", "gex_one", "history:2", SNAPS), ("SPX", "gex_zero", "history:1", SNAPS)]
-        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 2 * SNAPS * STRIKES
-    assert lake_rows(server.data_dir, "SPX") == lake_rows(server.data_dir, "NDX") == SNAPS * STRIKES
+    # every case waits for its jobs to end, so none of another is pending either
+    assert shared_hist.get("/health").json()["history"]["pending_jobs"] == 0
+    assert stored_rows(shared_hist, "SELECT ticker, endpoint, source, count(*) FROM gex_snapshots "
+                                    "WHERE ticker IN ('PLAIN', 'PACKED') GROUP BY ALL ORDER BY 1") == [
+        ("PACKED", "gex_one", f"history:{packed['id']}", SNAPS), ("PLAIN", "gex_zero", f"history:{plain['id']}", SNAPS)]
+    assert stored_rows(shared_hist, "SELECT count(*) FROM gex_strikes WHERE ticker IN ('PLAIN', 'PACKED')") == [
+        (2 * SNAPS * STRIKES,)]
     # a finished day is compacted into its day files, the snapshots' beside the strike rows'
-    day_files = sorted(p.name for p in (server.data_dir / "parquet/gexbot/SPX/gex_zero").iterdir())
-    assert day_files == ["20251021.snapshots.parquet", "20251021.strikes.parquet"]
+    compacted(shared_hist, "PLAIN", "gex_zero")
+    compacted(shared_hist, "PACKED", "gex_one")
+    assert lake_rows(shared_hist.data_dir, "PLAIN") == lake_rows(shared_hist.data_dir, "PACKED") == SNAPS * STRIKES
 
 
-@pytest.mark.parametrize("path, attempts", [("flaky/2", 3), ("drop/1", 2)], ids=["5xx twice", "dropped connection"])
-def test_5xx_and_network_errors_are_retried(hist, files, path, attempts):
-    write_history(files.folder / NAME)
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/{path}/{NAME}")["id"])
+@pytest.mark.parametrize("path, attempts, ticker", [("flaky/2", 3, "FLAKY"), ("drop/1", 2, "DROP")],
+                         ids=["5xx twice", "dropped connection"])
+def test_5xx_and_network_errors_are_retried(shared_hist, shared_files, path, attempts, ticker):
+    write_history(shared_files.folder / name_of(ticker))
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/{path}/{name_of(ticker)}")["id"])
     assert (job["status"], job["attempts"], job["snapshots_imported"]) == ("completed", attempts, SNAPS)
-    assert files.hits[f"/{path}/{NAME}"] == attempts
+    assert shared_files.hits[f"/{path}/{name_of(ticker)}"] == attempts
 
 
-def test_permanent_failure_fails_the_job_and_alerts_the_webhook(hist, files):
-    server = hist()
-    failed = wait_job(server, submit(server, f"{files.url}/status/500", ticker="SPX", endpoint="zero")["id"])
+def test_permanent_failure_fails_the_job_and_alerts_the_webhook(shared_hist, shared_files):
+    url = shared_files.url
+    failed = wait_job(shared_hist, submit(shared_hist, f"{url}/status/500", ticker="FAILED", endpoint="zero")["id"])
     assert (failed["status"], failed["attempts"]) == ("failed", 3)
     assert "HTTP 500" in failed["last_error"]
-    missing = wait_job(server, submit(server, f"{files.url}/status/404", ticker="SPX", endpoint="zero")["id"])
+    missing = wait_job(shared_hist, submit(shared_hist, f"{url}/status/404", ticker="FAILED", endpoint="zero")["id"])
     assert (missing["status"], missing["attempts"]) == ("failed", 1)  # 4xx is not retried
-    eventually(lambda: len(files.hooks) >= 2, "both failures alerted at the webhook")
-    assert len(files.hooks) == 2
-    assert all(h["content"] and h["text"] == h["content"] for h in files.hooks)
-    assert f"history job {failed['id']} failed" in files.hooks[0]["text"] and "HTTP 500" in files.hooks[0]["text"]
+
+    def hooks():  # the alerts of this case's jobs: the other cases' failures alert the same webhook
+        return [h for h in shared_files.hooks
+                if any(f"history job {job['id']} failed" in h["text"] for job in (failed, missing))]
+
+    eventually(lambda: len(hooks()) >= 2, "both failures alerted at the webhook")
+    mine = hooks()
+    assert len(mine) == 2
+    assert all(h["content"] and h["text"] == h["content"] for h in mine)
+    assert f"history job {failed['id']} failed" in mine[0]["text"] and "HTTP 500" in mine[0]["text"]
 
 
-def test_disallowed_hosts_schemes_and_addresses_are_refused(hist, files):
-    write_history(files.folder / NAME)
-    server = hist()
-    port = files.url.rsplit(":", 1)[1]
-    direct = server.post("/gex_history_url", {"url": f"http://localhost:{port}/files/{NAME}"})
+def test_disallowed_hosts_schemes_and_addresses_are_refused(shared_hist, shared_files):
+    name = name_of("REFUSED")
+    write_history(shared_files.folder / name)
+    port = shared_files.url.rsplit(":", 1)[1]
+    direct = shared_hist.post("/gex_history_url", {"url": f"http://localhost:{port}/files/{name}"})
     assert direct.status == 400 and "not on the history_allowed_hosts list" in direct.json()["error"]
-    scheme = server.post("/gex_history_url", {"url": f"file:///etc/{NAME}"})
+    scheme = shared_hist.post("/gex_history_url", {"url": f"file:///etc/{name}"})
     assert scheme.status == 400 and "only http and https" in scheme.json()["error"]
-    hop = f"{files.url}/redirect?to=http://localhost:{port}/files/{NAME}"
-    redirected = wait_job(server, submit(server, hop, ticker="SPX", endpoint="gex_zero")["id"])
+    hop = f"{shared_files.url}/redirect?to=http://localhost:{port}/files/{name}"
+    redirected = wait_job(shared_hist, submit(shared_hist, hop, ticker="REFUSED", endpoint="gex_zero")["id"])
     assert redirected["status"] == "failed" and "'localhost' is not on the history_allowed_hosts" in \
         redirected["last_error"]
-    assert f"/files/{NAME}" not in files.hits
+    assert f"/files/{name}" not in shared_files.hits
     # 127.0.0.2 is an allowed host name, but a loopback address outside history_allowed_networks
-    private = wait_job(server, submit(server, f"http://127.0.0.2:{port}/files/{NAME}")["id"])
+    private = wait_job(shared_hist, submit(shared_hist, f"http://127.0.0.2:{port}/files/{name}")["id"])
     assert private["status"] == "failed" and "not a global address" in private["last_error"]
     assert private["attempts"] == 1
 
@@ -114,73 +163,66 @@ def in_last(data, old, new):
     ("huge", lambda data: in_last(data, b'"zero_gamma": ', b'"zero_gamma": 1e999, "was":')),
     ("no timestamp", lambda data: in_last(data, b'"timestamp": ', b'"time": ')),
 ])
-def test_invalid_file_fails_with_nothing_half_imported(hist, files, name, spoil):
-    good = write_history(files.folder / "good.json").read_bytes()
-    (files.folder / NAME).write_bytes(spoil(good))
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+def test_invalid_file_fails_with_nothing_half_imported(shared_hist, shared_files, name, spoil):
+    ticker = name.upper().replace(" ", "")
+    good = write_history(shared_files.folder / f"{ticker}-good.json").read_bytes()
+    (shared_files.folder / name_of(ticker)).write_bytes(spoil(good))
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/files/{name_of(ticker)}")["id"])
     assert job["status"] == "failed", job
     assert job["snapshots_imported"] is None
-    server.stop()
-    with server.db() as db:
-        assert db.execute("SELECT count(*) FROM gex_snapshots").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM gex_strikes").fetchone()[0] == 0
+    assert stored_rows(shared_hist, f"SELECT count(*) FROM gex_snapshots WHERE ticker = '{ticker}'") == [(0,)]
+    assert stored_rows(shared_hist, f"SELECT count(*) FROM gex_strikes WHERE ticker = '{ticker}'") == [(0,)]
 
 
-def test_bad_strike_rows_are_skipped_and_reported_as_post_gex_would(hist, files):
+def test_bad_strike_rows_are_skipped_and_reported_as_post_gex_would(shared_hist, shared_files):
     """The one decoding rule: a strike row the original skipped is skipped here too, the snapshot kept."""
-    data = write_history(files.folder / "good.json").read_bytes()
+    data = write_history(shared_files.folder / "BADROWS-good.json").read_bytes()
     data = in_last(data, b'"strikes": [', b'"strikes": [[1], ').replace(b'"strikes": [[', b'"strikes": [["x"], [', 1)
-    (files.folder / NAME).write_bytes(data)
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"])
+    (shared_files.folder / name_of("BADROWS")).write_bytes(data)
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/files/{name_of('BADROWS')}")["id"])
     assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", SNAPS, SNAPS * STRIKES)
     assert job["problems"] == {"count": 2, "examples": [
         {"field": "$.strikes[0][0]", "error": "strike row skipped: Expected `float`, got `str`", "snapshot": 0},
         {"field": "$.strikes[0]", "error": "strike row skipped: Expected `array` of at least length 2, got 1",
          "snapshot": SNAPS - 1}]}
-    server.stop()
-    with server.db() as db:
-        assert db.execute("SELECT count(*), count(DISTINCT timestamp) FROM gex_strikes").fetchone() == (
-            SNAPS * STRIKES, SNAPS)
+    assert stored_rows(shared_hist, "SELECT count(*), count(DISTINCT timestamp) FROM gex_strikes "
+                                    "WHERE ticker = 'BADROWS'") == [(SNAPS * STRIKES, SNAPS)]
 
 
-def test_a_snapshot_refused_in_the_last_chunk_leaves_nothing_of_the_chunks_before_it(hist, files):
+def test_a_snapshot_refused_in_the_last_chunk_leaves_nothing_of_the_chunks_before_it(shared_hist, shared_files):
     """The chunks before it were inserted while the rest of the file was decoded, in transactions left open
     (importer.import_data): none is committed. The file put right imports whole afterwards."""
     count = 2 * importer.CHUNK + 10
     made = list(snapshots(count, 3, "SPX", dt.date.fromisoformat(DAY)))
     good_ts, made[-1]["timestamp"] = made[-1]["timestamp"], "at noon"
-    (files.folder / NAME).write_text(json.dumps(made))
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"], timeout=60)
+    (shared_files.folder / name_of("CHUNKS")).write_text(json.dumps(made))
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/files/{name_of('CHUNKS')}")["id"],
+                   timeout=60)
     assert (job["status"], job["snapshots_imported"]) == ("failed", None), job
     assert job["last_error"].startswith(f"snapshot {count - 1}: expected epoch seconds"), job
     made[-1]["timestamp"] = good_ts
-    (files.folder / "fixed.json").write_text(json.dumps(made))
-    job = wait_job(server, submit(server, f"{files.url}/files/fixed.json", ticker="SPX", endpoint="gex_zero")["id"],
-                   timeout=60)
+    (shared_files.folder / "CHUNKS-fixed.json").write_text(json.dumps(made))
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/files/CHUNKS-fixed.json", ticker="CHUNKS",
+                                       endpoint="gex_zero")["id"], timeout=60)
     assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", count, count * 3), job
-    server.stop()  # its last export has everything committed in the lake
-    assert lake_rows(server.data_dir) == count * 3
-    with server.db() as db:
-        stored = db.execute("SELECT timestamp // 1000, source FROM gex_snapshots ORDER BY 1").fetchall()
-        strikes = db.execute("SELECT count(*), count(DISTINCT seq) FROM gex_strikes").fetchone()
-    assert stored == [(s["timestamp"], "history:2") for s in made]
-    assert strikes == (count * 3, count * 3)
+    compacted(shared_hist, "CHUNKS", "gex_zero")  # every export of its rows done
+    assert lake_rows(shared_hist.data_dir, "CHUNKS") == count * 3
+    stored = stored_rows(shared_hist, "SELECT timestamp // 1000, source FROM gex_snapshots WHERE ticker = 'CHUNKS' "
+                                      "ORDER BY 1")
+    strikes = stored_rows(shared_hist, "SELECT count(*), count(DISTINCT seq) FROM gex_strikes WHERE ticker = 'CHUNKS'")
+    assert stored == [(s["timestamp"], f"history:{job['id']}") for s in made]
+    assert strikes == [(count * 3, count * 3)]
 
 
-def test_json_lines_and_more_snapshots_than_a_chunk_import_whole(hist, files):
+def test_json_lines_and_more_snapshots_than_a_chunk_import_whole(shared_hist, shared_files):
     count = importer.CHUNK + 100
     made = list(snapshots(count, 3, "SPX", dt.date.fromisoformat(DAY)))
-    (files.folder / NAME).write_bytes(b"\n".join(json.dumps(s).encode() for s in made) + b"\n")
-    server = hist()
-    job = wait_job(server, submit(server, f"{files.url}/files/{NAME}")["id"], timeout=60)
+    (shared_files.folder / name_of("LINES")).write_bytes(b"\n".join(json.dumps(s).encode() for s in made) + b"\n")
+    job = wait_job(shared_hist, submit(shared_hist, f"{shared_files.url}/files/{name_of('LINES')}")["id"], timeout=60)
     assert (job["status"], job["snapshots_imported"], job["rows_imported"]) == ("completed", count, count * 3)
-    server.stop()
-    with server.db() as db:
-        stored = db.execute("SELECT timestamp // 1000, spot_price, source FROM gex_snapshots ORDER BY 1").fetchall()
-    assert stored == [(s["timestamp"], s["spot"], "history:1") for s in made]
+    stored = stored_rows(shared_hist, "SELECT timestamp // 1000, spot_price, source FROM gex_snapshots "
+                                      "WHERE ticker = 'LINES' ORDER BY 1")
+    assert stored == [(s["timestamp"], s["spot"], f"history:{job['id']}") for s in made]
 
 
 def test_same_url_or_same_content_for_the_same_feed_is_skipped_saying_why(hist, files):
@@ -211,34 +253,31 @@ def test_same_url_or_same_content_for_the_same_feed_is_skipped_saying_why(hist, 
     assert lake_rows(server.data_dir) == SNAPS * STRIKES
 
 
-def stored(server):
-    """(endpoint, timestamp s, spot, source) of every snapshot and (endpoint, timestamp s, strike, gamma, oi_gamma)
-    of every strike row, in order."""
-    with server.db() as db:
-        snaps = db.execute("SELECT endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
-                           "ORDER BY endpoint, timestamp").fetchall()
-        strikes = db.execute("SELECT endpoint, timestamp // 1000, strike, gamma, oi_gamma FROM gex_strikes "
-                             "ORDER BY endpoint, timestamp, strike").fetchall()
+def stored(server, ticker):
+    """(endpoint, timestamp s, spot, source) of every snapshot of ticker and (endpoint, timestamp s, strike, gamma,
+    oi_gamma) of every strike row of it, in order."""
+    snaps = stored_rows(server, "SELECT endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
+                                f"WHERE ticker = '{ticker}' ORDER BY endpoint, timestamp")
+    strikes = stored_rows(server, "SELECT endpoint, timestamp // 1000, strike, gamma, oi_gamma FROM gex_strikes "
+                                  f"WHERE ticker = '{ticker}' ORDER BY endpoint, timestamp, strike")
     return snaps, strikes
 
 
-def test_the_same_file_under_another_endpoint_is_imported_under_it(hist, files):
+def test_the_same_file_under_another_endpoint_is_imported_under_it(shared_hist, shared_files):
     """Ticker and endpoint are the job's: the same bytes queued for another endpoint (the one they should have had,
     by the same URL or another) are that endpoint's data, not a repeat of the first job."""
-    write_history(files.folder / NAME)
+    write_history(shared_files.folder / name_of("ENDPOINTS"))
     made = list(snapshots(SNAPS, STRIKES, "SPX", dt.date.fromisoformat(DAY), seed=1))
-    server = hist()
-    url = f"{files.url}/files/{NAME}"
-    jobs = [wait_job(server, submit(server, url)["id"]),
-            wait_job(server, submit(server, url, ticker="SPX", endpoint="gex_one")["id"]),
-            wait_job(server, submit(server, url + "?sig=2", ticker="SPX", endpoint="gex_full")["id"])]
-    server.stop()
+    url = f"{shared_files.url}/files/{name_of('ENDPOINTS')}"
+    jobs = [wait_job(shared_hist, submit(shared_hist, url)["id"]),
+            wait_job(shared_hist, submit(shared_hist, url, ticker="ENDPOINTS", endpoint="gex_one")["id"]),
+            wait_job(shared_hist, submit(shared_hist, url + "?sig=2", ticker="ENDPOINTS", endpoint="gex_full")["id"])]
     assert [(j["endpoint"], j["status"], j["snapshots_imported"], j["rows_imported"], j["last_error"])
             for j in jobs] == [(endpoint, "completed", SNAPS, SNAPS * STRIKES, None)
                                for endpoint in ("gex_zero", "gex_one", "gex_full")]
     assert len({j["id"] for j in jobs}) == 3 and len({j["sha256"] for j in jobs}) == 1
     by_endpoint = sorted(zip(("gex_zero", "gex_one", "gex_full"), (j["id"] for j in jobs)))
-    snaps, strikes = stored(server)
+    snaps, strikes = stored(shared_hist, "ENDPOINTS")
     assert snaps == [(endpoint, s["timestamp"], s["spot"], f"history:{job_id}")
                      for endpoint, job_id in by_endpoint for s in made]
     assert strikes == [(endpoint, s["timestamp"], *row[:3]) for endpoint, _ in by_endpoint

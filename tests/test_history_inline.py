@@ -3,24 +3,47 @@ expired pre-signed URL loses nothing. A real gexsrv; the URL points at a local f
 
 import json
 
+import pytest
+from filesrv import FileServer
 from helpers import HISTORY_OPEN as TS
-from helpers import snapshot, wait_job
+from helpers import Server, snapshot, stored_rows, wait_job
 
 NAME = "2025-10-21_SPX_classic_gex_one.json"
+
+
+@pytest.fixture(scope="module")
+def shared_files(tmp_path_factory):
+    """One file server (tests/filesrv.py) for the cases on the shared server; each names its own files, so the
+    hits counted for its paths are its own."""
+    folder = tmp_path_factory.mktemp("files")
+    with FileServer(folder) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def shared_hist(tmp_path_factory, shared_files):
+    """One server as `hist` starts them, over shared_files, for the cases that need no fresh one. Each case queues
+    its jobs for tickers of its own: the duplicate rules (same content, snapshots stored already) are a feed's, so
+    one case's jobs never meet another's."""
+    srv = Server(tmp_path_factory.mktemp("hist") / "data", "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
+                 "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
+                 "--alert-webhook-url", f"{shared_files.url}/hook", "--lake-export-interval", "0.3").start()
+    yield srv
+    srv.stop()
 
 
 def inline_snapshots(ticker, n, first_ts):
     return [snapshot(ticker=ticker, timestamp=first_ts + i, n_strikes=3, spot=7000.0 + i) for i in range(n)]
 
 
-def stored_rows(server):
+def stored(server, *tickers):
     """(ticker, endpoint, timestamp s, spot, source) of every snapshot, and (ticker, timestamp s, strike, gamma,
-    oi_gamma, priors) of every strike row, in order."""
-    with server.db() as db:
-        snaps = db.execute("SELECT ticker, endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
-                           "ORDER BY ticker, timestamp").fetchall()
-        strikes = db.execute("SELECT ticker, timestamp // 1000, strike, gamma, oi_gamma, priors FROM gex_strikes "
-                             "ORDER BY ticker, timestamp, strike").fetchall()
+    oi_gamma, priors) of every strike row, in order: of the tickers given, else of all."""
+    where = "WHERE ticker IN (" + ", ".join(f"'{ticker}'" for ticker in tickers) + ")" if tickers else ""
+    snaps = stored_rows(server, "SELECT ticker, endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
+                                f"{where} ORDER BY ticker, timestamp")
+    strikes = stored_rows(server, "SELECT ticker, timestamp // 1000, strike, gamma, oi_gamma, priors FROM gex_strikes "
+                                  f"{where} ORDER BY ticker, timestamp, strike")
     return snaps, strikes
 
 
@@ -28,33 +51,32 @@ def expected_strikes(snaps):
     return sorted((s["ticker"], s["timestamp"], *row[:3], row[3]) for s in snaps for row in s["strikes"])
 
 
-def test_raw_body_is_imported_and_the_dead_url_only_names_the_file(hist, files):
-    as_text = inline_snapshots("SPX", 4, TS)  # the file's text in a JSON string
-    as_json = inline_snapshots("NDX", 3, TS)  # the file's array itself
-    server = hist()
-    dead = f"{files.url}/status/404/{NAME}?sig=expired"
-    text_job = server.post("/gex_history_url", {"url": dead, "raw_body": json.dumps(as_text)})
-    json_job = server.post("/gex_history_url", {"url": f"{files.url}/status/404/x.json", "ticker": "ndx",
-                                                "endpoint": "zero", "raw_body": as_json})
+def test_raw_body_is_imported_and_the_dead_url_only_names_the_file(shared_hist, shared_files):
+    as_text = inline_snapshots("INTEXT", 4, TS)  # the file's text in a JSON string
+    as_json = inline_snapshots("INJSON", 3, TS)  # the file's array itself
+    paths = ["/status/404/2025-10-21_INTEXT_classic_gex_one.json", "/status/404/injson.json"]
+    dead, unnamed = f"{shared_files.url}{paths[0]}?sig=expired", f"{shared_files.url}{paths[1]}"
+    text_job = shared_hist.post("/gex_history_url", {"url": dead, "raw_body": json.dumps(as_text)})
+    json_job = shared_hist.post("/gex_history_url", {"url": unnamed, "ticker": "injson", "endpoint": "zero",
+                                                     "raw_body": as_json})
     assert (text_job.status, json_job.status) == (202, 202), (text_job.body, json_job.body)
-    assert (text_job.json()["ticker"], text_job.json()["endpoint"]) == ("SPX", "gex_one")  # from the URL's name
-    done = [wait_job(server, reply.json()["id"]) for reply in (text_job, json_job)]
-    again = server.post("/gex_history_url", {"url": dead, "raw_body": json.dumps(as_text)})
-    server.stop()
+    assert (text_job.json()["ticker"], text_job.json()["endpoint"]) == ("INTEXT", "gex_one")  # from the URL's name
+    done = [wait_job(shared_hist, reply.json()["id"]) for reply in (text_job, json_job)]
+    again = shared_hist.post("/gex_history_url", {"url": dead, "raw_body": json.dumps(as_text)})
     assert [(j["status"], j["snapshots_imported"], j["rows_imported"], j["attempts"]) for j in done] == [
         ("completed", 4, 12, 0), ("completed", 3, 9, 0)], done
     assert all("/source/gexbot/" in j["file_path"] for j in done)
     assert again.status == 202 and again.json()["id"] == done[0]["id"] and again.json()["duplicate"] is True
-    assert not [path for path in files.hits if path.startswith("/status/")]  # nothing was downloaded
-    snaps, strikes = stored_rows(server)
-    assert snaps == [("NDX", "gex_zero", s["timestamp"], s["spot"], f"history:{done[1]['id']}") for s in as_json] + [
-        ("SPX", "gex_one", s["timestamp"], s["spot"], f"history:{done[0]['id']}") for s in as_text]
+    assert not [path for path in shared_files.hits if path in paths]  # nothing was downloaded
+    snaps, strikes = stored(shared_hist, "INJSON", "INTEXT")
+    assert snaps == [("INJSON", "gex_zero", s["timestamp"], s["spot"], f"history:{done[1]['id']}") for s in as_json] + [
+        ("INTEXT", "gex_one", s["timestamp"], s["spot"], f"history:{done[0]['id']}") for s in as_text]
     assert strikes == expected_strikes(as_json) + expected_strikes(as_text)
 
 
-def test_a_malformed_raw_body_gets_400_naming_it_and_queues_nothing(hist, files):
-    server = hist()
-    url = f"{files.url}/status/404/{NAME}"
+def test_a_malformed_raw_body_gets_400_naming_it_and_queues_nothing(shared_hist, shared_files):
+    url = f"{shared_files.url}/status/404/2025-10-21_MALFORMED_classic_gex_one.json"
+    one = inline_snapshots("MALFORMED", 1, TS)
     cases = [
         ({"url": url, "raw_body": 5}, "$.raw_body", "history file"),
         ({"url": url, "raw_body": "no json here"}, "$.raw_body", "neither JSON"),
@@ -62,18 +84,18 @@ def test_a_malformed_raw_body_gets_400_naming_it_and_queues_nothing(hist, files)
         ({"url": url, "raw_body": [{"ticker": "SPX", "spot": 1.0}]}, "$.raw_body", "snapshot 0: Object missing "
                                                                                    "required field `timestamp`"),
         ({"url": url, "raw_body": []}, "$.raw_body", "no snapshots"),
-        ({"ticker": "SPX", "endpoint": "gex_zero", "raw_body": inline_snapshots("SPX", 1, TS)}, "$.url", "raw_body"),
-        ({"url": url, "date": "2025-10-21", "raw_body": inline_snapshots("SPX", 1, TS)}, "$.raw_body", "date"),
+        ({"ticker": "MALFORMED", "endpoint": "gex_zero", "raw_body": one}, "$.url", "raw_body"),
+        ({"url": url, "date": "2025-10-21", "raw_body": one}, "$.raw_body", "date"),
     ]
-    replies = [server.post("/gex_history_url", body) for body, _, _ in cases]
-    jobs = server.get("/gex_history_url").json()["jobs"]
-    server.stop()
+    replies = [shared_hist.post("/gex_history_url", body) for body, _, _ in cases]
+    # the jobs and files of its ticker: the other cases' are the shared server's too
+    jobs = [job for job in shared_hist.get("/gex_history_url").json()["jobs"] if job["ticker"] == "MALFORMED"]
     for reply, (body, field, reason) in zip(replies, cases):
         assert reply.status == 400, (body, reply.body)
         assert reply.json()["field"] == field and reason in reply.json()["error"], (body, reply.json())
     assert jobs == []
-    assert not list((server.data_dir / "source/gexbot").glob("*.json"))
-    assert stored_rows(server) == ([], [])
+    assert not list((shared_hist.data_dir / "source/gexbot").glob("MALFORMED_*.json"))
+    assert stored(shared_hist, "MALFORMED") == ([], [])
 
 
 def test_an_inline_file_is_imported_here_even_with_a_download_command(hist, files):
@@ -82,24 +104,22 @@ def test_an_inline_file_is_imported_here_even_with_a_download_command(hist, file
     server = hist("--history-download-command", "false {url}")
     reply = server.post("/gex_history_url", {"url": f"{files.url}/status/404/{NAME}", "raw_body": snaps})
     job = wait_job(server, reply.json()["id"])
-    server.stop()
     assert (job["status"], job["snapshots_imported"], job["last_error"]) == ("completed", 2, None)
-    assert stored_rows(server)[0] == [("SPX", "gex_one", s["timestamp"], s["spot"], "history:1") for s in snaps]
+    assert stored(server)[0] == [("SPX", "gex_one", s["timestamp"], s["spot"], "history:1") for s in snaps]
 
 
-def test_the_same_inline_file_under_another_endpoint_is_a_job_of_its_own(hist, files):
-    snaps = inline_snapshots("SPX", 3, TS)
-    server = hist()
-    url = f"{files.url}/status/404/x.json"
-    replies = [server.post("/gex_history_url", {"url": url, "ticker": "SPX", "endpoint": endpoint, "raw_body": snaps})
+def test_the_same_inline_file_under_another_endpoint_is_a_job_of_its_own(shared_hist, shared_files):
+    snaps = inline_snapshots("INAGAIN", 3, TS)
+    url = f"{shared_files.url}/status/404/inagain.json"
+    replies = [shared_hist.post("/gex_history_url", {"url": url, "ticker": "INAGAIN", "endpoint": endpoint,
+                                                     "raw_body": snaps})
                for endpoint in ("zero", "one", "zero")]
     assert [r.status for r in replies] == [202] * 3, [r.body for r in replies]
     zero, one, again = (r.json() for r in replies)
     assert (again["id"], again["duplicate"]) == (zero["id"], True) and one["id"] != zero["id"]
-    done = [wait_job(server, job["id"]) for job in (zero, one)]
-    server.stop()
+    done = [wait_job(shared_hist, job["id"]) for job in (zero, one)]
     assert [(j["status"], j["snapshots_imported"]) for j in done] == [("completed", 3), ("completed", 3)]
-    stored, strikes = stored_rows(server)
-    assert sorted(stored) == sorted((s["ticker"], endpoint, s["timestamp"], s["spot"], f"history:{job['id']}")
-                                    for endpoint, job in (("gex_zero", zero), ("gex_one", one)) for s in snaps)
+    snaps_stored, strikes = stored(shared_hist, "INAGAIN")
+    assert sorted(snaps_stored) == sorted((s["ticker"], endpoint, s["timestamp"], s["spot"], f"history:{job['id']}")
+                                          for endpoint, job in (("gex_zero", zero), ("gex_one", one)) for s in snaps)
     assert len(strikes) == 2 * len(expected_strikes(snaps))
