@@ -54,14 +54,38 @@ def files(tmp_path):
         yield srv
 
 
+def hist_flags(files):
+    """A server allowed to download history files from the file server `files`, with short backoffs and exports."""
+    return ["--history-allowed-hosts", "127.0.0.1,127.0.0.2", "--history-allowed-networks", "127.0.0.1/32",
+            "--history-backoff-seconds", "0.05", "--alert-webhook-url", f"{files.url}/hook",
+            "--lake-export-interval", "0.3"]
+
+
 @pytest.fixture
 def hist(start_server, files):
-    """Start servers allowed to download history files from `files`, with short backoffs and exports."""
+    """Start servers with hist_flags(files) and flags of the test's own."""
     def start(*flags, data_dir=None):
-        return start_server(data_dir, "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
-                            "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
-                            "--alert-webhook-url", f"{files.url}/hook", "--lake-export-interval", "0.3", *flags)
+        return start_server(data_dir, *hist_flags(files), *flags)
     return start
+
+
+@pytest.fixture(scope="module")
+def shared_files(tmp_path_factory):
+    """One file server for a module's cases on shared_hist; each serves files of its own names, so the hits
+    counted for its paths are its own."""
+    with FileServer(tmp_path_factory.mktemp("files")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def shared_hist(tmp_path_factory, shared_files):
+    """One server as `hist` starts them, downloading from shared_files, for a module's cases that need no fresh
+    one. Each case queues its jobs for a ticker of its own: the duplicate rules (same URL, same content, snapshots
+    stored already) are a feed's, so one case's jobs never meet another's. --sql-max-rows above the 12,000 strike
+    rows of test_history's largest case, which /api/sql gives in one reply."""
+    srv = Server(tmp_path_factory.mktemp("hist") / "data", *hist_flags(shared_files), "--sql-max-rows", "100000")
+    yield srv.start()
+    srv.stop()
 
 
 @pytest.fixture(scope="session")

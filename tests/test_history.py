@@ -7,37 +7,13 @@ import json
 import duckdb
 import polars as pl
 import pytest
-from filesrv import FileServer
 from helpers import (HISTORY_DAY as DAY, HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES,
-                     Server, eventually, stored_rows, wait_job, write_history)
+                     eventually, stored_rows, wait_job, write_history)
 from make_history_file import snapshots
 
 from gexsrv.history import importer
 
 DAY_FILES = ["20251021.snapshots.parquet", "20251021.strikes.parquet"]
-
-
-@pytest.fixture(scope="module")
-def shared_files(tmp_path_factory):
-    """One file server (tests/filesrv.py) for the cases on the shared server; each serves files of its own names,
-    so the hits counted for its paths are its own."""
-    folder = tmp_path_factory.mktemp("files")
-    with FileServer(folder) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def shared_hist(tmp_path_factory, shared_files):
-    """One server as `hist` starts them, downloading from shared_files, for the cases that need no fresh one. Each
-    case queues its jobs for a ticker of its own: the duplicate rules (same URL, same content, snapshots stored
-    already) are a feed's, so one case's jobs never meet another's. --sql-max-rows above the 12,000 strike rows of
-    the largest case, which /api/sql gives in one reply."""
-    srv = Server(tmp_path_factory.mktemp("hist") / "data", "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
-                 "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
-                 "--alert-webhook-url", f"{shared_files.url}/hook", "--lake-export-interval", "0.3",
-                 "--sql-max-rows", "100000").start()
-    yield srv
-    srv.stop()
 
 
 def name_of(ticker, endpoint="gex_zero"):

@@ -3,33 +3,10 @@ expired pre-signed URL loses nothing. A real gexsrv; the URL points at a local f
 
 import json
 
-import pytest
-from filesrv import FileServer
 from helpers import HISTORY_OPEN as TS
-from helpers import Server, snapshot, stored_rows, wait_job
+from helpers import snapshot, sql_list, stored_rows, wait_job
 
 NAME = "2025-10-21_SPX_classic_gex_one.json"
-
-
-@pytest.fixture(scope="module")
-def shared_files(tmp_path_factory):
-    """One file server (tests/filesrv.py) for the cases on the shared server; each names its own files, so the
-    hits counted for its paths are its own."""
-    folder = tmp_path_factory.mktemp("files")
-    with FileServer(folder) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def shared_hist(tmp_path_factory, shared_files):
-    """One server as `hist` starts them, over shared_files, for the cases that need no fresh one. Each case queues
-    its jobs for tickers of its own: the duplicate rules (same content, snapshots stored already) are a feed's, so
-    one case's jobs never meet another's."""
-    srv = Server(tmp_path_factory.mktemp("hist") / "data", "--history-allowed-hosts", "127.0.0.1,127.0.0.2",
-                 "--history-allowed-networks", "127.0.0.1/32", "--history-backoff-seconds", "0.05",
-                 "--alert-webhook-url", f"{shared_files.url}/hook", "--lake-export-interval", "0.3").start()
-    yield srv
-    srv.stop()
 
 
 def inline_snapshots(ticker, n, first_ts):
@@ -39,7 +16,7 @@ def inline_snapshots(ticker, n, first_ts):
 def stored(server, *tickers):
     """(ticker, endpoint, timestamp s, spot, source) of every snapshot, and (ticker, timestamp s, strike, gamma,
     oi_gamma, priors) of every strike row, in order: of the tickers given, else of all."""
-    where = "WHERE ticker IN (" + ", ".join(f"'{ticker}'" for ticker in tickers) + ")" if tickers else ""
+    where = f"WHERE ticker IN ({sql_list(tickers)})" if tickers else ""
     snaps = stored_rows(server, "SELECT ticker, endpoint, timestamp // 1000, spot_price, source FROM gex_snapshots "
                                 f"{where} ORDER BY ticker, timestamp")
     strikes = stored_rows(server, "SELECT ticker, timestamp // 1000, strike, gamma, oi_gamma, priors FROM gex_strikes "
