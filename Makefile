@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 # pytest-xdist workers: one more than the 2 cores fills the time tests wait on their servers; a fourth only adds
-# its own start, collection and module fixtures (README, Tests).
+# its own start, collection and module fixtures. worksteal: each worker takes a block of consecutive tests, and
+# one that runs out takes half of the queue of the busiest, so none ends the run alone (README, Tests).
 WORKERS ?= 3
-XDIST := -n $(WORKERS) --dist load
+XDIST := -n $(WORKERS) --dist worksteal
 
 .PHONY: run test test-fast screenshot bench perf clean-venv
 

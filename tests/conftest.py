@@ -113,11 +113,11 @@ def pytest_ignore_collect(collection_path, config):
 
 
 def pytest_collection_modifyitems(items):
-    """The slow tests first: under workers the longest of them (the performance report's smoke test, the SIGKILL
-    loop) then start at once instead of finishing the run alone on one worker. Then the modules whose tests share
-    a module-scoped fixture (a server, a built data dir): xdist hands each worker a first batch of consecutive
-    tests, a quarter of its share, and later ones of a few tests, so a module early in the order is built on one
-    or two workers rather than on each of them."""
+    """The slow tests first, then the modules whose tests share a module-scoped fixture (a server, a built data
+    dir). Under `--dist worksteal` each worker takes a block of consecutive tests and one that runs out takes the
+    second half of the busiest's queue: the longest tests start at once, on the workers whose blocks hold them,
+    instead of ending the run alone, and a module that shares a fixture is built on one or two workers rather than
+    on each of them."""
     sharing = {item.module for item in items if uses_a_module_fixture(item)}
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.module not in sharing))
 
