@@ -190,20 +190,31 @@ class IngestHandler(BaseHandler):
     body_methods = ("POST",)
     held = 0  # bytes counted against bodies_in_flight_mb
     counted = False  # in requests_in_flight, which shutdown waits for
+    token_problem = None  # why the request's bearer token is refused, answered once its body is in (body())
 
     def prepare(self):
         super().prepare()
         self.chunks = []
         self.size = 0
         if self.request.method == "POST":  # its signature is checked over the body, once it is in (body())
-            self.refuse_if(auth.token_problem(self.conf, self.request.headers.get("Authorization")))
+            self.refuse_bad_token()
         length = self.request.headers.get("Content-Length", "")
         declared = int(length) if length.isdigit() else 0
         if declared > self.conf.max_body_bytes:
             raise ApiError(413, f"body of {declared} bytes is over the {self.conf.max_body_bytes}-byte limit")
-        self.hold(declared)
+        if not self.token_problem:  # a refused body is read and dropped, never held
+            self.hold(declared)
         self.application.settings["requests_in_flight"][0] += 1
         self.counted = True
+
+    def refuse_bad_token(self):
+        """A client that asked for 100 Continue sends no body before it: it is refused from the request's head. Any
+        other is sending its body already, and a refusal from the head would close the connection under it: a client
+        still sending (a large body) meets a reset instead of the 401. It is refused once the body is in."""
+        problem = auth.token_problem(self.conf, self.request.headers.get("Authorization"))
+        if self.request.headers.get("Expect", "").lower() == "100-continue":
+            self.refuse_if(problem)
+        self.token_problem = problem
 
     def hold(self, size):
         """Count bytes against the memory all bodies in flight may take; 503 past it."""
@@ -229,12 +240,15 @@ class IngestHandler(BaseHandler):
         if self._finished:  # refused already (413, 401, 503): the rest is dropped while the connection closes
             return
         self.size += len(chunk)
+        if self.token_problem:  # refused once it is in (body())
+            return
         if self.size > self.held:  # a chunked body, counted as it comes
             self.hold(self.size - self.held)
         if self.size <= self.conf.max_body_bytes:
             self.chunks.append(chunk)
 
     def body(self):
+        self.refuse_if(self.token_problem)
         if self.size > self.conf.max_body_bytes:
             raise ApiError(413, f"body is over the {self.conf.max_body_bytes}-byte limit")
         body = b"".join(self.chunks)
