@@ -237,7 +237,7 @@ class IngestHandler(BaseHandler):
     on_connection_close = on_finish
 
     def data_received(self, chunk):
-        if self._finished:  # refused already (413, 401, 503): the rest is dropped while the connection closes
+        if self._finished:  # refused from the head (413, 503, a 401 after Expect): the rest is dropped as it closes
             return
         self.size += len(chunk)
         if self.token_problem:  # refused once it is in (body())

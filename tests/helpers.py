@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet
 
 from forkserver import popen_gexsrv
 
@@ -346,8 +347,6 @@ def stored_rows(server, query):
     """The rows of a query of the running server's database (GET /api/sql as Parquet), as tuples of the values a
     DuckDB cursor's fetchall() gives (a UUID as its text): for a server shared by a module's cases, whose database
     a case cannot open while it runs. Fails on an error or a reply cut at the server's row limit."""
-    import pyarrow.parquet
-
     reply = server.get("/api/sql?" + urllib.parse.urlencode({"q": query, "_format": "parquet"}))
     assert reply.status == 200, reply.body
     assert reply.headers["X-Truncated"] == "false", f"more rows than the server's sql_max_rows: {query}"

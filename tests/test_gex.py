@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import TS, database_held, eventually, snapshot, stored_rows
+from helpers import TS, all_ingested, database_held, snapshot, stored_rows
 
 
 def test_snapshot_lands_with_its_values_strikes_and_priors(shared_server):
@@ -13,10 +13,10 @@ def test_snapshot_lands_with_its_values_strikes_and_priors(shared_server):
     assert reply.status == 202
     assert reply.json() == {"status": "ok", "ticker": "LAND", "endpoint": "gex_zero", "kind": "snapshot",
                             "timestamp": TS * 1000, "duplicate": False, "problems": []}
-    # one transaction stores a snapshot with its strikes: once the row is there, they are too
-    row = eventually(lambda: stored_rows(shared_server, """SELECT timestamp, ticker, endpoint, spot_price,
-        zero_gamma, net_gex, sum_gex_vol, sum_gex_oi, min_dte, sec_min_dte, major_pos_vol, major_neg_oi,
-        delta_risk_reversal, max_priors, source FROM gex_snapshots WHERE ticker = 'LAND'"""), "the snapshot stored")
+    all_ingested(shared_server)
+    row = stored_rows(shared_server, """SELECT timestamp, ticker, endpoint, spot_price, zero_gamma, net_gex,
+        sum_gex_vol, sum_gex_oi, min_dte, sec_min_dte, major_pos_vol, major_neg_oi, delta_risk_reversal, max_priors,
+        source FROM gex_snapshots WHERE ticker = 'LAND'""")
     strikes = stored_rows(shared_server, "SELECT timestamp, ticker, endpoint, strike, gamma, oi_gamma, priors "
                                          "FROM gex_strikes WHERE ticker = 'LAND' ORDER BY strike")
     assert row == [(TS * 1000, "LAND", "gex_zero", body["spot"], body["zero_gamma"], body["sum_gex_vol"],
@@ -27,18 +27,6 @@ def test_snapshot_lands_with_its_values_strikes_and_priors(shared_server):
 
 # The envelope case's own tickers: the shared server holds the other cases' rows too.
 ENVELOPE_TICKERS = "('ENV_NDX', 'ENV_SPX', 'ENV_QQQ', 'ENV_SPY')"
-
-
-def rows_of_envelope_tickers(server):
-    """(snapshots, majors, maxchange rows) of the envelope case's tickers once its six records are stored (ingested
-    in batches, each in one transaction with its strikes)."""
-    snaps = stored_rows(server, "SELECT ticker, endpoint, timestamp, net_gex, sum_gex_vol FROM gex_snapshots "
-                                f"WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp, ticker")
-    majors = stored_rows(server, "SELECT ticker, endpoint, timestamp, mpos_vol, mneg_oi, net_gex_oi FROM gex_majors "
-                                 f"WHERE ticker IN {ENVELOPE_TICKERS}")
-    maxchange = stored_rows(server, "SELECT ticker, timestamp, current_strike, current_value, thirty_value "
-                                    f"FROM gex_maxchange WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp")
-    return (snaps, majors, maxchange) if len(snaps) + len(majors) + len(maxchange) >= 6 else None
 
 
 def test_envelopes_majors_maxchange_and_aliases_land_in_their_tables(shared_server):
@@ -63,7 +51,13 @@ def test_envelopes_majors_maxchange_and_aliases_land_in_their_tables(shared_serv
         ("snapshot", "ENV_NDX", "gex_one"), ("majors", "ENV_SPX", "gex_full"), ("maxchange", "ENV_SPX", "gex_zero"),
         ("maxchange", "ENV_QQQ", "gex_zero"), ("snapshot", "ENV_SPY", "gex_zero"),
         ("snapshot", "ENV_SPY", "gex_full")]
-    snaps, majors, maxchange = eventually(lambda: rows_of_envelope_tickers(server), "the six records stored")
+    all_ingested(server)
+    snaps = stored_rows(server, "SELECT ticker, endpoint, timestamp, net_gex, sum_gex_vol FROM gex_snapshots "
+                                f"WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp, ticker")
+    majors = stored_rows(server, "SELECT ticker, endpoint, timestamp, mpos_vol, mneg_oi, net_gex_oi FROM gex_majors "
+                                 f"WHERE ticker IN {ENVELOPE_TICKERS}")
+    maxchange = stored_rows(server, "SELECT ticker, timestamp, current_strike, current_value, thirty_value "
+                                    f"FROM gex_maxchange WHERE ticker IN {ENVELOPE_TICKERS} ORDER BY timestamp")
     spy_strikes = stored_rows(server, "SELECT strike, gamma, oi_gamma, priors FROM gex_strikes "
                                       "WHERE ticker = 'ENV_SPY'")
     ndx = snapshot(n_strikes=2)
