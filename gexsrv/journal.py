@@ -26,13 +26,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from gexsrv.durable import fsync_dir, replace_file
+from gexsrv.durable import fsync_dir, replace_file, shrink_away
 from gexsrv.journalline import check_line, encode_line, seq_of
 from gexsrv.position import START, Position
 
 log = logging.getLogger("gexsrv.journal")
 
 SUFFIX = ".ndjson"
+RETIRING = ".retiring"  # the name of a segment being deleted (Journal.retire), which a crash may leave behind
 LOCK_NAME = "LOCK"
 MARK_NAME = "LAST_SEQ"
 INGESTED_NAME = "INGESTED_SEQ"
@@ -212,6 +213,9 @@ class Journal:
             raise
 
     def _read_back(self, known_seq, archived_seq):
+        for name in os.listdir(self.folder):
+            if name.endswith(SUFFIX + RETIRING):
+                shrink_away(os.path.join(self.folder, name))
         names = sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX))
         mark = read_seq(self.folder, MARK_NAME)
         self.marked = mark or 0
@@ -493,12 +497,15 @@ class Journal:
                 self.lock.notify()
 
     def retire(self, segment, last_seq):
-        """Remove an archived segment holding records up to last_seq from the journal; on a worker thread."""
+        """Remove an archived segment holding records up to last_seq from the journal; on a worker thread. It leaves
+        the journal by its name at once, and its blocks a few MiB at a time (shrink_away)."""
         self.mark_used(last_seq)
-        os.unlink(segment.path)
+        retiring = segment.path + RETIRING
+        os.rename(segment.path, retiring)
         fsync_dir(self.folder)
         with self.lock:
             self.segments.remove(segment)
+        shrink_away(retiring)
 
     def seq_ending_at(self, first_seq, offset):
         """The seq of the good record whose line ends at offset in segment first_seq; None if there is none."""

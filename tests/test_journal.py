@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -18,7 +19,7 @@ from helpers import Server, eventually, snapshot
 from helpers import TS as T0  # the first snapshot time posted to servers
 from journalkit import append_all, header, opened, read_all
 
-from gexsrv import archive
+from gexsrv import archive, durable
 from gexsrv.journal import (
     Journal,
     JournalCorrupt,
@@ -240,6 +241,60 @@ def test_a_missing_segment_stops_the_open(tmp_path):
     with pytest.raises(JournalCorrupt) as caught:
         Journal(str(tmp_path), 1 << 20, 300).open()
     assert f"record {int(files[2].stem)} in {files[2]} at byte offset 0 follows" in str(caught.value)
+
+
+def test_a_segment_a_crash_left_while_deleting_it_is_deleted_at_the_next_open(tmp_path):
+    """Journal.retire renames an archived segment out of the journal before it frees its blocks in steps: a crash
+    in between leaves `<name>.retiring`, whole or cut short, which no open reads as a segment."""
+    write_journal(tmp_path, BODIES * 3, segment_bytes=200)
+    files = segment_files(tmp_path)
+    whole, cut = (f.with_name(f.name + ".retiring") for f in files[:2])
+    files[0].rename(whole)
+    files[1].rename(cut)
+    os.truncate(cut, cut.stat().st_size // 2)
+
+    journal = Journal(str(tmp_path), 1 << 20, 300)
+    journal.open()
+    assert not whole.exists() and not cut.exists()
+    assert [s.path for s in journal.segments] == [str(f) for f in files[2:]]
+    assert journal.next_seq == len(BODIES) * 3 + 1
+    asyncio.run(journal.close())
+
+
+def test_an_archived_segment_leaves_the_journal_whole_and_its_archive_reads_back(tmp_path):
+    """A segment of several MiB (the archive syncs its file a MiB at a time, the journal frees a retired segment's
+    blocks FREE_STEP at a time): the archive holds it byte for byte, and it leaves the journal, LAST_SEQ first."""
+    bodies = [b'"%s"' % os.urandom(300_000).hex().encode() for _ in range(40)]  # 24 MB, about 12 MB compressed
+
+    async def archive_first_segment():
+        journal = await opened(tmp_path / "journal", segment_bytes=16 << 20)
+        seqs = await append_all(journal, bodies)
+        segment = journal.segments[0]
+        last = seq_of(lines_of(Path(segment.path))[-1])
+        assert segment.size > 3 * durable.FREE_STEP and last < seqs[-1]
+        content = Path(segment.path).read_bytes()
+        final = archive.compress(segment.path, str(tmp_path / "live"))
+        await asyncio.to_thread(journal.retire, segment, last)
+        names = os.listdir(tmp_path / "journal")
+        await journal.close()
+        return content, final, last, names
+
+    content, final, last, names = asyncio.run(archive_first_segment())
+    with open(final, "rb") as f:
+        assert zstandard.ZstdDecompressor().stream_reader(f).read() == content
+    assert os.path.getsize(final) > 4 * archive.SYNC_EVERY
+    assert sorted(names) == sorted(["LAST_SEQ", "LOCK", segment_name(last + 1)])
+    assert int((tmp_path / "journal" / "LAST_SEQ").read_text()) >= last
+
+
+def test_shrink_away_deletes_files_of_any_size(tmp_path):
+    sizes = [0, 1, durable.FREE_STEP, durable.FREE_STEP + 1, 3 * durable.FREE_STEP + 5]
+    for size in sizes:
+        path = tmp_path / f"f{size}"
+        path.write_bytes(b"x" * size)
+        durable.shrink_away(str(path))
+        assert not path.exists()
+    assert os.listdir(tmp_path) == []
 
 
 # ---- failures ----
