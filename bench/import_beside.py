@@ -11,6 +11,7 @@ import asyncio
 import functools
 import http.server
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -79,6 +80,9 @@ def main(argv=None):
         files = Path(tmp) / "files"
         files.mkdir()
         make_history_file.write(files / FILE_NAME, make_history_file.snapshots(args.snapshots, args.strikes))
+        # The file stands for one on gexbot's servers: its 196 MB are written back now, not by the kernel during the
+        # run (30 s after they were written), which stalled the server's disk and charged that to /gex.
+        os.sync()
         base = serve_folder(files)
         with servers.Fresh(servers.gexsrv, "--processes", args.processes,
                            "--history-allowed-hosts", "127.0.0.1", "--history-allowed-networks", "127.0.0.1/32") as server:

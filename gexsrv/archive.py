@@ -20,7 +20,7 @@ import msgspec
 import zstandard
 from tornado.ioloop import PeriodicCallback
 
-from gexsrv.durable import link_new, shrink_away
+from gexsrv.durable import SyncedWriter, link_new, shrink_away
 from gexsrv.journal import SUFFIX, lines_of
 from gexsrv.journalline import check_line, seq_of
 from gexsrv.streak import Streak
@@ -30,10 +30,6 @@ log = logging.getLogger("gexsrv.archive")
 # zstd level (archive_zstd_level's default): on the load generator's segments level 1 compresses as well as 3
 # (ratio 2.26 against 2.27) at 2.5 times the speed (265 against 105 MB/s); docs/performance.md.
 LEVEL = 1
-# The archive's writes are synced a MiB at a time. One fsync of a whole archive file (about 30 MB for a 64 MiB
-# segment) kept the disk busy for 50-60 ms, and every journal fdatasync behind it waited as long: the replies to
-# /gex with it (docs/performance.md, Two processes).
-SYNC_EVERY = 1 << 20
 
 
 class Unreadable(OSError):
@@ -79,24 +75,6 @@ def compress(path, root, level=LEVEL):
     finally:
         os.unlink(temp)
     return final
-
-
-class SyncedWriter:
-    """A file's writer that syncs what it wrote every SYNC_EVERY bytes, so that the disk never holds more of it
-    unsynced than that."""
-
-    def __init__(self, file):
-        self.file = file
-        self.unsynced = 0
-
-    def write(self, data):
-        self.file.write(data)
-        self.unsynced += len(data)
-        if self.unsynced >= SYNC_EVERY:
-            self.file.flush()
-            os.fdatasync(self.file.fileno())
-            self.unsynced = 0
-        return len(data)
 
 
 def _same(archived, path):

@@ -9,6 +9,10 @@ import time
 # 4 MiB at a time, 5 ms apart, the longest such wait was 10-14 ms (docs/performance.md, Two processes).
 FREE_STEP = 4 << 20
 FREE_PAUSE_S = 0.005
+# Large files are synced a MiB at a time as they are written: one fsync of a whole file (a 30 MB archive file, a
+# 196 MB history file) held the disk 50-200 ms, and the journal's fdatasyncs, and so the replies to /gex, waited
+# as long (docs/performance.md, Two processes).
+SYNC_EVERY = 1 << 20
 
 
 def fsync_dir(folder):
@@ -30,6 +34,24 @@ def link_new(temp_path, final_path):
         return False
     fsync_dir(os.path.dirname(final_path))
     return True
+
+
+class SyncedWriter:
+    """Writes to a file, syncing what it wrote every SYNC_EVERY bytes, so that the disk never holds more of it
+    unsynced than that; the final fsync is the caller's."""
+
+    def __init__(self, file):
+        self.file = file
+        self.unsynced = 0
+
+    def write(self, data):
+        self.file.write(data)
+        self.unsynced += len(data)
+        if self.unsynced >= SYNC_EVERY:
+            self.file.flush()
+            os.fdatasync(self.file.fileno())
+            self.unsynced = 0
+        return len(data)
 
 
 def shrink_away(path):

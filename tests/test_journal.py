@@ -282,7 +282,7 @@ def test_an_archived_segment_leaves_the_journal_whole_and_its_archive_reads_back
     content, final, last, names = asyncio.run(archive_first_segment())
     with open(final, "rb") as f:
         assert zstandard.ZstdDecompressor().stream_reader(f).read() == content
-    assert os.path.getsize(final) > 4 * archive.SYNC_EVERY
+    assert os.path.getsize(final) > 4 * durable.SYNC_EVERY
     assert sorted(names) == sorted(["LAST_SEQ", "LOCK", segment_name(last + 1)])
     assert int((tmp_path / "journal" / "LAST_SEQ").read_text()) >= last
 

@@ -2,7 +2,7 @@
 
 Names come from gexsrv.pathnames (encoded ticker and endpoint; joined by `~` where `_` would be ambiguous).
 
-A file is written under a temporary name (`.*.part`), fsynced, then published with os.link, which never replaces
+A file is written under a temporary name (`.*.part`), synced as it is written and at its end, then published with os.link, which never replaces
 anything: if a different file already holds the name, it stays and the new one gets a name with its hash.
 Half-written files therefore never appear under a final name; `.part` leftovers are removed at start.
 
@@ -14,7 +14,7 @@ import hashlib
 import os
 import zlib
 
-from gexsrv.durable import link_new
+from gexsrv.durable import SyncedWriter, link_new
 from gexsrv.pathnames import staged_stem
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -52,6 +52,7 @@ class Sink:
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, f".{tag}{PART_SUFFIX}")
         self.file = open(self.path, "wb")
+        self.writer = SyncedWriter(self.file)
         self.max_bytes = max_bytes
         self.size = 0  # decompressed bytes written
         self.received = 0  # raw bytes taken
@@ -75,7 +76,7 @@ class Sink:
         if self.size > self.max_bytes:
             raise TooLarge(f"the file is over the {self.max_bytes}-byte limit (decompressed)")
         self.hash.update(data)
-        self.file.write(data)
+        self.writer.write(data)
 
     def finish(self):
         """Check the stream is complete, flush and fsync; return the sha256 of the decompressed content."""
