@@ -19,24 +19,23 @@ import json
 import math
 import resource
 from collections import Counter
-
-import aiohttp
+from urllib.parse import urlsplit
 
 import procstat
+from httpclient import Connection, NoContentLength
 from snapshots import START, GexBodies, UwBodies
 
 TIMEOUT = 10.0  # seconds for one request: a hung server shows up as timeouts, not as a hung run
 DRAIN = 10.0  # seconds past the run's end during which queued-up requests still go out
-HEADERS = {"Content-Type": "application/json"}
 
 
 class Requests:
-    """Request i: its URL and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw; the rest to
+    """Request i: its path and pre-encoded body. A fraction `mix` of them, spread evenly, go to /uw; the rest to
     `path`, which may carry a query string."""
 
-    def __init__(self, url, strikes, mix, seed, start=START, path="/gex"):
-        self.gex_url = url.rstrip("/") + path
-        self.uw_url = url.rstrip("/") + "/uw"
+    def __init__(self, strikes, mix, seed, start=START, path="/gex"):
+        self.gex_path = path
+        self.uw_path = "/uw"
         self.gex = GexBodies(strikes, seed, start)
         self.uw = UwBodies(seed, start)
         self.mix = mix
@@ -46,8 +45,8 @@ class Requests:
 
     def __call__(self, i):
         if self.is_uw(i):
-            return self.uw_url, self.uw(i)
-        return self.gex_url, self.gex(i)
+            return self.uw_path, self.uw(i)
+        return self.gex_path, self.gex(i)
 
 
 class Tally:
@@ -82,17 +81,15 @@ class Tally:
             self.errors[str(outcome)] += 1
 
 
-async def post(session, url, body):
+async def post(connection, path, body):
     """The response status, or the exception's name when there is no response."""
     try:
-        async with session.post(url, data=body, headers=HEADERS) as resp:
-            await resp.read()
-            return resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return await connection.post(path, body)
+    except (OSError, asyncio.TimeoutError, NoContentLength) as exc:
         return type(exc).__name__
 
 
-async def paced_client(session, requests, tally, first, n, clients, t0, rate, window_start, give_up):
+async def paced_client(connection, requests, tally, first, n, clients, t0, rate, window_start, give_up):
     loop = asyncio.get_running_loop()
     for i in range(first, n, clients):
         due = t0 + i / rate
@@ -104,25 +101,25 @@ async def paced_client(session, requests, tally, first, n, clients, t0, rate, wi
             return
         if due > now:
             await asyncio.sleep(due - now)
-        url, body = requests(i)
-        outcome = await post(session, url, body)
+        path, body = requests(i)
+        outcome = await post(connection, path, body)
         end = loop.time()
         tally.response(outcome)
         if due >= window_start:
-            tally.record(outcome, end - due, end, url == requests.gex_url)
+            tally.record(outcome, end - due, end, path == requests.gex_path)
 
 
-async def saturating_client(session, requests, tally, counter, window_start, window_end):
+async def saturating_client(connection, requests, tally, counter, window_start, window_end):
     loop = asyncio.get_running_loop()
     while loop.time() < window_end:
         i = next(counter)
-        url, body = requests(i)
+        path, body = requests(i)
         start = loop.time()
-        outcome = await post(session, url, body)
+        outcome = await post(connection, path, body)
         end = loop.time()
         tally.response(outcome)
         if start >= window_start:
-            tally.record(outcome, end - start, end, url == requests.gex_url)
+            tally.record(outcome, end - start, end, path == requests.gex_path)
 
 
 def percentile(sorted_values, p):
@@ -179,7 +176,7 @@ async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, wa
     or every snapshot is a duplicate. Open-loop requests still unsent `drain` seconds after the end give up.
     Snapshots go to `path`. With `server_pid`, the result has that process's CPU time per response in the window.
     """
-    requests = Requests(url, strikes, mix, seed, start, path)  # all JSON encoding happens here, before the clock starts
+    requests = Requests(strikes, mix, seed, start, path)  # all JSON encoding happens here, before the clock starts
     tally = Tally()
     config = {
         "mode": "saturate" if saturate else "open-loop", "target_rate": None if saturate else rate,
@@ -188,25 +185,29 @@ async def run(url, rate, clients, duration, strikes, mix=0.0, saturate=False, wa
         "path": path,
     }
     loop = asyncio.get_running_loop()
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
-        cpu0 = cpu_seconds()
-        t0 = loop.time()
-        window_start = t0 + warmup
-        window_end = window_start + duration
-        if saturate:
-            counter = itertools.count()
-            tasks = [saturating_client(session, requests, tally, counter, window_start, window_end)
-                     for _ in range(clients)]
-        else:
-            n = round(rate * (warmup + duration))
-            give_up = window_end + drain
-            tasks = [paced_client(session, requests, tally, c, n, clients, t0, rate, window_start, give_up)
-                     for c in range(clients)]
-        sampler = asyncio.create_task(server_cpu(server_pid, tally, window_start, window_end)) if server_pid else None
+    target = urlsplit(url)
+    connections = [Connection(target.hostname, target.port or 80, TIMEOUT) for _ in range(clients)]
+    cpu0 = cpu_seconds()
+    t0 = loop.time()
+    window_start = t0 + warmup
+    window_end = window_start + duration
+    if saturate:
+        counter = itertools.count()
+        tasks = [saturating_client(connection, requests, tally, counter, window_start, window_end)
+                 for connection in connections]
+    else:
+        n = round(rate * (warmup + duration))
+        give_up = window_end + drain
+        tasks = [paced_client(connection, requests, tally, c, n, clients, t0, rate, window_start, give_up)
+                 for c, connection in enumerate(connections)]
+    sampler = asyncio.create_task(server_cpu(server_pid, tally, window_start, window_end)) if server_pid else None
+    try:
         await asyncio.gather(*tasks)
-        cpu_s = cpu_seconds() - cpu0
-        server = await sampler if sampler else {}
+    finally:
+        for connection in connections:
+            connection.close()
+    cpu_s = cpu_seconds() - cpu0
+    server = await sampler if sampler else {}
     return summary(tally, window_start, config, cpu_s, server)
 
 
