@@ -2,7 +2,7 @@
 
 The generator shares the machine's two cores with the server it measures, so its own CPU per request is taken
 from the server's: aiohttp took 0.28 ms of CPU per 45 KB snapshot at saturation, this client 0.13
-(docs/performance.md, Two processes). It reads what the measured servers send: a status line, headers with a
+(docs/performance.md, Disk stalls). It reads what the measured servers send: a status line, headers with a
 Content-Length, that many bytes of body; a reply without a Content-Length is an error (NoContentLength). After
 `Connection: close`, or any error, the next request opens a new connection.
 """

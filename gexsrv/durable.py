@@ -6,12 +6,12 @@ import time
 
 # ext4 mounted with `discard` (as this machine's disk is) discards a file's blocks as it frees them: a synced
 # 64 MiB file unlinked at once held the disk for 20-30 ms, and every journal fdatasync waited behind it. Freed
-# 4 MiB at a time, 5 ms apart, the longest such wait was 10-14 ms (docs/performance.md, Two processes).
+# 4 MiB at a time, 5 ms apart, the longest such wait was 10-14 ms (docs/performance.md, Disk stalls).
 FREE_STEP = 4 << 20
 FREE_PAUSE_S = 0.005
 # Large files are synced a MiB at a time as they are written: one fsync of a whole file (a 30 MB archive file, a
 # 196 MB history file) held the disk 50-200 ms, and the journal's fdatasyncs, and so the replies to /gex, waited
-# as long (docs/performance.md, Two processes).
+# as long (docs/performance.md, Disk stalls).
 SYNC_EVERY = 1 << 20
 
 
