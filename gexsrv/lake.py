@@ -32,12 +32,17 @@ import pyarrow.parquet as pq
 
 from gexsrv.durable import link_new
 from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY, lake_root
+from gexsrv.lowpriority import one_thread
 from gexsrv.pathnames import encode
 from gexsrv.streak import Streak
 
 log = logging.getLogger("gexsrv.lake")
 
 WINDOW = 250_000  # numbered rows per part file at most, which bounds the exporter's memory (~300 MB a window)
+# An export reads a minute of rows back from DuckDB and writes them with Polars on every core it finds: at 500
+# snapshots/s it took both cores for about 10 s a minute, and /gex p99 rose to 100-200 ms meanwhile. Its thread
+# (and the Polars threads it starts, which inherit its priority) gives way to the event loop and ingest.
+EXPORT_NICENESS = 10
 LOCK_POLL_S = 0.05  # how often the exporter looks whether a history import has let go of the lock
 DAY_MS = 86_400_000
 NUMBERED = "seq > ? AND seq <= ?"
@@ -253,6 +258,7 @@ class Lake:
         self.exported = dict.fromkeys(KINDS, 0)  # rows of each kind exported since start
         self.last_export_at = None
         self.streak = Streak("lake")  # the exports failed in a row, for /health
+        self.worker = one_thread("gexsrv-lake", EXPORT_NICENESS, "Parquet exports")
 
     async def start(self):
         await asyncio.to_thread(tidy, self.root)
@@ -277,6 +283,7 @@ class Lake:
             await self.export(compaction=False)  # compaction waits for the next start: shutdown stays quick
         except Exception:
             log.exception("Parquet export failed at shutdown; its range is retried at the next start")
+        await asyncio.to_thread(self.worker.shutdown)
 
     def report(self):
         return {"exported_rows": self.exported_rows, "exported": dict(self.exported),
@@ -346,13 +353,16 @@ class Lake:
                 log.info("exported rows numbered %d..%d to Parquet: %d rows in %d files (%s)", lo + 1, hi,
                          sum(rows.values()), files, ", ".join(f"{n} {kind}" for kind, n in rows.items()))
             if compaction:
-                await asyncio.to_thread(compact, self.root, utc_today())
+                await self._on_worker(compact, self.root, utc_today())
             self.last_export_at = dt.datetime.now(dt.timezone.utc).isoformat()
 
     async def _in_thread(self, export, *args):
         """export(cursor, root, *args) on a worker thread, with a read cursor of the write connection's."""
         cursor = await self.store.use(lambda con: con.cursor())
         try:
-            return await asyncio.to_thread(export, cursor, self.root, *args)
+            return await self._on_worker(export, cursor, self.root, *args)
         finally:
             cursor.close()
+
+    def _on_worker(self, fn, *args):
+        return asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)

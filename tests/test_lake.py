@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,7 +15,7 @@ from gexsrv.history import staging
 from gexsrv.validate import files, options
 from forkserver import run_gexsrv
 from helpers import HISTORY_NAME as NAME, HISTORY_SNAPS as SNAPS, HISTORY_STRIKES as STRIKES
-from helpers import REPO, eventually, lake_health, snapshot, write_history
+from helpers import REPO, database_pid, eventually, lake_health, snapshot, write_history
 from validate_helpers import check, run
 
 NOW = int(time.time())
@@ -26,7 +27,16 @@ def lake_count(root):
                           f"FROM read_parquet('{root}/**/*.strikes.parquet')").fetchone()
 
 
-def test_live_snapshots_reach_the_lake_once(start_server):
+def thread_niceness(pid):
+    """[(name, nice value)] of every thread of a process, from /proc (nice is the 19th field of stat)."""
+    found = []
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        name = (task / "comm").read_text().strip()
+        found.append((name, int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])))
+    return found
+
+
+def test_live_snapshots_reach_the_lake_once_from_threads_that_give_way(start_server):
     server = start_server(None, "--lake-export-interval", "0.2")
     for i in range(5):
         assert server.post("/gex", snapshot(timestamp=NOW + i, n_strikes=4)).status == 202
@@ -35,6 +45,11 @@ def test_live_snapshots_reach_the_lake_once(start_server):
     assert server.get("/health").json()["lake"]["exported_rows"] == 20, "no export within 10 s"
     assert server.get("/health").json()["lake"]["last_export_at"]
     assert list(root.glob("SPX/gex_zero/*.parquet"))
+    # The export's thread runs at a lower priority, and so do the Polars threads it started (imported there).
+    threads = thread_niceness(database_pid(server))
+    polars_threads = [nice for name, nice in threads if name.startswith("polars")]
+    assert polars_threads and set(polars_threads) == {lake.EXPORT_NICENESS}, threads
+    assert lake.EXPORT_NICENESS in {nice for name, nice in threads if name.startswith("gexsrv")}, threads
     assert server.post("/gex", snapshot(timestamp=NOW + 10, n_strikes=4)).status == 202
     server.stop()  # the shutdown export takes the last one
     assert lake_count(root) == (24, 24)
