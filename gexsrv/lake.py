@@ -357,7 +357,7 @@ class Lake:
             self.last_export_at = dt.datetime.now(dt.timezone.utc).isoformat()
 
     async def _in_thread(self, export, *args):
-        """export(cursor, root, *args) on a worker thread, with a read cursor of the write connection's."""
+        """export(cursor, root, *args) on the exporter's thread, with a read cursor of the write connection's."""
         cursor = await self.store.use(lambda con: con.cursor())
         try:
             return await self._on_worker(export, cursor, self.root, *args)

@@ -2,8 +2,9 @@
 
 Names come from gexsrv.pathnames (encoded ticker and endpoint; joined by `~` where `_` would be ambiguous).
 
-A file is written under a temporary name (`.*.part`), synced as it is written and at its end, then published with os.link, which never replaces
-anything: if a different file already holds the name, it stays and the new one gets a name with its hash.
+A file is written under a temporary name (`.*.part`), synced as it is written and at its end, then published with
+os.link, which never replaces anything: if a different file already holds the name, it stays and the new one gets
+a name with its hash.
 Half-written files therefore never appear under a final name; `.part` leftovers are removed at start.
 
 A Sink works on the thread that feeds it; the downloader, on the event loop, feeds it through a Feeder.
