@@ -28,11 +28,15 @@ def lake_count(root):
 
 
 def thread_niceness(pid):
-    """[(name, nice value)] of every thread of a process, from /proc (nice is the 19th field of stat)."""
+    """[(name, nice value)] of every thread of a process, from /proc (nice is the 19th field of stat); a thread
+    that ends while they are read (an idle tokio worker of Polars') is left out."""
     found = []
     for task in (Path("/proc") / str(pid) / "task").iterdir():
-        name = (task / "comm").read_text().strip()
-        found.append((name, int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])))
+        try:
+            name = (task / "comm").read_text().strip()
+            found.append((name, int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])))
+        except FileNotFoundError:
+            pass
     return found
 
 
