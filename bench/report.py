@@ -252,6 +252,8 @@ def soak(minutes, args):
              f"{args.soak_clients} clients for {minutes} min")
         before = server.memory_mb()
         result, samples = asyncio.run(_soak_run(server, minutes * 60, args))
+        if not (server.wait_idle() and server.wait_ingested()):  # as after a scenario: its view counts every row
+            note(f"soak: the server was still busy {servers.IDLE_TIMEOUT:g} s after the run")
         after = server.memory_mb()
         view = _server_view(server.health())
     return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min",

@@ -11,7 +11,7 @@ import pytest
 from helpers import BENCH, REPO, request, snapshot
 # report and servers are bench/ scripts: helpers, which conftest.py imports first, puts bench/ on the path.
 from report import (COMPARED, GEXSRV_PEERS, HISTORY_STRIKES, PEERS, SCENARIOS, Peer, crashed, machine, markdown,
-                    measure, parse_args)
+                    measure, parse_args, soak)
 from servers import ORIGINAL_DB, Fresh, ServerProcess, original
 
 HISTORY_SNAPSHOTS = 50
@@ -135,3 +135,13 @@ def test_a_server_that_dies_during_its_run_is_reported_as_crashed():
     text = markdown(report)
     assert '**dying crashed** in "latency 100 req/s, 10 clients": exit code 3 before it was stopped' in text
     assert text.rstrip().endswith("dying on purpose\n```")
+
+
+@pytest.mark.slow
+def test_a_short_soak_reads_the_server_once_it_has_stored_what_it_acknowledged():
+    """The soak's view of the server is read once ingest has caught up, as a scenario's is: the rows stored are the
+    rows acknowledged, not those of the last ingest before the view was read."""
+    run = soak(0.05, parse_args(["--soak", "0.05", "--soak-rate", "60", "--soak-clients", "2"]))
+    assert run["crash"] is None
+    assert run["errors"] == {} and run["ok_total"] > 100
+    assert run["server_view"]["stored"] == {"snapshot": run["ok_total"], "strike_rows": run["ok_total"] * STRIKES}
