@@ -22,6 +22,7 @@ replaces a file. See docs/parquet.md.
 
 import asyncio
 import datetime as dt
+import io
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import threading
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gexsrv.durable import link_new
+from gexsrv.durable import SYNC_EVERY, SyncedWriter, link_new
 from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY, lake_root
 from gexsrv.lowpriority import one_thread
 from gexsrv.pathnames import encode
@@ -114,11 +115,16 @@ def finish_backfill(con, kind, files, rows):
 # ---- files, on a worker thread ----
 
 def publish(frame, folder, name, metadata=None):
-    """Write frame to folder/name unless that name exists; True if this call published it."""
+    """Write frame to folder/name unless that name exists; True if this call published it. The file is made in
+    memory and written a MiB at a time, each synced (durable.SyncedWriter): a day file is tens of MB."""
     os.makedirs(folder, exist_ok=True)
     temp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    content = io.BytesIO()
+    frame.write_parquet(content, compression="zstd", metadata=metadata)
     with open(temp, "wb") as f:
-        frame.write_parquet(f, compression="zstd", metadata=metadata)
+        writer, view = SyncedWriter(f), content.getbuffer()
+        for at in range(0, len(view), SYNC_EVERY):
+            writer.write(view[at:at + SYNC_EVERY])
         f.flush()
         os.fsync(f.fileno())
     try:

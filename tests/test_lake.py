@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from gexsrv import lake, pathnames, schema
+from gexsrv import durable, lake, pathnames, schema
 from gexsrv.history import staging
 from gexsrv.validate import files, options
 from forkserver import run_gexsrv
@@ -179,6 +180,18 @@ def test_names_that_once_shared_a_folder_each_get_their_own_with_all_their_rows(
         assert [os.path.relpath(p, root) for p in picked] == [f"{folder}/20251021.1-30.strikes.parquet"]
         found = check(run(tmp_path, ticker=ticker), "crosscheck.parquet_counts")
         assert (found.status, found.count) == ("passed", 0), found
+
+
+def test_a_file_of_several_mib_is_published_whole(tmp_path):
+    """publish writes the file from memory a MiB at a time (each synced): a day file of several MiB reads back as
+    the frame it was made of."""
+    rnd = random.Random(1)
+    frame = pl.DataFrame({"timestamp": range(400_000), "gamma": [rnd.random() for _ in range(400_000)]})
+    assert lake.publish(frame, str(tmp_path), "20251021.strikes.parquet")
+    path = tmp_path / "20251021.strikes.parquet"
+    assert path.stat().st_size > 2 * durable.SYNC_EVERY
+    assert lake.holds(str(path), frame) and pl.read_parquet(path).equals(frame)
+    assert os.listdir(tmp_path) == ["20251021.strikes.parquet"]
 
 
 def test_a_taken_part_name_counts_only_when_it_holds_the_same_rows(tmp_path):
