@@ -139,9 +139,9 @@ def test_a_server_that_dies_during_its_run_is_reported_as_crashed():
 
 @pytest.mark.slow
 def test_a_short_soak_reads_the_server_once_it_has_stored_what_it_acknowledged():
-    """The soak's view of the server is read once ingest has caught up, as a scenario's is: the rows stored are the
+    """The soak's view of the server (1.5 s of it) is read once ingest has caught up, as a scenario's is: the rows stored are the
     rows acknowledged, not those of the last ingest before the view was read."""
-    run = soak(0.05, parse_args(["--soak", "0.05", "--soak-rate", "60", "--soak-clients", "2"]))
+    run = soak(0.025, parse_args(["--soak", "0.025", "--soak-rate", "100", "--soak-clients", "2"]))
     assert run["crash"] is None
     assert run["errors"] == {} and run["ok_total"] > 100
     assert run["server_view"]["stored"] == {"snapshot": run["ok_total"], "strike_rows": run["ok_total"] * STRIKES}
