@@ -47,8 +47,8 @@ class ReplyReader(asyncio.Protocol):
             return False
         lines = bytes(self.buffer[:end]).split(b"\r\n")
         self.status = int(lines[0].split(None, 2)[1])
-        fields = dict(line.split(b":", 1) for line in lines[1:])
-        fields = {name.strip().lower(): value.strip() for name, value in fields.items()}
+        pairs = (line.partition(b":") for line in lines[1:])
+        fields = {name.strip().lower(): value.strip() for name, _, value in pairs}
         self.closing = fields.get(b"connection", b"").lower() == b"close"
         if b"content-length" not in fields:
             self._fail(NoContentLength(lines[0].decode(errors="replace")))

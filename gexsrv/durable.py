@@ -37,21 +37,24 @@ def link_new(temp_path, final_path):
 
 
 class SyncedWriter:
-    """Writes to a file, syncing what it wrote every SYNC_EVERY bytes, so that the disk never holds more of it
-    unsynced than that; the final fsync is the caller's."""
+    """Writes to a file, syncing what it wrote every SYNC_EVERY bytes (a large write in pieces of that size), so
+    that the disk never holds more of it unsynced than that; the final fsync is the caller's."""
 
     def __init__(self, file):
         self.file = file
         self.unsynced = 0
 
     def write(self, data):
-        self.file.write(data)
-        self.unsynced += len(data)
-        if self.unsynced >= SYNC_EVERY:
-            self.file.flush()
-            os.fdatasync(self.file.fileno())
-            self.unsynced = 0
-        return len(data)
+        view = memoryview(data)
+        for at in range(0, len(view), SYNC_EVERY):
+            piece = view[at:at + SYNC_EVERY]
+            self.file.write(piece)
+            self.unsynced += len(piece)
+            if self.unsynced >= SYNC_EVERY:
+                self.file.flush()
+                os.fdatasync(self.file.fileno())
+                self.unsynced = 0
+        return len(view)
 
 
 def shrink_away(path):

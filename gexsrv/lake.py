@@ -31,7 +31,7 @@ import threading
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gexsrv.durable import SYNC_EVERY, SyncedWriter, link_new
+from gexsrv.durable import SyncedWriter, link_new
 from gexsrv.lakekinds import BACKFILL, BACKFILLED, DAY, KINDS, PART, PARTS_KEY, lake_root
 from gexsrv.lowpriority import one_thread
 from gexsrv.pathnames import encode
@@ -122,9 +122,7 @@ def publish(frame, folder, name, metadata=None):
     content = io.BytesIO()
     frame.write_parquet(content, compression="zstd", metadata=metadata)
     with open(temp, "wb") as f:
-        writer, view = SyncedWriter(f), content.getbuffer()
-        for at in range(0, len(view), SYNC_EVERY):
-            writer.write(view[at:at + SYNC_EVERY])
+        SyncedWriter(f).write(content.getbuffer())
         f.flush()
         os.fsync(f.fileno())
     try:
