@@ -11,7 +11,7 @@ from gexsrv.decode import Rules, decode_gex
 from snapshots import START, GexBodies
 
 STRIKES = 300  # strike rows per snapshot, as the load scenarios send
-FLUSH = 256  # snapshots in the largest group commit (flush_max_records' default)
+FLUSH = 256  # snapshots in one ingest batch: 76,800 strike rows, under a DuckDB row group
 
 
 def bodies(n, strikes=STRIKES, start=START):
