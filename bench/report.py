@@ -131,6 +131,14 @@ def _server_view(health):
     return {"stored": health.get("stored_since_start"), **{k: health[k] for k in ("journal", "ingest") if k in health}}
 
 
+def _settled(server, who):
+    """(RSS MB, the server's view) once it is idle and has ingested what it acknowledged, so that the view counts
+    every row of the run."""
+    if not (server.wait_idle() and server.wait_ingested()):
+        note(f"{who} was still busy {servers.IDLE_TIMEOUT:g} s after the run")
+    return server.memory_mb(), _server_view(server.health())
+
+
 def measure(peer, name, rate, clients, duration, drain, args):
     """One scenario against one fresh server."""
     with servers.Fresh(peer.make, *peer.flags, keep=args.keep) as server:
@@ -138,10 +146,7 @@ def measure(peer, name, rate, clients, duration, drain, args):
         before = server.memory_mb()
         result = asyncio.run(loadgen.run(server.url, rate, clients, duration, args.strikes, saturate=rate is None,
                                          warmup=args.warmup, drain=drain, path=peer.path, server_pid=server.proc.pid))
-        if not (server.wait_idle() and server.wait_ingested()):
-            note(f"{name}: {peer.name} was still busy {servers.IDLE_TIMEOUT:g} s after the run")
-        after = server.memory_mb()
-        view = _server_view(server.health())
+        after, view = _settled(server, f"{name}: {peer.name}")
     kept = {"workdir": str(server.workdir)} if args.keep else {}
     return {"scenario": name, "server": peer.name, **result, "memory_before": before, "memory_after": after,
             "server_view": view, "crash": server.crash, **kept}
@@ -252,10 +257,7 @@ def soak(minutes, args):
              f"{args.soak_clients} clients for {minutes} min")
         before = server.memory_mb()
         result, samples = asyncio.run(_soak_run(server, minutes * 60, args))
-        if not (server.wait_idle() and server.wait_ingested()):  # as after a scenario: its view counts every row
-            note(f"soak: the server was still busy {servers.IDLE_TIMEOUT:g} s after the run")
-        after = server.memory_mb()
-        view = _server_view(server.health())
+        after, view = _settled(server, "soak: the server")
     return {"scenario": f"soak {args.soak_rate} req/s, {args.soak_clients} clients, {minutes} min",
             "server": f"gexsrv --processes {args.soak_processes}",
             **result, "memory_before": before, "memory_after": after, "memory_samples": samples,

@@ -139,8 +139,8 @@ def test_a_server_that_dies_during_its_run_is_reported_as_crashed():
 
 @pytest.mark.slow
 def test_a_short_soak_reads_the_server_once_it_has_stored_what_it_acknowledged():
-    """The soak's view of the server (1.5 s of it) is read once ingest has caught up, as a scenario's is: the rows stored are the
-    rows acknowledged, not those of the last ingest before the view was read."""
+    """The soak's view of the server (1.5 s of it) is read once ingest has caught up, as a scenario's is: the rows
+    stored are the rows acknowledged, not those of the last ingest before the view was read."""
     run = soak(0.025, parse_args(["--soak", "0.025", "--soak-rate", "100", "--soak-clients", "2"]))
     assert run["crash"] is None
     assert run["errors"] == {} and run["ok_total"] > 100
